@@ -1,0 +1,2 @@
+"""detforge: train, tune, evaluate and diagnose YOLO-style detectors."""
+__version__ = "0.1.0"
