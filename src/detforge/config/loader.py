@@ -1,0 +1,219 @@
+"""Build a validated :class:`RunConfig` from layers: defaults, presets, YAML, environment, CLI.
+
+Precedence, lowest first: schema defaults < demo preset (only when no data.yaml is given) <
+config YAML (``cfg=``) < ``DETFORGE_*`` environment variables < ``key=value`` arguments.
+Every layer is checked key by key, so a misspelt key fails with the layer that holds it and the
+nearest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .fields import ConfigError, check_constraints, coerce, suggest
+from .schema import ALIASES, DEMO_PRESET, RunConfig
+
+__all__ = [
+    "load_config",
+    "parse_overrides",
+    "config_to_dict",
+    "config_from_dict",
+    "dump_config",
+    "all_keys",
+    "ENV_PREFIX",
+    "ENV_RESERVED",
+]
+
+ENV_PREFIX = "DETFORGE_"
+# Environment variables of detforge that are not run settings.
+ENV_RESERVED = {"DETFORGE_CACHE", "DETFORGE_SHARED", "DETFORGE_CONFIG"}
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(RunConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(RunConfig)}
+
+
+def all_keys() -> dict[str, tuple[dataclasses.Field, Any]]:
+    """``"section.key" -> (field, type)`` for every setting."""
+    out = {}
+    for sec_name, sec_type in _sections().items():
+        hints = typing.get_type_hints(sec_type)
+        for f in dataclasses.fields(sec_type):
+            out[f"{sec_name}.{f.name}"] = (f, hints[f.name])
+    return out
+
+
+def _resolve_key(key: str, aliases: Mapping[str, str], source: str) -> str:
+    key = key.strip()
+    if key in aliases:
+        return aliases[key]
+    keys = all_keys()
+    if key in keys:
+        return key
+    sections = _sections()
+    if key in sections:
+        raise ConfigError(f"{source}: '{key}' is a section; set one of its keys, e.g. '{key}.…'")
+    candidates = list(keys) + list(aliases)
+    # a bare leaf name (``lr0``) is a common slip: point at its full name
+    leaf_matches = [k for k in keys if k.split(".")[-1] == key]
+    if len(leaf_matches) == 1:
+        hint = f" (did you mean '{leaf_matches[0]}'?)"
+    else:
+        hint = suggest(key, candidates)
+    raise ConfigError(f"{source}: unknown key '{key}'{hint}")
+
+
+def _flatten(tree: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Nested ``{section: {key: value}}`` (or dotted keys) -> ``{"section.key": value}``."""
+    flat: dict[str, Any] = {}
+    sections = _sections()
+    for k, v in tree.items():
+        if not isinstance(k, str):
+            raise ConfigError(f"{source}: keys must be strings, got {k!r}")
+        if k in sections:
+            if not isinstance(v, Mapping):
+                raise ConfigError(f"{source}: section '{k}' must be a mapping, got {v!r}")
+            for kk, vv in v.items():
+                flat[f"{k}.{kk}"] = vv
+        else:
+            flat[k] = v
+    return flat
+
+
+def parse_value(text: str) -> Any:
+    """Parse a CLI or environment value with YAML rules (``1e-3``, ``true``, ``[1, 2]``)."""
+    try:
+        return yaml.safe_load(text) if text != "" else None
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(args: Iterable[str]) -> list[tuple[str, Any]]:
+    """``["optim.lr0=0.02", "epochs=3"]`` -> ``[("optim.lr0", 0.02), ("epochs", 3)]``."""
+    out = []
+    for arg in args:
+        if "=" not in arg:
+            raise ConfigError(f"argument '{arg}': expected key=value")
+        key, text = arg.split("=", 1)
+        if not key:
+            raise ConfigError(f"argument '{arg}': empty key")
+        out.append((key, parse_value(text)))
+    return out
+
+
+def _env_layer(env: Mapping[str, str], aliases: Mapping[str, str]) -> list[tuple[str, Any, str]]:
+    """``DETFORGE_OPTIM__LR0=0.02`` / ``DETFORGE_EPOCHS=3`` -> overrides."""
+    out = []
+    for name, text in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
+            continue
+        raw = name[len(ENV_PREFIX) :].lower()
+        key = raw.replace("__", ".")
+        out.append((key, parse_value(text), f"environment variable {name}"))
+    return out
+
+
+def _apply(
+    values: dict[str, Any],
+    items: Iterable[tuple[str, Any, str]],
+    aliases: Mapping[str, str],
+) -> None:
+    keys = all_keys()
+    for key, value, source in items:
+        full = _resolve_key(key, aliases, source)
+        f, tp = keys[full]
+        value = coerce(full, value, tp)
+        check_constraints(full, value, f)
+        values[full] = value
+
+
+def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
+    """Build and cross-check a RunConfig from ``{"section.key": value}``."""
+    cfg = RunConfig()
+    for full, value in values.items():
+        sec, key = full.split(".", 1)
+        setattr(getattr(cfg, sec), key, value)
+    _cross_check(cfg)
+    return cfg
+
+
+def _cross_check(cfg: RunConfig) -> None:
+    """Rules that involve more than one field or value sets a type cannot express."""
+    if cfg.train.imgsz % 32:
+        raise ConfigError(
+            f"train.imgsz: {cfg.train.imgsz} is not a multiple of 32 "
+            f"(nearest: {max(32, round(cfg.train.imgsz / 32) * 32)})"
+        )
+    from ..engine.fitness import check_fitness_weights
+
+    check_fitness_weights(cfg.train.fitness, key="train.fitness")
+    dev = cfg.train.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError(f"train.device: {dev!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def load_config(
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    cfg_file: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_aliases: Mapping[str, str] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve a run configuration.
+
+    overrides: ``key=value`` strings or a mapping (nested sections or dotted keys).
+    cfg_file: a YAML file of settings (e.g. a previous run's ``config.yaml``).
+    env: environment to read ``DETFORGE_*`` from (default ``os.environ``).
+    extra_aliases: command-specific short names (``conf`` means ``predict.conf`` in predict).
+    base: values below everything else except defaults (a checkpoint's saved config).
+    """
+    aliases = {**ALIASES, **(extra_aliases or {})}
+    env = os.environ if env is None else env
+    layers: list[list[tuple[str, Any, str]]] = []
+    if base:
+        layers.append([(k, v, "saved config") for k, v in _flatten(base, "saved config").items()])
+    if cfg_file is not None:
+        path = Path(cfg_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path}: invalid YAML: {e}") from None
+        if not isinstance(tree, Mapping):
+            raise ConfigError(f"config file {path}: expected a mapping at the top level")
+        src = f"config file {path}"
+        layers.append([(k, v, f"{src}: key '{k}'") for k, v in _flatten(tree, src).items()])
+    layers.append(_env_layer(env, aliases))
+    if isinstance(overrides, Mapping):
+        flat = _flatten(overrides, "overrides")
+        layers.append([(k, v, f"argument '{k}'") for k, v in flat.items()])
+    else:
+        layers.append([(k, v, f"argument '{k}={v}'") for k, v in parse_overrides(overrides)])
+
+    values: dict[str, Any] = {}
+    for layer in layers:
+        _apply(values, layer, aliases)
+    if values.get("data.path") is None:
+        preset: dict[str, Any] = {}
+        _apply(preset, [(k, v, "demo preset") for k, v in _flatten(DEMO_PRESET, "").items()], {})
+        values = {**preset, **values}
+    return config_from_dict(values)
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """Nested plain dict of every setting (what ``config.yaml`` holds)."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """YAML text of the resolved configuration, sections in schema order."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)

@@ -1,0 +1,134 @@
+"""Detection loss: task-aligned assignment, then box (IoU), DFL and classification terms.
+
+Each term is normalised by the sum of soft class targets in the batch (a guarded denominator:
+at least 1), so an image without objects contributes only classification (background) loss.
+The trainer back-propagates ``total_loss(terms, batch_size)``, the per-image mean times the number
+of images: gradients sum over images, which keeps the learning rate meaningful across batch sizes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..assign.task_aligned import TaskAlignedAssigner
+from ..boxes import aligned_iou
+from ..models.decode import distance_to_box, flatten_outputs, make_anchors
+
+__all__ = ["DetectionLoss", "total_loss", "pad_targets", "dfl_loss"]
+
+
+def pad_targets(targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(T, 6) [batch_index, cls, x1, y1, x2, y2] -> labels (B, M), boxes (B, M, 4), mask (B, M)."""
+    dev = targets.device
+    if targets.numel() == 0:
+        z = torch.zeros(batch_size, 0, device=dev)
+        return z.long(), z.new_zeros(batch_size, 0, 4), z.bool()
+    bi = targets[:, 0].long()
+    counts = torch.bincount(bi, minlength=batch_size)
+    m = int(counts.max())
+    order = torch.argsort(bi, stable=True)
+    bi = bi[order]
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(bi), device=dev) - starts[bi]
+    labels = torch.zeros(batch_size, m, dtype=torch.long, device=dev)
+    boxes = torch.zeros(batch_size, m, 4, device=dev)
+    mask = torch.zeros(batch_size, m, dtype=torch.bool, device=dev)
+    labels[bi, slot] = targets[order, 1].long()
+    boxes[bi, slot] = targets[order, 2:6].float()
+    mask[bi, slot] = True
+    return labels, boxes, mask
+
+
+def dfl_loss(logits: Tensor, target: Tensor, reg_max: int) -> Tensor:
+    """Distribution focal loss (Li et al., GFL, NeurIPS 2020).
+
+    logits: (P, 4, reg_max); target: (P, 4) distances in bins, in [0, reg_max - 1).
+    The target's two neighbouring bins are trained with weights by linear interpolation.
+    Returns (P,) the mean over the four sides.
+    """
+    left = target.long()
+    right = left + 1
+    w_left = right.float() - target
+    w_right = 1 - w_left
+    logp = F.log_softmax(logits.float(), dim=-1)
+    loss = -(
+        logp.gather(-1, left[..., None]).squeeze(-1) * w_left
+        + logp.gather(-1, right.clamp(max=reg_max - 1)[..., None]).squeeze(-1) * w_right
+    )
+    return loss.mean(-1)
+
+
+def total_loss(terms: dict[str, Tensor], batch_size: int) -> Tensor:
+    """What the trainer back-propagates: the sum of weighted terms times the images in the batch."""
+    return sum(terms.values()) * batch_size
+
+
+class DetectionLoss(nn.Module):
+    """Computes ``{"box", "cls", "dfl"}`` (already multiplied by their gains) for a batch."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        strides: tuple[int, ...],
+        reg_max: int = 16,
+        box_gain: float = 7.5,
+        cls_gain: float = 0.5,
+        dfl_gain: float = 1.5,
+        iou_kind: str = "ciou",
+        assigner: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.nc, self.strides, self.reg_max = num_classes, strides, reg_max
+        self.gains = {"box": box_gain, "cls": cls_gain, "dfl": dfl_gain}
+        self.iou_kind = iou_kind
+        self.assigner = assigner or TaskAlignedAssigner(num_classes, iou_kind=iou_kind)
+
+    def classification(self, logits: Tensor, target_scores: Tensor) -> Tensor:
+        """Summed BCE over anchors and classes. logits, target_scores: (B, N, K)."""
+        return F.binary_cross_entropy_with_logits(logits, target_scores, reduction="sum")
+
+    def forward(self, outputs: list[Tensor], targets: Tensor) -> dict[str, Tensor]:
+        """outputs: raw head maps (B, 4R+K, H, W) per level; targets: (T, 6) as in pad_targets."""
+        b = outputs[0].shape[0]
+        points, stride_col = make_anchors(outputs, self.strides)
+        box_logits, cls_logits = flatten_outputs(outputs, self.reg_max)
+        box_logits, cls_logits = box_logits.float(), cls_logits.float()
+        bins = torch.arange(self.reg_max, device=points.device, dtype=torch.float32)
+        prob = box_logits.reshape(b, -1, 4, self.reg_max).softmax(-1)
+        pred_dist = prob @ bins  # (B, N, 4) in stride units
+        pred_boxes = distance_to_box(points, pred_dist)  # grid units
+
+        gt_labels, gt_boxes, gt_mask = pad_targets(targets.to(points.device), b)
+        assigned = self.assigner(
+            cls_logits.detach().sigmoid(),
+            (pred_boxes.detach() * stride_col),
+            points * stride_col,
+            gt_labels,
+            gt_boxes,
+            gt_mask,
+        )
+        norm = assigned.scores.sum().clamp(min=1.0)
+        cls = self.classification(cls_logits, assigned.scores) / norm
+
+        fg = assigned.fg_mask
+        if bool(fg.any()):
+            weight = assigned.scores.sum(-1)[fg]  # (P,)
+            target_boxes = assigned.boxes / stride_col  # grid units
+            iou = aligned_iou(pred_boxes[fg], target_boxes[fg], self.iou_kind)
+            box = ((1.0 - iou) * weight).sum() / norm
+            pts = points[None].expand(b, -1, -1)[fg]
+            tb = target_boxes[fg]
+            target_dist = torch.cat([pts - tb[:, :2], tb[:, 2:] - pts], -1)
+            target_dist = target_dist.clamp(0, self.reg_max - 1 - 0.01)
+            logits_fg = box_logits.reshape(b, -1, 4, self.reg_max)[fg]
+            dfl = (dfl_loss(logits_fg, target_dist, self.reg_max) * weight).sum() / norm
+        else:
+            # keep the graph connected so DDP and AMP see every parameter used
+            box = dfl = box_logits.sum() * 0.0
+        return {
+            "box": box * self.gains["box"],
+            "cls": cls * self.gains["cls"],
+            "dfl": dfl * self.gains["dfl"],
+        }

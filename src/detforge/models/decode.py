@@ -1,0 +1,54 @@
+"""Turn raw head maps into boxes and class scores (no thresholds, no NMS)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["make_anchors", "flatten_outputs", "dfl_expectation", "distance_to_box", "decode"]
+
+
+def make_anchors(
+    outputs: list[Tensor], strides: tuple[int, ...], offset: float = 0.5
+) -> tuple[Tensor, Tensor]:
+    """Cell-centre points of every level, in grid units of their own stride.
+
+    Returns points (N, 2) as (x, y) and strides (N, 1), N = sum of H_l * W_l, levels in order.
+    """
+    points, stride_col = [], []
+    for out, s in zip(outputs, strides, strict=True):
+        h, w = out.shape[-2:]
+        dev, dt = out.device, torch.float32
+        ys = torch.arange(h, device=dev, dtype=dt) + offset
+        xs = torch.arange(w, device=dev, dtype=dt) + offset
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        points.append(torch.stack([gx, gy], -1).reshape(-1, 2))
+        stride_col.append(torch.full((h * w, 1), float(s), device=dev, dtype=dt))
+    return torch.cat(points), torch.cat(stride_col)
+
+
+def flatten_outputs(outputs: list[Tensor], reg_max: int) -> tuple[Tensor, Tensor]:
+    """Per-level maps (B, 4R+K, H, W) -> box logits (B, N, 4R) and class logits (B, N, K)."""
+    flat = torch.cat([o.flatten(2) for o in outputs], dim=2).transpose(1, 2)
+    return flat[..., : 4 * reg_max], flat[..., 4 * reg_max :]
+
+
+def dfl_expectation(box_logits: Tensor, reg_max: int) -> Tensor:
+    """(B, N, 4R) logits -> (B, N, 4) expected distances (l, t, r, b) in stride units."""
+    b, n, _ = box_logits.shape
+    prob = box_logits.reshape(b, n, 4, reg_max).float().softmax(-1)
+    bins = torch.arange(reg_max, device=box_logits.device, dtype=prob.dtype)
+    return prob @ bins
+
+
+def distance_to_box(points: Tensor, dist: Tensor) -> Tensor:
+    """points (N, 2) and distances (..., N, 4) l,t,r,b -> boxes (..., N, 4) xyxy, same units."""
+    return torch.cat([points - dist[..., :2], points + dist[..., 2:]], dim=-1)
+
+
+def decode(outputs: list[Tensor], strides: tuple[int, ...], reg_max: int) -> tuple[Tensor, Tensor]:
+    """Raw maps -> boxes (B, N, 4) xyxy in input pixels and class probabilities (B, N, K)."""
+    points, stride_col = make_anchors(outputs, strides)
+    box_logits, cls_logits = flatten_outputs(outputs, reg_max)
+    boxes = distance_to_box(points, dfl_expectation(box_logits, reg_max)) * stride_col
+    return boxes, cls_logits.float().sigmoid()

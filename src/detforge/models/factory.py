@@ -1,0 +1,123 @@
+"""Model names and YAML files -> :class:`YOLODetector`, plus size reporting."""
+
+from __future__ import annotations
+
+import math
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from ..config.fields import ConfigError, suggest
+from .yolo import ModelSpec, YOLODetector
+
+__all__ = ["resolve_spec", "build_model", "model_info", "available_models"]
+
+_NAME = re.compile(r"^(?P<family>[a-z0-9]+)-(?P<scale>[a-z]+)(?:-(?P<levels>[a-z0-9]+))?$")
+
+
+def _family_yaml(family: str) -> Path | None:
+    p = resources.files("detforge.models") / "configs" / f"{family}.yaml"
+    return Path(str(p)) if p.is_file() else None
+
+
+def available_models() -> list[str]:
+    """Every built-in model name (family x scale x level set)."""
+    out = []
+    folder = resources.files("detforge.models") / "configs"
+    for f in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not f.name.endswith(".yaml"):
+            continue
+        cfg = yaml.safe_load(f.read_text())
+        fam = f.name[:-5]
+        for s in cfg["scales"]:
+            for lv in cfg["levels"]:
+                out.append(f"{fam}-{s}" + ("" if lv == "default" else f"-{lv}"))
+    return out
+
+
+def _scaled(c: int, width: float, cap: int) -> int:
+    # channels stay multiples of 8 for efficient kernels
+    return max(8, int(math.ceil(min(c, cap) * width / 8) * 8))
+
+
+def spec_from_dict(cfg: dict[str, Any], scale: str, levels: str, name: str, src: str) -> ModelSpec:
+    """Apply a scale and level set to a family description (the YAML's content)."""
+    try:
+        scales, bb = cfg["scales"], cfg["backbone"]
+        if scale not in scales:
+            raise ConfigError(f"{src}: unknown scale '{scale}'{suggest(scale, scales)}")
+        if levels not in cfg["levels"]:
+            raise ConfigError(
+                f"{src}: unknown level set '{levels}'{suggest(levels, cfg['levels'])}"
+            )
+        sc = scales[scale]
+        d, w, cap = float(sc["depth"]), float(sc["width"]), int(sc["max_channels"])
+        stages = bb["stages"]
+        if len(stages) != 4:
+            raise ConfigError(f"{src}: backbone.stages must list 4 stages (P2..P5)")
+        lv = tuple(sorted(int(k) for k in cfg["levels"][levels]))
+        if not lv or lv[0] < 2 or lv[-1] > 5 or lv != tuple(range(lv[0], lv[-1] + 1)):
+            raise ConfigError(f"{src}: levels.{levels} must be consecutive levels within 2..5")
+        return ModelSpec(
+            stem=_scaled(int(bb["stem"]), w, cap),
+            channels=tuple(_scaled(int(s["channels"]), w, cap) for s in stages),
+            blocks=tuple(max(1, round(int(s["blocks"]) * d)) for s in stages),
+            neck_blocks=max(1, round(int(cfg["neck"]["blocks"]) * d)),
+            sppf_kernel=int(bb.get("sppf_kernel", 5)),
+            levels=lv,
+            reg_max=int(cfg.get("reg_max", 16)),
+            cls_branch=str(cfg.get("head", {}).get("cls_branch", "dw")),
+            name=name,
+        )
+    except KeyError as e:
+        raise ConfigError(f"{src}: missing key {e}") from None
+
+
+def resolve_spec(name: str) -> ModelSpec:
+    """``yolo-n``, ``yolo-s-p2``, or ``path/to/model.yaml[:scale[:levels]]``."""
+    if name.endswith(".yaml") or ".yaml:" in name:
+        path, _, rest = name.partition(".yaml")
+        path = Path(path + ".yaml")
+        scale, _, levels = rest.lstrip(":").partition(":")
+        if not path.is_file():
+            raise ConfigError(f"model.name: model file {path} does not exist")
+        cfg = yaml.safe_load(path.read_text())
+        scale = scale or next(iter(cfg.get("scales", {"n": 0})))
+        return spec_from_dict(cfg, scale, levels or "default", name, str(path))
+    m = _NAME.match(name)
+    yaml_path = _family_yaml(m["family"]) if m else None
+    if yaml_path is None:
+        raise ConfigError(
+            f"model.name: unknown model '{name}'{suggest(name, available_models())}; "
+            f"built-in models: {', '.join(available_models())}"
+        )
+    cfg = yaml.safe_load(yaml_path.read_text())
+    return spec_from_dict(cfg, m["scale"], m["levels"] or "default", name, f"model.name: '{name}'")
+
+
+def build_model(name: str | ModelSpec, num_classes: int) -> YOLODetector:
+    """Build an untrained detector for ``num_classes`` classes."""
+    if num_classes < 1:
+        raise ConfigError(f"a detector needs at least one class, got {num_classes}")
+    spec = name if isinstance(name, ModelSpec) else resolve_spec(name)
+    return YOLODetector(spec, num_classes)
+
+
+def model_info(model: nn.Module, imgsz: int = 640) -> dict[str, float]:
+    """Parameters and GFLOPs (2 x multiply-adds, the convention of the YOLO literature)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in model.parameters())
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return {"params": params, "gflops": counter.get_total_flops() / 1e9, "imgsz": imgsz}

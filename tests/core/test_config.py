@@ -1,0 +1,78 @@
+"""Config loading: layers, aliases, environment, validation messages, round trip."""
+
+import pytest
+import yaml
+
+from detforge.config import ConfigError, RunConfig, dump_config, load_config
+
+
+def test_defaults_and_demo_preset():
+    cfg = load_config([], env={})
+    assert isinstance(cfg, RunConfig)
+    assert cfg.data.path is None
+    assert cfg.train.imgsz == 256  # demo preset applies without data.yaml
+    cfg = load_config(["data=x.yaml"], env={})
+    assert cfg.train.imgsz == 640 and cfg.train.epochs == 100
+
+
+def test_aliases_and_dotted_keys():
+    cfg = load_config(["epochs=3", "imgsz=320", "optim.lr0=0.02", "model=yolo-s", "batch=4"], env={})
+    assert (cfg.train.epochs, cfg.train.imgsz, cfg.optim.lr0) == (3, 320, 0.02)
+    assert cfg.model.name == "yolo-s" and cfg.train.batch == 4
+    assert isinstance(cfg.optim.lr0, float)
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("optim.lr=0.1", "unknown key 'optim.lr' (did you mean 'optim.lr0'?)"),
+        ("epoch=3", "unknown key 'epoch' (did you mean 'epochs'?)"),
+        ("train.epoch=3", "did you mean 'train.epochs'?"),
+        ("lrf=0.1", "did you mean 'schedule.lrf'?"),
+        ("epochs=0", "train.epochs: 0 is below the minimum 1"),
+        ("imgsz=100", "train.imgsz: 100 is not a multiple of 32"),
+        ("optim.name=sdg", "did you mean 'sgd'?"),
+        ("epochs=abc", "train.epochs: expected an integer"),
+        ("augment.fliplr=1.5", "augment.fliplr: 1.5 is above the maximum 1"),
+        ("train.fitness={map5: 1}", "unknown metric 'map5'"),
+        ("train.device=gpu", "train.device"),
+        ("novalue", "expected key=value"),
+    ],
+)
+def test_bad_settings_name_the_key(arg, message):
+    with pytest.raises(ConfigError) as e:
+        load_config([arg], env={})
+    assert message in str(e.value)
+
+
+def test_env_layer_below_cli():
+    env = {"DETFORGE_OPTIM__LR0": "0.05", "DETFORGE_EPOCHS": "7", "DETFORGE_CACHE": "/tmp/x"}
+    cfg = load_config([], env=env)
+    assert cfg.optim.lr0 == 0.05 and cfg.train.epochs == 7
+    cfg = load_config(["epochs=9"], env=env)
+    assert cfg.train.epochs == 9
+    with pytest.raises(ConfigError, match="DETFORGE_OPTIM__LR1: unknown key 'optim.lr1'"):
+        load_config([], env={"DETFORGE_OPTIM__LR1": "1"})
+
+
+def test_yaml_file_layer_and_round_trip(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  lr0: 0.03\ntrain:\n  epochs: 4\n")
+    cfg = load_config(["epochs=5"], cfg_file=f, env={})
+    assert cfg.optim.lr0 == 0.03 and cfg.train.epochs == 5
+    dumped = tmp_path / "config.yaml"
+    dumped.write_text(dump_config(cfg))
+    again = load_config([], cfg_file=dumped, env={})
+    assert again == cfg
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lr00: 1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*optim.lr00.*did you mean 'optim.lr0'"):
+        load_config([], cfg_file=bad, env={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config([], cfg_file=tmp_path / "missing.yaml", env={})
+
+
+def test_dump_is_plain_yaml():
+    text = dump_config(load_config(["data=d.yaml"], env={}))
+    tree = yaml.safe_load(text)
+    assert tree["data"]["path"] == "d.yaml" and "lr0" in tree["optim"]
