@@ -1,0 +1,1 @@
+"""Training engine: optimizer groups, schedules, EMA, checkpoints and the trainer."""

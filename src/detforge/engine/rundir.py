@@ -1,0 +1,99 @@
+"""Run folders: numbered creation, atomic text writes, results.csv and the run log."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["make_run_dir", "write_text_atomic", "ResultsCSV", "attach_log_file"]
+
+
+def make_run_dir(project: str | os.PathLike, name: str, exist_ok: bool = False) -> Path:
+    """``project/name``, or the first free ``project/name2``, ``name3``... unless ``exist_ok``."""
+    project = Path(project)
+    base = project / name
+    if exist_ok or not base.exists():
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+    stem = re.sub(r"\d+$", "", name) or name
+    n = 2
+    while True:
+        cand = project / f"{stem}{n}"
+        try:
+            cand.mkdir(parents=True, exist_ok=False)  # atomic claim, safe between processes
+            return cand
+        except FileExistsError:
+            n += 1
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, fsync, and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultsCSV:
+    """One row per epoch; the whole file is rewritten atomically so it is never half a row.
+
+    Columns are the union of every row's keys, in first-seen order (validation columns appear
+    in the first validated epoch; earlier rows leave them empty).
+    """
+
+    def __init__(self, path: str | os.PathLike, rows: Sequence[Mapping] = ()):
+        self.path = Path(path)
+        self.rows: list[dict] = [dict(r) for r in rows]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ResultsCSV:
+        path = Path(path)
+        if not path.is_file():
+            return cls(path)
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        return cls(path, rows)
+
+    def truncate(self, epochs_done: int) -> None:
+        """Drop rows of epochs after ``epochs_done`` (used when resuming an earlier checkpoint)."""
+        self.rows = [r for r in self.rows if int(r["epoch"]) <= epochs_done]
+
+    def append(self, row: Mapping) -> None:
+        self.rows.append(dict(row))
+        columns: list[str] = []
+        for r in self.rows:
+            columns += [k for k in r if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, restval="")
+        writer.writeheader()
+        for r in self.rows:
+            writer.writerow({k: _fmt(v) for k, v in r.items()})
+        write_text_atomic(self.path, buf.getvalue())
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def attach_log_file(logger: logging.Logger, path: Path) -> logging.Handler:
+    """Mirror ``logger`` into ``path`` (appending, so a resumed run keeps one log)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    return handler

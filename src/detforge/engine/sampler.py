@@ -1,0 +1,50 @@
+"""A training sampler whose order is a pure function of (seed, epoch), so it can resume mid-epoch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+__all__ = ["EpochSampler"]
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled (or sequential) indices for one epoch, split across ``world_size`` processes.
+
+    ``set_epoch(e, skip=k)`` makes the next iteration start after the first ``k`` samples of this
+    process's share, which is how an interrupted epoch resumes on exactly the remaining batches.
+    Every rank gets the same number of samples (the order is padded by wrapping around).
+    """
+
+    def __init__(
+        self, size: int, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1
+    ):
+        if size < 1:
+            raise ValueError("cannot sample from an empty dataset")
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = math.ceil(size / world_size)
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def order(self) -> list[int]:
+        """This rank's full index order for the current epoch (ignores ``skip``)."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            idx = torch.randperm(self.size, generator=g).tolist()
+        else:
+            idx = list(range(self.size))
+        total = self.per_rank * self.world_size
+        idx += idx[: total - len(idx)]
+        return idx[self.rank : total : self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.skip :])
+
+    def __len__(self) -> int:
+        return self.per_rank - self.skip

@@ -1,0 +1,69 @@
+"""Detections from decoded outputs: threshold, class-aware NMS, cap, map to the original image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+__all__ = ["Detections", "postprocess", "scale_boxes_to_original"]
+
+
+@dataclass
+class Detections:
+    """One image's detections. boxes: (D, 4) xyxy; scores: (D,); classes: (D,) long."""
+
+    boxes: Tensor
+    scores: Tensor
+    classes: Tensor
+
+    def __len__(self) -> int:
+        return int(self.scores.numel())
+
+    def to(self, device) -> Detections:
+        return Detections(self.boxes.to(device), self.scores.to(device), self.classes.to(device))
+
+
+def postprocess(
+    boxes: Tensor,
+    scores: Tensor,
+    conf: float = 0.001,
+    iou: float = 0.7,
+    max_det: int = 300,
+    max_candidates: int = 30000,
+) -> list[Detections]:
+    """Per-image detections from decoded predictions.
+
+    boxes: (B, N, 4) xyxy pixels; scores: (B, N, K) class probabilities. Every (anchor, class)
+    pair above ``conf`` is a candidate (an anchor may yield several classes), the best
+    ``max_candidates`` go through NMS per class, and the best ``max_det`` survive.
+    """
+    out = []
+    for b in range(boxes.shape[0]):
+        sc = scores[b]
+        idx, cls = (sc > conf).nonzero(as_tuple=True)
+        s = sc[idx, cls]
+        if s.numel() > max_candidates:
+            top = s.topk(max_candidates).indices
+            idx, cls, s = idx[top], cls[top], s[top]
+        bx = boxes[b, idx].float()
+        keep = batched_nms(bx, s.float(), cls, iou)[:max_det]
+        out.append(Detections(bx[keep], s[keep].float(), cls[keep]))
+    return out
+
+
+def scale_boxes_to_original(
+    boxes: Tensor, ratio: float, pad: tuple[float, float], orig_shape: tuple[int, int]
+) -> Tensor:
+    """Letterboxed xyxy pixels -> original-image pixels, clipped to the image.
+
+    ratio: the letterbox scale; pad: (left, top) padding; orig_shape: (h0, w0).
+    """
+    left, top = pad
+    out = (boxes - boxes.new_tensor([left, top, left, top])) / ratio
+    h0, w0 = orig_shape
+    out[:, 0::2] = out[:, 0::2].clamp(0, w0)
+    out[:, 1::2] = out[:, 1::2].clamp(0, h0)
+    return out
