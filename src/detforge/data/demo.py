@@ -31,6 +31,7 @@ Files
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -54,12 +55,7 @@ _COUNT_P = np.array([3, 4, 4, 4, 3, 2, 1, 1]) / 22  # objects per image: 1..8
 _SPLITS = {"train": 0, "val": 1}
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _STALE_TMP_SECONDS = 3600.0
-_JPEG_PARAMS = [
-    cv2.IMWRITE_JPEG_QUALITY,
-    90,
-    cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-    cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
-]
+_JPEG_QUALITY = 90
 
 
 @dataclass
@@ -259,7 +255,9 @@ def render_demo_image(
 
 def encode_jpeg(image: np.ndarray) -> bytes:
     """JPEG bytes of a BGR image exactly as written to the dataset."""
-    ok, buf = cv2.imencode(".jpg", image, _JPEG_PARAMS)
+    params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
+    params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, buf = cv2.imencode(".jpg", image, params)
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()
@@ -271,15 +269,6 @@ def _label_text(sample: DemoSample, n: int) -> str:
         cx, cy, w, h = (x1 + x2) / 2 / n, (y1 + y2) / 2 / n, (x2 - x1) / n, (y2 - y1) / n
         lines.append(f"{int(c)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
     return "".join(lines)
-
-
-def _data_yaml(meta: str) -> str:
-    names = "".join(f"  {i}: {name}\n" for i, name in enumerate(CLASS_NAMES))
-    return (
-        f"# detforge synthetic shapes demo dataset ({meta})\n"
-        "path: .  # relative to this file\n"
-        f"train: images/train\nval: images/val\nnc: {len(CLASS_NAMES)}\nnames:\n{names}"
-    )
 
 
 def generate_demo_dataset(
@@ -306,9 +295,14 @@ def generate_demo_dataset(
             )
             (img_dir / f"{i:06d}.jpg").write_bytes(encode_jpeg(s.image))
             (lbl_dir / f"{i:06d}.txt").write_bytes(_label_text(s, imgsz).encode())
-    meta = f"{DEMO_VERSION}, seed {seed}, {num_train} train / {num_val} val, {imgsz}px"
+    names = "".join(f"  {i}: {name}\n" for i, name in enumerate(CLASS_NAMES))
     yaml_path = root / "data.yaml"
-    yaml_path.write_text(_data_yaml(meta), encoding="utf-8")
+    yaml_path.write_text(
+        f"# detforge shapes demo dataset ({DEMO_VERSION}, seed {seed}, {imgsz}px)\n"
+        "path: .  # relative to this file\n"
+        f"train: images/train\nval: images/val\nnc: {len(CLASS_NAMES)}\nnames:\n{names}",
+        encoding="utf-8",
+    )
     return yaml_path
 
 
@@ -348,12 +342,11 @@ def ensure_demo_dataset(cache_dir: Path | None = None, **overrides: float | int)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         generate_demo_dataset(tmp, **{**DEFAULTS, **overrides})
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the data is not
         if target.exists() and not yaml_path.is_file():  # foreign / broken leftover
             trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-            try:
+            with contextlib.suppress(OSError):
                 os.replace(target, trash / "old")
-            except OSError:
-                pass
             shutil.rmtree(trash, ignore_errors=True)
         try:
             os.rename(tmp, target)
