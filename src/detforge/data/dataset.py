@@ -1,0 +1,177 @@
+"""``YoloDataset``: YOLO-format images and labels, validated, cached and turned into samples.
+
+A sample is the dict of docs/architecture.md: ``img`` uint8 (3, H, W) RGB, ``labels`` float32
+(n, 5) ``[cls, x1, y1, x2, y2]`` pixels of ``img``, ``path``, ``image_id``, ``orig_shape``
+(h0, w0), ``ratio``, ``pad`` (left, top), with ``(xyxy - [left, top] * 2) / ratio`` mapping a
+box back to the original image. In training mode ``ratio``/``pad`` describe the resize and
+random affine, flips aside.
+
+Randomness: the augmentation of sample ``i`` in epoch ``e`` uses
+``numpy.random.default_rng([seed, e, i])``, so it does not depend on worker count or order. The
+loader of ``build_dataloader`` passes ``(index, epoch)`` pairs read in the main process, so
+``set_epoch`` also reaches persistent workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from detforge.data.cache import cache_path, fingerprint, load_cache, save_cache
+from detforge.data.datayaml import DataSpec, list_images
+from detforge.data.errors import DataError
+from detforge.data.images import ImageInfo, read_image
+from detforge.data.transforms import (
+    AugmentParams,
+    Compose,
+    build_train_transforms,
+    letterbox,
+    resize_long_side,
+)
+from detforge.data.validate import report, validate_images
+
+__all__ = ["YoloDataset", "xywhn_to_xyxy"]
+
+STRIDE = 32
+
+PathLike = str | os.PathLike[str]
+
+
+def xywhn_to_xyxy(labels: np.ndarray, w: float, h: float) -> np.ndarray:
+    """(n, 5) [cls, cx, cy, w, h] normalised -> (n, 5) float32 [cls, x1, y1, x2, y2] pixels."""
+    out = np.empty((len(labels), 5), np.float32)
+    out[:, 0] = labels[:, 0]
+    half_w, half_h = labels[:, 3] * (w / 2), labels[:, 4] * (h / 2)
+    cx, cy = labels[:, 1] * w, labels[:, 2] * h
+    out[:, 1], out[:, 2], out[:, 3], out[:, 4] = cx - half_w, cy - half_h, cx + half_w, cy + half_h
+    return out
+
+
+class YoloDataset(Dataset):
+    """Images and YOLO txt labels of one split.
+
+    sources: folders, .txt image lists or image files (one or a list); relative paths are taken
+    from ``root``. names: class names (a list, or a dict {id: name}). imgsz: square network input
+    size, a multiple of 32. augment: training mode (resize, HSV, random affine, flips per ``aug``)
+    instead of the letterbox. strict: any bad label line or unusable image raises ``DataError``
+    instead of a warning. cache_dir: label cache folder (None: ``$DETFORGE_CACHE`` or
+    ``~/.cache/detforge``); cache=False skips it. split: name used in messages. seed: base seed of
+    the augmentation. transforms: replaces the default training chain (mosaic etc. later).
+
+    Attributes: ``image_files`` (sorted, usable images), ``labels`` (list of float32 (n, 5)
+    [cls, cx, cy, w, h] normalised), ``shapes`` (list of (h0, w0)), ``names``, ``warnings``
+    (every validation message), ``cache_hit``.
+    """
+
+    def __init__(
+        self,
+        sources: PathLike | Sequence[PathLike],
+        names: Sequence[str] | Mapping[int, str],
+        imgsz: int = 640,
+        augment: bool = False,
+        aug: AugmentParams | None = None,
+        strict: bool = False,
+        cache_dir: PathLike | None = None,
+        pad_value: int = 114,
+        *,
+        root: PathLike | None = None,
+        split: str = "data",
+        seed: int = 0,
+        cache: bool = True,
+        transforms: Compose | None = None,
+    ) -> None:
+        if imgsz <= 0 or imgsz % STRIDE:
+            raise ValueError(f"imgsz must be a positive multiple of {STRIDE}, got {imgsz}")
+        self.names = (
+            [names[i] for i in range(len(names))] if isinstance(names, Mapping) else list(names)
+        )
+        if not self.names:
+            raise ValueError("names: at least one class name is needed")
+        self.imgsz, self.augment, self.pad_value = imgsz, augment, pad_value
+        self.aug = aug if aug is not None else AugmentParams()
+        self.seed, self.epoch, self.split = seed, 0, split
+
+        entries = list_images(sources, root=root, split=split)
+        if not entries:
+            src = sources if isinstance(sources, (str, os.PathLike)) else list(map(str, sources))
+            raise DataError(f"{split}: no images found in {src}")
+        nc = len(self.names)
+        records = None
+        self.cache_path: Path | None = None
+        if cache:
+            self.cache_path = cache_path(cache_dir, entries, nc)
+            fp = fingerprint(entries)
+            records = load_cache(self.cache_path, fp, len(entries))
+        self.cache_hit = records is not None
+        if records is None:
+            records = validate_images(entries, nc)
+            if cache:
+                save_cache(self.cache_path, fp, records)
+        self.warnings = report(records, split, strict)
+
+        used = [r for r in records if r.skip is None]
+        self.image_files = [r.path for r in used]
+        self.labels = [r.labels for r in used]
+        self.shapes = [r.shape for r in used]
+        self._info = [ImageInfo(r.shape, r.orientation, r.gray) for r in used]
+        self.transforms = transforms or build_train_transforms(imgsz, self.aug, pad_value)
+
+    @classmethod
+    def from_spec(cls, spec: DataSpec, split: str, **kwargs: Any) -> YoloDataset:
+        """Dataset of one split of a ``DataSpec``; kwargs as for the constructor."""
+        return cls(spec.split(split), spec.names, root=spec.root, split=split, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.image_files)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for the augmentation seed (and by ``build_dataloader``'s sampler)."""
+        self.epoch = int(epoch)
+
+    def load_image(self, index: int, keep_gray: bool = False) -> np.ndarray:
+        """Decoded original image ``index``: RGB uint8 (h0, w0, 3), or (h0, w0) if gray and
+        ``keep_gray``."""
+        return read_image(self.image_files[index], self._info[index], keep_gray=keep_gray)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        epoch = self.epoch
+        if isinstance(index, tuple):
+            index, epoch = index
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        img0 = self.load_image(index, keep_gray=True)
+        h0, w0 = img0.shape[:2]
+        labels = xywhn_to_xyxy(self.labels[index], w0, h0)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, epoch, index])
+            img, r = img0, 1.0
+            if self.imgsz < max(h0, w0) / 2:
+                # the warp samples bilinearly: shrink big images first so they do not alias
+                img, r = resize_long_side(img0, self.imgsz)
+                labels[:, 1:5] *= r
+            sample = {"img": img, "labels": labels, "ratio": r, "pad": (0.0, 0.0)}
+            sample = self.transforms(sample, rng)
+            img, labels = sample["img"], sample["labels"]
+            ratio, pad = float(sample["ratio"]), tuple(float(p) for p in sample["pad"])
+        else:
+            img, labels, ratio, pad = letterbox(img0, labels, self.imgsz, self.pad_value)
+        if img.ndim == 2:
+            chw = np.repeat(img[None], 3, axis=0)
+        else:
+            chw = np.ascontiguousarray(img.transpose(2, 0, 1))
+        return {
+            "img": torch.from_numpy(chw),
+            "labels": torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32)),
+            "path": self.image_files[index],
+            "image_id": index,
+            "orig_shape": (h0, w0),
+            "ratio": ratio,
+            "pad": pad,
+        }

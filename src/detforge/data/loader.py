@@ -1,0 +1,144 @@
+"""Batching: ``collate`` and ``build_dataloader``.
+
+The loader's sampler yields ``(index, epoch)`` pairs, the epoch read from the dataset in the main
+process when an epoch starts. Workers (which hold their own copy of the dataset, kept alive
+across epochs with ``persistent_workers``) therefore see ``dataset.set_epoch`` and seed each
+sample from (seed, epoch, index): batches do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sized
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+__all__ = ["collate", "EpochSampler", "build_dataloader", "worker_init"]
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples: ``img`` (B, 3, H, W) uint8, ``targets`` (M, 6) float32
+    ``[batch_index, cls, x1, y1, x2, y2]``, and lists ``paths``, ``image_ids``, ``orig_shapes``,
+    ``ratios``, ``pads``."""
+    labels = [b["labels"] for b in batch]
+    counts = torch.tensor([len(lab) for lab in labels])
+    index = torch.repeat_interleave(torch.arange(len(batch), dtype=torch.float32), counts)
+    targets = torch.cat([index[:, None], torch.cat(labels).reshape(-1, 5)], dim=1)
+    return {
+        "img": torch.stack([b["img"] for b in batch]),
+        "targets": targets,
+        "paths": [b["path"] for b in batch],
+        "image_ids": [b["image_id"] for b in batch],
+        "orig_shapes": [b["orig_shape"] for b in batch],
+        "ratios": [b["ratio"] for b in batch],
+        "pads": [b["pad"] for b in batch],
+    }
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(index, epoch)``; the order is a pure function of (seed, epoch).
+
+    sampler: an inner index sampler (e.g. ``DistributedSampler``) used instead of the built-in
+    order; its ``set_epoch`` is called with the dataset's epoch at the start of each epoch.
+    ``set_epoch`` here sets the dataset's epoch (one place for the trainer to call).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        shuffle: bool = False,
+        seed: int = 0,
+        sampler: Sampler[int] | None = None,
+    ) -> None:
+        self.dataset, self.shuffle, self.seed, self.sampler = dataset, shuffle, seed, sampler
+
+    @property
+    def epoch(self) -> int:
+        return int(getattr(self.dataset, "epoch", 0))
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        else:
+            self.dataset.epoch = int(epoch)
+
+    def _order(self, epoch: int) -> Iterator[int]:
+        if self.sampler is not None:
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(epoch)
+            return iter(self.sampler)
+        n = len(self.dataset)  # type: ignore[arg-type]
+        if not self.shuffle:
+            return iter(range(n))
+        g = torch.Generator()
+        g.manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
+        return iter(torch.randperm(n, generator=g).tolist())
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        for i in self._order(epoch):
+            yield int(i), epoch
+
+    def __len__(self) -> int:
+        src = self.sampler if self.sampler is not None else self.dataset
+        return len(src) if isinstance(src, Sized) else 0
+
+
+def worker_init(worker_id: int) -> None:
+    """Per-worker set-up: one thread each for OpenCV and torch (the workers are the parallelism),
+    and a distinct global numpy seed for any third-party code that uses it."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+def build_dataloader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int,
+    seed: int,
+    drop_last: bool = False,
+    sampler: Sampler[int] | None = None,
+    pin_memory: bool = False,
+    persistent_workers: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """DataLoader over ``dataset`` with ``collate``.
+
+    workers: worker processes, capped at ``os.cpu_count()`` (0 loads in the calling process).
+    shuffle: a new order each epoch, a function of (seed, epoch). rank/world_size > 1: each rank
+    reads its shard through a ``DistributedSampler`` (unless ``sampler`` is given). Call
+    ``dataset.set_epoch(e)`` (or ``loader.sampler.set_epoch(e)``) before each epoch.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if sampler is None and world_size > 1:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+            drop_last=drop_last,
+        )  # fmt: skip
+    workers = max(0, min(int(workers), os.cpu_count() or 1))
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra = {"persistent_workers": persistent_workers, "worker_init_fn": worker_init}
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochSampler(dataset, shuffle=shuffle, seed=seed, sampler=sampler),
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        generator=generator,
+        **extra,
+    )
