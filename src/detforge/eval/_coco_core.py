@@ -1,0 +1,244 @@
+"""Vectorised kernels behind :class:`detforge.eval.coco.COCOEvaluator`.
+
+The algorithm is pycocotools' COCOeval for ``iouType="bbox"`` (per image and category greedy
+matching, then accumulation over images), restated on flat numpy arrays so that no Python loop
+runs per detection. Everything here is written to reproduce pycocotools bit for bit, so several
+places compute a value in a particular order on purpose; the comments say which.
+
+Shape letters: T IoU thresholds, R recall thresholds, K categories, A area ranges, M max-dets
+settings, D detections, G ground-truth boxes, P candidate (detection, ground truth) pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# pycocotools adds the float64 machine epsilon to the precision denominator.
+_EPS = float(np.spacing(1))
+
+
+def group_rank(keys: np.ndarray) -> np.ndarray:
+    """Position of each element inside its run of equal ``keys``.
+
+    keys: (N,) sorted, so equal keys are contiguous -> (N,) int64 ranks (0 for each run start).
+    """
+    n = keys.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.arange(n, dtype=np.int64)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = keys[1:] != keys[:-1]
+    return idx - np.maximum.accumulate(np.where(starts, idx, 0))
+
+
+def sort_detections(group: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Order detections by group, then by descending score, ties kept in input order.
+
+    pycocotools sorts each (image, category) list by ``-score`` with a stable mergesort, so among
+    equal scores the earlier detection comes first. Two stable sorts give the same order.
+    group: (D,) int64, scores: (D,) float64 -> (D,) int64 permutation.
+    """
+    by_score = np.argsort(-scores, kind="stable")
+    return by_score[np.argsort(group[by_score], kind="stable")]
+
+
+def candidate_pairs(det_group: np.ndarray, gt_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (detection, ground truth) pairs that share a group, in detection-major order.
+
+    det_group: (D,) int64, gt_group: (G,) int64 sorted ascending -> (pair_det, pair_gt), (P,) each.
+    Within one detection the ground truths keep their sorted order (their input order per group).
+    """
+    lo = np.searchsorted(gt_group, det_group, side="left")
+    cnt = np.searchsorted(gt_group, det_group, side="right") - lo
+    total = int(cnt.sum())
+    pair_det = np.repeat(np.arange(det_group.shape[0], dtype=np.int64), cnt)
+    block_start = np.repeat(np.cumsum(cnt) - cnt, cnt)
+    pair_gt = np.repeat(lo, cnt) + (np.arange(total, dtype=np.int64) - block_start)
+    return pair_det, pair_gt
+
+
+def pair_iou_ltwh(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """IoU of aligned box pairs given as COCO ``[left, top, width, height]``.
+
+    Mirrors the C routine pycocotools uses: right/bottom edges are ``left + width`` (not stored
+    corners, which can differ by an ulp), areas are ``width * height``, the union is
+    ``(det_area + gt_area) - inter`` and, for a crowd ground truth, just the detection's area.
+    det, gt: (P, 4) float64; crowd: (P,) bool -> (P,) float64, 0 where the boxes do not overlap.
+    """
+    dx, dy, dw, dh = det.T
+    gx, gy, gw, gh = gt.T
+    iw = np.minimum(dx + dw, gx + gw) - np.maximum(dx, gx)
+    ih = np.minimum(dy + dh, gy + gh) - np.maximum(dy, gy)
+    overlap = (iw > 0) & (ih > 0)
+    inter = iw * ih
+    det_area = dw * dh
+    # Same association as the C code: (da + ga) - inter.
+    union = np.where(crowd, det_area, (det_area + gw * gh) - inter)
+    out = np.zeros(det.shape[0], dtype=np.float64)
+    np.divide(inter, union, out=out, where=overlap)
+    return out
+
+
+def greedy_match(
+    pair_det: np.ndarray,
+    pair_gt: np.ndarray,
+    pair_iou: np.ndarray,
+    det_group: np.ndarray,
+    gt_crowd: np.ndarray,
+    gt_regular: np.ndarray,
+    thresholds: np.ndarray,
+    n_det: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy COCO matching for every IoU threshold and area range at once.
+
+    Per group, detections are visited in score order; each takes, among the ground truths still
+    free (crowds always are), the one with the highest IoU >= threshold, preferring any regular
+    ground truth over an ignored one and, on equal IoU, the later one in ground-truth order.
+    That is exactly what pycocotools' loop over ignore-last-sorted ground truths selects.
+
+    Detections of different groups never compete, so step ``s`` handles the ``s``-th paired
+    detection of every group together; only the number of steps is a Python loop.
+
+    pair_det, pair_gt: (P,) int64 sorted by detection (detections in group/score order);
+    pair_iou: (P,); det_group: (D,) int64; gt_crowd: (G,) bool; gt_regular: (A, G) bool, True
+    for a non-crowd ground truth inside the area range; thresholds: (T,) effective thresholds.
+    Returns matched (T, A, D) bool and matched_ignored (T, A, D) bool (matched to an ignored
+    ground truth, so the detection is ignored too).
+    """
+    n_thr, (n_area, n_gt) = thresholds.shape[0], gt_regular.shape
+    matched = np.zeros((n_thr, n_area, n_det), dtype=bool)
+    matched_ignored = np.zeros_like(matched)
+    n_pairs = pair_det.shape[0]
+    if n_pairs == 0:
+        return matched, matched_ignored
+
+    first = np.ones(n_pairs, dtype=bool)
+    first[1:] = pair_det[1:] != pair_det[:-1]
+    cand = pair_det[first]  # (C,) detections with at least one pair, in group/score order
+    per_cand = np.diff(np.append(np.flatnonzero(first), n_pairs))
+    step = group_rank(det_group[cand])
+
+    # Reorder candidates and their pair blocks by step; stable, so blocks stay contiguous.
+    cand_order = np.argsort(step, kind="stable")
+    pair_order = np.argsort(np.repeat(step, per_cand), kind="stable")
+    cand = cand[cand_order]
+    seg_start = np.cumsum(per_cand[cand_order]) - per_cand[cand_order]
+    step_cand = np.append(0, np.cumsum(np.bincount(step)))
+    p_gt = pair_gt[pair_order]
+    p_iou = pair_iou[pair_order]
+
+    # One integer key ranks candidates: regular first, then IoU, then ground-truth position.
+    iou_rank = np.unique(p_iou, return_inverse=True)[1].astype(np.int64)
+    n_rank = int(iou_rank.max()) + 1
+    key = iou_rank * n_gt + p_gt
+    key_a = key[None, :] + gt_regular[:, p_gt].astype(np.int64) * (n_rank * n_gt)  # (A, P)
+    iou_ok = p_iou[None, :] >= thresholds[:, None]  # (T, P)
+    crowd_p = gt_crowd[p_gt]
+
+    taken = np.zeros((n_thr, n_area, n_gt), dtype=bool)
+    for s in range(step_cand.shape[0] - 1):
+        c0, c1 = step_cand[s], step_cand[s + 1]
+        p0 = seg_start[c0]
+        p1 = seg_start[c1] if c1 < cand.shape[0] else n_pairs
+        g = p_gt[p0:p1]
+        usable = (crowd_p[p0:p1] | ~taken[:, :, g]) & iou_ok[:, None, p0:p1]
+        k = np.where(usable, key_a[None, :, p0:p1], -1)
+        best = np.maximum.reduceat(k, seg_start[c0:c1] - p0, axis=2)  # (T, A, c1 - c0)
+        ti, ai, ci = np.nonzero(best >= 0)
+        gb = best[ti, ai, ci] % n_gt
+        taken[ti, ai, gb] = True
+        det = cand[c0 + ci]
+        matched[ti, ai, det] = True
+        matched_ignored[ti, ai, det] = ~gt_regular[ai, gb]
+    return matched, matched_ignored
+
+
+def accumulate(
+    cat: np.ndarray,
+    scores: np.ndarray,
+    rank: np.ndarray,
+    tp: np.ndarray,
+    valid: np.ndarray,
+    n_pos: np.ndarray,
+    max_dets: np.ndarray,
+    rec_thrs: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision/recall tables in pycocotools' ``eval`` layout.
+
+    Per category, detections of all images are merged by descending score (ties: image order,
+    then rank inside the image, as pycocotools' stable sort of the concatenation gives). Along
+    that list, precision is ``tp / ((tp + fp) + eps)``, made non-increasing from the right, and
+    sampled at the first point whose recall ``tp / n_pos`` reaches each recall threshold.
+
+    Only true positives move recall, so everything is computed at TP events: the c-th TP is
+    where recall first reaches c / n_pos, and the suffix maximum of precision from there equals
+    the maximum over later TPs (between TPs precision only falls). Threshold 0 maps to the first
+    detection, whose precision is that same maximum (it is 0 unless it is a TP).
+
+    cat, scores, rank: (D,) category index, score, rank inside its (image, category) list, with
+    detections in (category, image, rank) order; tp, valid: (T, A, D) bool (valid = not
+    ignored); n_pos: (K, A) count of non-ignored ground truths; max_dets: (M,) ascending;
+    rec_thrs: (R,). Returns precision (T, R, K, A, M), recall (T, K, A, M), scores
+    (T, R, K, A, M); -1 where a category has no non-ignored ground truth in that area range.
+    """
+    n_thr, n_area, _ = tp.shape
+    n_cat, n_md, n_rec = n_pos.shape[0], max_dets.shape[0], rec_thrs.shape[0]
+    n_rows = n_thr * n_area  # row = t * A + a
+    precision = -np.ones((n_thr, n_rec, n_cat, n_area, n_md))
+    recall = -np.ones((n_thr, n_cat, n_area, n_md))
+    score_tab = -np.ones((n_thr, n_rec, n_cat, n_area, n_md))
+
+    order = sort_detections(cat, scores)
+    cat, scores, rank = cat[order], scores[order], rank[order]
+    tp, valid = tp[:, :, order], valid[:, :, order]
+    bounds = np.searchsorted(cat, np.arange(n_cat + 1))
+    row_area = np.tile(np.arange(n_area), n_thr)
+    row_idx = np.arange(n_rows)[:, None]
+
+    for k in range(n_cat):
+        live = n_pos[k] > 0  # (A,)
+        if not live.any():
+            continue
+        # TP count needed for each recall threshold: the smallest c with c / n_pos >= thr, where
+        # c / n_pos is computed exactly like pycocotools' float recall, so comparisons agree.
+        need = np.full((n_area, n_rec), np.iinfo(np.int32).max, dtype=np.int64)
+        for a in np.flatnonzero(live):
+            npos = int(n_pos[k, a])
+            need[a] = np.searchsorted(np.arange(npos + 1) / npos, rec_thrs, side="left")
+        need = need[row_area]  # (rows, R)
+        pos_row = n_pos[k][row_area]
+        s, e = bounds[k], bounds[k + 1]
+        for m, md in enumerate(max_dets):
+            keep = rank[s:e] < md
+            sel = slice(s, e) if keep.all() else np.flatnonzero(keep) + s
+            sc = scores[sel]
+            n = sc.shape[0]
+            if n == 0:
+                recall[:, k, live, m] = 0.0
+                precision[:, :, k, live, m] = 0.0
+                score_tab[:, :, k, live, m] = 0.0
+                continue
+            tp_k = tp[:, :, sel].reshape(n_rows, n)
+            r, p = np.nonzero(tp_k)
+            j = group_rank(r) + 1  # 1-based TP count at each event
+            n_valid = np.cumsum(valid[:, :, sel].reshape(n_rows, n), axis=1, dtype=np.int32)
+            pr = j / (n_valid[r, p].astype(np.float64) + _EPS)
+            n_tp = np.bincount(r, minlength=n_rows)
+            width = int(n_tp.max()) + 1  # one spare zero column
+            prec_ev = np.zeros((n_rows, width))
+            prec_ev[r, j - 1] = pr
+            prec_ev = np.maximum.accumulate(prec_ev[:, ::-1], axis=1)[:, ::-1]
+            score_ev = np.zeros((n_rows, width))
+            score_ev[r, j - 1] = sc[p]
+            found = need <= n_tp[:, None]
+            col = np.minimum(np.maximum(need - 1, 0), width - 1)
+            q = np.where(found, prec_ev[row_idx, col], 0.0)
+            ss = np.where(found, np.where(need == 0, sc[0], score_ev[row_idx, col]), 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rc = (n_tp / pos_row).reshape(n_thr, n_area)
+            recall[:, k, live, m] = rc[:, live]
+            q = q.reshape(n_thr, n_area, n_rec)[:, live].transpose(0, 2, 1)
+            precision[:, :, k, live, m] = q
+            ss = ss.reshape(n_thr, n_area, n_rec)[:, live].transpose(0, 2, 1)
+            score_tab[:, :, k, live, m] = ss
+    return precision, recall, score_tab
