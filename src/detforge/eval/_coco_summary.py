@@ -50,7 +50,9 @@ def summarize(
 ) -> list[float]:
     """The 12 stats in pycocotools order (AP x6, AR x6). precision (T,R,K,A,M), recall (T,K,A,M)."""
     big = max_dets[2]
-    ap_settings = [(None, "all", big), (0.5, "all", big), (0.75, "all", big)]
+    # pycocotools' first stat uses its default maxDets=100, not max_dets[2]: with custom
+    # max_dets lacking 100 it is -1 there, and so here.
+    ap_settings = [(None, "all", 100), (0.5, "all", big), (0.75, "all", big)]
     ap_settings += [(None, size, big) for size in ("small", "medium", "large")]
     ar_settings = [(None, "all", md) for md in max_dets[:3]]
     ar_settings += [(None, size, big) for size in ("small", "medium", "large")]
