@@ -148,8 +148,9 @@ def evaluate_coco(gt: dict, results: list, **evaluator_kwargs: Any) -> EvalResul
     d_img = _ids(results, "image_id", img_index, "predictions", "images")
     d_cat = _ids(results, "category_id", cat_index, "predictions", "categories")
     d_box = _bboxes(_column(results, "bbox", "predictions"), "predictions")
+    raw_scores = _column(results, "score", "predictions")
     try:
-        d_score = np.array(_column(results, "score", "predictions"), dtype=np.float64)
+        d_score = np.array(raw_scores, dtype=np.float64)
     except (TypeError, ValueError):
         raise COCOJsonError("predictions have a non-numeric 'score'") from None
 
