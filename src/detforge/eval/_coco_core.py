@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-# pycocotools adds the float64 machine epsilon to the precision denominator.
-_EPS = float(np.spacing(1))
-
 
 def group_rank(keys: np.ndarray) -> np.ndarray:
     """Position of each element inside its run of equal ``keys``.
@@ -151,94 +148,3 @@ def greedy_match(
         matched[ti, ai, det] = True
         matched_ignored[ti, ai, det] = ~gt_regular[ai, gb]
     return matched, matched_ignored
-
-
-def accumulate(
-    cat: np.ndarray,
-    scores: np.ndarray,
-    rank: np.ndarray,
-    tp: np.ndarray,
-    valid: np.ndarray,
-    n_pos: np.ndarray,
-    max_dets: np.ndarray,
-    rec_thrs: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Precision/recall tables in pycocotools' ``eval`` layout.
-
-    Per category, detections of all images are merged by descending score (ties: image order,
-    then rank inside the image, as pycocotools' stable sort of the concatenation gives). Along
-    that list, precision is ``tp / ((tp + fp) + eps)``, made non-increasing from the right, and
-    sampled at the first point whose recall ``tp / n_pos`` reaches each recall threshold.
-
-    Only true positives move recall, so everything is computed at TP events: the c-th TP is
-    where recall first reaches c / n_pos, and the suffix maximum of precision from there equals
-    the maximum over later TPs (between TPs precision only falls). Threshold 0 maps to the first
-    detection, whose precision is that same maximum (it is 0 unless it is a TP).
-
-    cat, scores, rank: (D,) category index, score, rank inside its (image, category) list, with
-    detections in (category, image, rank) order; tp, valid: (T, A, D) bool (valid = not
-    ignored); n_pos: (K, A) count of non-ignored ground truths; max_dets: (M,) ascending;
-    rec_thrs: (R,). Returns precision (T, R, K, A, M), recall (T, K, A, M), scores
-    (T, R, K, A, M); -1 where a category has no non-ignored ground truth in that area range.
-    """
-    n_thr, n_area, _ = tp.shape
-    n_cat, n_md, n_rec = n_pos.shape[0], max_dets.shape[0], rec_thrs.shape[0]
-    n_rows = n_thr * n_area  # row = t * A + a
-    precision = -np.ones((n_thr, n_rec, n_cat, n_area, n_md))
-    recall = -np.ones((n_thr, n_cat, n_area, n_md))
-    score_tab = -np.ones((n_thr, n_rec, n_cat, n_area, n_md))
-
-    order = sort_detections(cat, scores)
-    cat, scores, rank = cat[order], scores[order], rank[order]
-    tp, valid = tp[:, :, order], valid[:, :, order]
-    bounds = np.searchsorted(cat, np.arange(n_cat + 1))
-    row_area = np.tile(np.arange(n_area), n_thr)
-    row_idx = np.arange(n_rows)[:, None]
-
-    for k in range(n_cat):
-        live = n_pos[k] > 0  # (A,)
-        if not live.any():
-            continue
-        # TP count needed for each recall threshold: the smallest c with c / n_pos >= thr, where
-        # c / n_pos is computed exactly like pycocotools' float recall, so comparisons agree.
-        need = np.full((n_area, n_rec), np.iinfo(np.int32).max, dtype=np.int64)
-        for a in np.flatnonzero(live):
-            npos = int(n_pos[k, a])
-            need[a] = np.searchsorted(np.arange(npos + 1) / npos, rec_thrs, side="left")
-        need = need[row_area]  # (rows, R)
-        pos_row = n_pos[k][row_area]
-        s, e = bounds[k], bounds[k + 1]
-        for m, md in enumerate(max_dets):
-            keep = rank[s:e] < md
-            sel = slice(s, e) if keep.all() else np.flatnonzero(keep) + s
-            sc = scores[sel]
-            n = sc.shape[0]
-            if n == 0:
-                recall[:, k, live, m] = 0.0
-                precision[:, :, k, live, m] = 0.0
-                score_tab[:, :, k, live, m] = 0.0
-                continue
-            tp_k = tp[:, :, sel].reshape(n_rows, n)
-            r, p = np.nonzero(tp_k)
-            j = group_rank(r) + 1  # 1-based TP count at each event
-            n_valid = np.cumsum(valid[:, :, sel].reshape(n_rows, n), axis=1, dtype=np.int32)
-            pr = j / (n_valid[r, p].astype(np.float64) + _EPS)
-            n_tp = np.bincount(r, minlength=n_rows)
-            width = int(n_tp.max()) + 1  # one spare zero column
-            prec_ev = np.zeros((n_rows, width))
-            prec_ev[r, j - 1] = pr
-            prec_ev = np.maximum.accumulate(prec_ev[:, ::-1], axis=1)[:, ::-1]
-            score_ev = np.zeros((n_rows, width))
-            score_ev[r, j - 1] = sc[p]
-            found = need <= n_tp[:, None]
-            col = np.minimum(np.maximum(need - 1, 0), width - 1)
-            q = np.where(found, prec_ev[row_idx, col], 0.0)
-            ss = np.where(found, np.where(need == 0, sc[0], score_ev[row_idx, col]), 0.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rc = (n_tp / pos_row).reshape(n_thr, n_area)
-            recall[:, k, live, m] = rc[:, live]
-            q = q.reshape(n_thr, n_area, n_rec)[:, live].transpose(0, 2, 1)
-            precision[:, :, k, live, m] = q
-            ss = ss.reshape(n_thr, n_area, n_rec)[:, live].transpose(0, 2, 1)
-            score_tab[:, :, k, live, m] = ss
-    return precision, recall, score_tab

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from detforge.eval import _coco_core as core
+from detforge.eval._coco_accumulate import evaluate_arrays
 from detforge.eval._coco_summary import per_class_table, summarize
 
 __all__ = ["COCOEvaluator", "EvalResult", "STAT_KEYS", "DEFAULT_AREA_RANGES"]
@@ -165,8 +165,9 @@ class COCOEvaluator:
         """Forget every processed image."""
         self._image_ids: list[Any] = []
         self._seen: set[Any] = set()
-        self._dets: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._gts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        # Blocks of rows, each: det (image index, ltwh box, score, class), gt (image index,
+        # ltwh box, class, crowd, area); image indices point into self._image_ids.
+        self._blocks: list[tuple[np.ndarray, ...]] = []
 
     def process(
         self,
@@ -192,8 +193,6 @@ class COCOEvaluator:
             raise ValueError(f"box_format must be 'xyxy' or 'ltwh', got {box_format!r}")
         if hasattr(image_id, "item"):
             image_id = image_id.item()
-        if image_id in self._seen:
-            raise ValueError(f"image_id {image_id!r} was already processed")
         db = _boxes(pred_boxes, "pred_boxes", box_format)
         n = db.shape[0]
         ds = _vector(pred_scores, n, "pred_scores", np.float64)
@@ -201,21 +200,47 @@ class COCOEvaluator:
         gb = _boxes(gt_boxes, "gt_boxes", box_format)
         m = gb.shape[0]
         gc = _classes(gt_classes, m, "gt_classes")
-        crowd = (
-            np.zeros(m, bool) if gt_iscrowd is None else _vector(gt_iscrowd, m, "gt_iscrowd", bool)
-        )
-        area = (
-            gb[:, 2] * gb[:, 3]
-            if gt_areas is None
-            else _vector(gt_areas, m, "gt_areas", np.float64)
-        )
+        crowd = np.zeros(m, bool)
+        if gt_iscrowd is not None:
+            crowd = _vector(gt_iscrowd, m, "gt_iscrowd", bool)
+        area = gb[:, 2] * gb[:, 3]  # COCO's default: box width * height
+        if gt_areas is not None:
+            area = _vector(gt_areas, m, "gt_areas", np.float64)
+        zero_d, zero_g = np.zeros(n, np.int64), np.zeros(m, np.int64)
+        self._add_block([image_id], zero_d, db, ds, dc, zero_g, gb, gc, crowd, area)
+
+    def _add_block(
+        self,
+        image_ids: list[Any],
+        d_img: np.ndarray,
+        d_box: np.ndarray,
+        d_score: np.ndarray,
+        d_cls: np.ndarray,
+        g_img: np.ndarray,
+        g_box: np.ndarray,
+        g_cls: np.ndarray,
+        g_crowd: np.ndarray,
+        g_area: np.ndarray,
+    ) -> None:
+        """Add several images at once from flat, already validated arrays (used by cocojson).
+
+        d_img (N,) / g_img (M,) index into ``image_ids``; boxes (N, 4) / (M, 4) ltwh float64;
+        d_score (N,) float64; d_cls (N,), g_cls (M,) int64; g_crowd (M,) bool; g_area (M,).
+        Rows of one image keep their relative order (it decides ties, as in pycocotools).
+        """
+        fresh = set(image_ids)
+        if len(fresh) != len(image_ids) or not fresh.isdisjoint(self._seen):
+            dup = next(i for n, i in enumerate(image_ids) if i in self._seen or i in image_ids[:n])
+            raise ValueError(f"image_id {dup!r} was already processed")
         if self._class_ids is not None:
-            _check_known(dc, self._class_ids, "pred_classes")
-            _check_known(gc, self._class_ids, "gt_classes")
-        self._seen.add(image_id)
-        self._image_ids.append(image_id)
-        self._dets.append((db, ds, dc))
-        self._gts.append((gb, gc, crowd, area))
+            _check_known(d_cls, self._class_ids, "pred_classes")
+            _check_known(g_cls, self._class_ids, "gt_classes")
+        offset = len(self._image_ids)
+        self._seen |= fresh
+        self._image_ids.extend(image_ids)
+        self._blocks.append(
+            (d_img + offset, d_box, d_score, d_cls, g_img + offset, g_box, g_cls, g_crowd, g_area)
+        )
 
     def _image_ranks(self) -> np.ndarray:
         """(I,) position of each processed image in sorted id order (pycocotools' image order)."""
@@ -231,65 +256,31 @@ class COCOEvaluator:
     def evaluate(self) -> EvalResult:
         """Match, accumulate and summarise everything processed so far."""
         n_img = len(self._image_ids)
-        img_rank = self._image_ranks()
-
-        def cat(parts: list, i: int, shape: tuple, dtype: Any) -> np.ndarray:
-            return np.concatenate([p[i] for p in parts]) if parts else np.zeros(shape, dtype)
-
-        d_box, d_score = cat(self._dets, 0, (0, 4), float), cat(self._dets, 1, (0,), float)
-        d_cls = cat(self._dets, 2, (0,), np.int64)
-        g_box, g_cls = cat(self._gts, 0, (0, 4), float), cat(self._gts, 1, (0,), np.int64)
-        g_crowd, g_area = cat(self._gts, 2, (0,), bool), cat(self._gts, 3, (0,), float)
-        d_img = np.repeat(img_rank, [d[1].shape[0] for d in self._dets])
-        g_img = np.repeat(img_rank, [g[1].shape[0] for g in self._gts])
-
+        cols = list(zip(*self._blocks, strict=True)) if self._blocks else None
+        empty = [(0,), (0, 4), (0,), (0,), (0,), (0, 4), (0,), (0,), (0,)]
+        kinds = [np.int64, float, float, np.int64, np.int64, float, np.int64, bool, float]
+        arrays = [
+            np.concatenate(cols[i]) if cols else np.zeros(empty[i], kinds[i]) for i in range(9)
+        ]
+        d_img, d_box, d_score, d_cls, g_img, g_box, g_cls, g_crowd, g_area = arrays
+        rank = self._image_ranks()  # pycocotools visits images in sorted id order
         class_ids = self._class_ids
         if class_ids is None:
             class_ids = np.union1d(d_cls, g_cls)
         d_k, g_k = np.searchsorted(class_ids, d_cls), np.searchsorted(class_ids, g_cls)
         n_cat = class_ids.shape[0]
-
-        # Detections: group (class, image), score order inside, at most max(max_dets) each.
-        d_group = d_k * n_img + d_img
-        order = core.sort_detections(d_group, d_score)
-        rank = core.group_rank(d_group[order])
-        order, rank = order[rank < self.max_dets[-1]], rank[rank < self.max_dets[-1]]
-        d_box, d_score, d_k, d_group = d_box[order], d_score[order], d_k[order], d_group[order]
-        # Ground truth: grouped the same way, input order kept inside a group.
-        g_order = np.argsort(g_k * n_img + g_img, kind="stable")
-        g_box, g_crowd, g_area, g_k = (
-            g_box[g_order],
-            g_crowd[g_order],
-            g_area[g_order],
-            g_k[g_order],
-        )
-        g_group = g_k * n_img + g_img[g_order]
-
-        thr = np.minimum(self.iou_thresholds, 1 - 1e-10)  # pycocotools caps thresholds below 1
-        pair_det, pair_gt = core.candidate_pairs(d_group, g_group)
-        iou = core.pair_iou_ltwh(d_box[pair_det], g_box[pair_gt], g_crowd[pair_gt])
-        useful = iou >= thr.min()  # a pair below every threshold can never match
-        lo, hi = self.area_ranges[:, :1], self.area_ranges[:, 1:]
-        # pycocotools' "area < lo or area > hi" test, negated so NaN areas behave the same.
-        g_regular = ~g_crowd[None, :] & ~((g_area < lo) | (g_area > hi))  # (A, G)
-        d_area = d_box[:, 2] * d_box[:, 3]
-        d_outside = (d_area < lo) | (d_area > hi)  # (A, D)
-        matched, matched_ign = core.greedy_match(
-            pair_det[useful], pair_gt[useful], iou[useful], d_group,
-            g_crowd, g_regular, thr, d_box.shape[0],
+        tables = evaluate_arrays(
+            (rank[d_img], d_box, d_score, d_k), (rank[g_img], g_box, g_k, g_crowd, g_area),
+            n_img, n_cat, self.iou_thresholds, self.area_ranges, self.max_dets,
+            self.recall_thresholds,
         )  # fmt: skip
-        ignored = matched_ign | (~matched & d_outside[None])
-        n_pos = np.stack([np.bincount(g_k[r], minlength=n_cat) for r in g_regular], axis=1)
-        precision, recall, scores = core.accumulate(
-            d_k, d_score, rank, matched & ~ignored, ~ignored, n_pos,
-            np.asarray(self.max_dets), self.recall_thresholds,
-        )  # fmt: skip
-
+        precision, recall, scores = tables
         stats = summarize(precision, recall, self.iou_thresholds, self.area_labels, self.max_dets)
-        noncrowd = ~g_crowd
-        num_gt = np.bincount(g_k[noncrowd], minlength=n_cat)
-        img_cls = np.unique(g_group[noncrowd])
-        num_images = np.bincount(img_cls // max(n_img, 1), minlength=n_cat)
+        # Per-class counts over non-crowd ground truth: boxes, and images holding one.
+        real = ~g_crowd
+        num_gt = np.bincount(g_k[real], minlength=n_cat)
+        pairs = np.unique(g_k[real] * max(n_img, 1) + g_img[real])
+        num_images = np.bincount(pairs // max(n_img, 1), minlength=n_cat)
         ids = [int(c) for c in class_ids]
         per_class = per_class_table(
             precision, recall, self.iou_thresholds, self.area_labels, ids, num_gt, num_images
