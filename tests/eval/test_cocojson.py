@@ -112,6 +112,17 @@ def test_malformed_bbox_and_types(tmp_path):
         evaluate_coco_json(*_write(tmp_path, preds={"annotations": []}))
 
 
+def test_duplicate_image_and_non_finite_box(tmp_path):
+    gt = _gt()
+    gt["images"].append({"id": "a"})
+    with pytest.raises(COCOJsonError, match="image id 'a' more than once"):
+        evaluate_coco_json(*_write(tmp_path, gt=gt))
+    preds = _preds()
+    preds[2]["bbox"] = [0, 0, float("nan"), 3]
+    with pytest.raises(COCOJsonError, match=r"predictions\[2\]\['bbox'\] is not finite"):
+        evaluate_coco(_gt(), preds)
+
+
 def test_empty_prediction_list(tmp_path):
     res = evaluate_coco_json(*_write(tmp_path, preds=[]))
     assert res.stats["map50_95"] == 0.0 and res.stats["ar100"] == 0.0

@@ -94,6 +94,7 @@ def _boxes(x: Any, name: str, box_format: str) -> np.ndarray:
 
 
 def _vector(x: Any, n: int, name: str, dtype: Any) -> np.ndarray:
+    """Anything array-like -> (n,) numpy array of ``dtype``; the length must be ``n``."""
     v = _to_numpy(x, dtype, name).reshape(-1)
     if v.shape[0] != n:
         raise ValueError(f"{name} has {v.shape[0]} entries, expected {n}")
@@ -101,6 +102,7 @@ def _vector(x: Any, n: int, name: str, dtype: Any) -> np.ndarray:
 
 
 def _classes(x: Any, n: int, name: str) -> np.ndarray:
+    """(n,) class ids as int64; float input (a model's class column) must hold whole numbers."""
     c = _to_numpy(x, np.float64 if not hasattr(x, "dtype") else None, name).reshape(-1)
     if c.shape[0] != n:
         raise ValueError(f"{name} has {c.shape[0]} entries, expected {n}")
