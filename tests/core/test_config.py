@@ -16,7 +16,9 @@ def test_defaults_and_demo_preset():
 
 
 def test_aliases_and_dotted_keys():
-    cfg = load_config(["epochs=3", "imgsz=320", "optim.lr0=0.02", "model=yolo-s", "batch=4"], env={})
+    cfg = load_config(
+        ["epochs=3", "imgsz=320", "optim.lr0=0.02", "model=yolo-s", "batch=4"], env={}
+    )
     assert (cfg.train.epochs, cfg.train.imgsz, cfg.optim.lr0) == (3, 320, 0.02)
     assert cfg.model.name == "yolo-s" and cfg.train.batch == 4
     assert isinstance(cfg.optim.lr0, float)

@@ -11,7 +11,11 @@ from detforge.models.decode import make_anchors
 
 def _targets():
     return torch.tensor(
-        [[0, 1, 10.0, 12.0, 60.0, 70.0], [0, 0, 80.0, 80.0, 120.0, 110.0], [1, 1, 5.0, 5.0, 40.0, 30.0]]
+        [
+            [0, 1, 10.0, 12.0, 60.0, 70.0],
+            [0, 0, 80.0, 80.0, 120.0, 110.0],
+            [1, 1, 5.0, 5.0, 40.0, 30.0],
+        ]
     )
 
 
@@ -54,13 +58,13 @@ def _perfect_outputs(boxes_xyxy, cls, nc, strides, size, reg_max=16):
         o[:, 4 * reg_max :] = -20.0
     pts, st = make_anchors(outs, strides)
     flat_idx = 0
-    for o, s in zip(outs, strides):
+    for o, s in zip(outs, strides, strict=True):
         h, w = o.shape[-2:]
         for yi in range(h):
             for xi in range(w):
                 p = (pts[flat_idx] * s).tolist()
                 flat_idx += 1
-                for b, c in zip(boxes_xyxy, cls):
+                for b, c in zip(boxes_xyxy, cls, strict=True):
                     x1, y1, x2, y2 = b
                     if not (x1 < p[0] < x2 and y1 < p[1] < y2):
                         continue
@@ -105,6 +109,12 @@ def test_assigner_topk_and_exclusivity():
         assert b[0] < pts[i, 0] < b[2]
     # soft targets: the best anchor of each object gets that object's best IoU
     assert res.scores.max() <= 1.0 + 1e-6 and res.scores.sum() > 0
-    empty = a(scores, pred_boxes, pts, torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0, 4),
-              torch.zeros(1, 0, dtype=torch.bool))
+    empty = a(
+        scores,
+        pred_boxes,
+        pts,
+        torch.zeros(1, 0, dtype=torch.long),
+        torch.zeros(1, 0, 4),
+        torch.zeros(1, 0, dtype=torch.bool),
+    )
     assert not empty.fg_mask.any() and empty.scores.sum() == 0

@@ -9,7 +9,8 @@ from detforge.models.decode import decode, make_anchors
 
 
 @pytest.mark.parametrize(
-    "name, strides", [("yolo-n", (8, 16, 32)), ("yolo-n-p2", (4, 8, 16, 32)), ("yolo-n-p2lite", (4, 8, 16))]
+    "name, strides",
+    [("yolo-n", (8, 16, 32)), ("yolo-n-p2", (4, 8, 16, 32)), ("yolo-n-p2lite", (4, 8, 16))],
 )
 def test_levels_and_shapes(name, strides):
     m = build_model(name, num_classes=3).eval()
@@ -17,7 +18,7 @@ def test_levels_and_shapes(name, strides):
     x = torch.rand(2, 3, 128, 96)
     outs = m(x)
     assert len(outs) == len(strides)
-    for o, s in zip(outs, strides):
+    for o, s in zip(outs, strides, strict=True):
         assert o.shape == (2, 4 * 16 + 3, 128 // s, 96 // s)
 
 
@@ -33,7 +34,9 @@ def test_yolo_n_size_is_in_the_nano_class():
 
 
 def test_unknown_model_suggests():
-    with pytest.raises(ConfigError, match=r"model.name: 'yolo-nn': unknown scale 'nn' \(did you mean 'n'"):
+    with pytest.raises(
+        ConfigError, match=r"model.name: 'yolo-nn': unknown scale 'nn' \(did you mean 'n'"
+    ):
         build_model("yolo-nn", 2)
     with pytest.raises(ConfigError, match="unknown level set 'p3' \\(did you mean 'p2'"):
         build_model("yolo-n-p3", 2)

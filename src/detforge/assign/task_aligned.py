@@ -78,7 +78,11 @@ class TaskAlignedAssigner(nn.Module):
                 fg_mask=torch.zeros(b, n, dtype=torch.bool, device=dev),
                 gt_index=torch.zeros(b, n, dtype=torch.long, device=dev),
             )
-        pred_scores, pred_boxes, gt_boxes = pred_scores.float(), pred_boxes.float(), gt_boxes.float()
+        pred_scores, pred_boxes, gt_boxes = (
+            pred_scores.float(),
+            pred_boxes.float(),
+            gt_boxes.float(),
+        )
 
         # candidates: anchor centres strictly inside a real object's box -> (B, M, N)
         lt = anchor_points[None, None] - gt_boxes[:, :, None, :2]

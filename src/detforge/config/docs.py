@@ -18,7 +18,12 @@ def _default(f) -> str:
         value = f.default
     else:
         value = f.default_factory()
-    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=1000)
+        .strip()
+        .removesuffix("...")
+        .strip()
+    )
 
 
 def settings_table() -> str:
@@ -28,7 +33,8 @@ def settings_table() -> str:
     for key, (f, tp) in all_keys().items():
         meta = f.metadata
         bounds = [
-            f"{sym} {meta[k]}" for k, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+            f"{sym} {meta[k]}"
+            for k, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
             if meta.get(k) is not None
         ]
         note = meta["help"]

@@ -49,7 +49,9 @@ class AugmentSection:
     hsv_v: float = setting(0.4, "Value (brightness) gain jitter (fraction).", ge=0, le=1)
     fliplr: float = setting(0.5, "Probability of a horizontal flip.", ge=0, le=1)
     flipud: float = setting(0.0, "Probability of a vertical flip.", ge=0, le=1)
-    scale: float = setting(0.5, "Random scale range: the image is scaled by 1 +- scale.", ge=0, lt=1)
+    scale: float = setting(
+        0.5, "Random scale range: the image is scaled by 1 +- scale.", ge=0, lt=1
+    )
     translate: float = setting(0.1, "Random translation, fraction of the image size.", ge=0, le=0.5)
 
 
@@ -132,8 +134,10 @@ class TrainSection:
         2000.0, "EMA warm-up: decay = ema_decay * (1 - exp(-updates / ema_tau)).", gt=0
     )
     max_nonfinite: int = setting(
-        10, "Consecutive steps with a non-finite loss or gradient (each skipped) before "
-        "training stops with an error and a checkpoint.", ge=1,
+        10,
+        "Consecutive steps with a non-finite loss or gradient (each skipped) before "
+        "training stops with an error and a checkpoint.",
+        ge=1,
     )
     val_interval: int = setting(1, "Validate every N epochs (and always after the last).", ge=1)
     fitness: dict[str, float] = setting(

@@ -28,7 +28,10 @@ class GradientClipper:
         if mode not in ("norm", "value", "none"):
             raise ValueError(f"clip.mode: {mode!r} is not one of norm, value, none")
         self.mode, self.max_norm, self.norm_type, self.max_value = (
-            mode, max_norm, norm_type, max_value
+            mode,
+            max_norm,
+            norm_type,
+            max_value,
         )
 
     def __call__(self, params: Iterable[nn.Parameter]) -> float:

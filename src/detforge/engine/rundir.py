@@ -7,9 +7,10 @@ import io
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from ..utils.atomic import write_text_atomic
 
 __all__ = ["make_run_dir", "write_text_atomic", "ResultsCSV", "attach_log_file"]
 
@@ -30,22 +31,6 @@ def make_run_dir(project: str | os.PathLike, name: str, exist_ok: bool = False) 
             return cand
         except FileExistsError:
             n += 1
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync, and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ResultsCSV:

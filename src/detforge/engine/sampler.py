@@ -1,4 +1,4 @@
-"""A training sampler whose order is a pure function of (seed, epoch), so it can resume mid-epoch."""
+"""Training sampler: the order is a pure function of (seed, epoch), so it can resume mid-epoch."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ __all__ = ["EpochSampler"]
 class EpochSampler(Sampler[int]):
     """Shuffled (or sequential) indices for one epoch, split across ``world_size`` processes.
 
-    ``set_epoch(e, skip=k)`` makes the next iteration start after the first ``k`` samples of this
-    process's share, which is how an interrupted epoch resumes on exactly the remaining batches.
+    ``resume_at(e, k)`` makes epoch ``e`` start after the first ``k`` samples of this process's
+    share, which is how an interrupted epoch resumes on exactly the remaining batches; other
+    epochs are whole.
     Every rank gets the same number of samples (the order is padded by wrapping around).
     """
 
@@ -27,10 +28,18 @@ class EpochSampler(Sampler[int]):
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.per_rank = math.ceil(size / world_size)
-        self.epoch, self.skip = 0, 0
+        self.epoch = 0
+        self.resume_epoch, self.resume_skip = -1, 0
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, skip: int) -> None:
+        self.resume_epoch, self.resume_skip = epoch, skip
+
+    @property
+    def skip(self) -> int:
+        return self.resume_skip if self.epoch == self.resume_epoch else 0
 
     def order(self) -> list[int]:
         """This rank's full index order for the current epoch (ignores ``skip``)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -264,16 +263,8 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None
     The data goes to a temporary file in the same folder (same file system), is flushed to
     disk, then ``os.replace`` swaps it in: the old file or the new one, never a mix.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the file ordinary permissions
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ..utils.atomic import atomic_write
+
+    atomic_write(
+        path, lambda f: json.dump(obj, f, indent=indent, default=_json_default), binary=False
+    )

@@ -160,7 +160,9 @@ class YOLODetector(nn.Module):
         self.spec, self.nc, self.reg_max = spec, num_classes, spec.reg_max
         self.strides = tuple(2**k for k in spec.levels)
         self.backbone = backbone if backbone is not None else Backbone(spec)
-        self.neck = neck if neck is not None else PANNeck(spec.channels, spec.levels, spec.neck_blocks)
+        self.neck = (
+            neck if neck is not None else PANNeck(spec.channels, spec.levels, spec.neck_blocks)
+        )
         self.head = (
             head
             if head is not None

@@ -1,0 +1,165 @@
+"""Python API: ``detforge.train(...)`` and ``detforge.Detector.load(path).predict(images)``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import RunConfig, load_config
+from .engine.checkpoint import load_checkpoint, load_model_state
+from .engine.device import autocast, resolve_amp, select_device
+from .eval.postprocess import postprocess, scale_boxes_to_original
+from .models.decode import decode
+from .models.yolo import ModelSpec, YOLODetector
+
+__all__ = ["train", "Detector", "Prediction"]
+
+ImageLike = str | os.PathLike | np.ndarray
+
+
+def train(cfg: str | os.PathLike | None = None, hooks=(), **overrides: Any):
+    """Train a detector. ``overrides`` use config keys or aliases: ``train(data="d.yaml",
+    epochs=50, **{"optim.lr0": 0.02})``; nested dicts per section also work. Returns a
+    :class:`~detforge.engine.trainer.TrainResult`."""
+    from .engine.trainer import Trainer
+
+    config = overrides.pop("config", None)
+    if isinstance(config, RunConfig):
+        run_cfg = config
+    else:
+        run_cfg = load_config(overrides, cfg_file=cfg)
+    return Trainer(run_cfg, hooks=hooks).fit()
+
+
+@dataclass
+class Prediction:
+    """Detections of one image, in its original pixels.
+
+    boxes: (D, 4) xyxy float32; scores: (D,); classes: (D,) int64; names: class names.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    names: list[str]
+    shape: tuple[int, int]
+    path: str | None = None
+    latency_ms: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.names[int(c)] for c in self.classes]
+
+
+class Detector:
+    """A trained detector ready for inference."""
+
+    def __init__(
+        self,
+        model: YOLODetector,
+        names: list[str],
+        imgsz: int = 640,
+        device: str | torch.device = "auto",
+        amp: str = "off",
+    ):
+        self.device = select_device(device) if isinstance(device, str) else device
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self.names, self.imgsz = list(names), imgsz
+        self.amp_dtype = resolve_amp(amp, self.device)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device: str = "auto",
+        imgsz: int | None = None,
+        amp: str = "off",
+    ) -> Detector:
+        """Load ``best.pt``/``last.pt`` (EMA weights when present)."""
+        ckpt = load_checkpoint(path)
+        spec = ModelSpec(
+            **{
+                **ckpt["model_spec"],
+                "channels": tuple(ckpt["model_spec"]["channels"]),
+                "blocks": tuple(ckpt["model_spec"]["blocks"]),
+                "levels": tuple(ckpt["model_spec"]["levels"]),
+            }
+        )
+        model = YOLODetector(spec, ckpt["num_classes"])
+        load_model_state(model, ckpt.get("ema") or ckpt["model"], str(path))
+        size = imgsz or ckpt.get("config", {}).get("train", {}).get("imgsz", 640)
+        return cls(model, ckpt["names"], size, device, amp)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        images: ImageLike | Iterable[ImageLike],
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        batch: int = 8,
+    ) -> list[Prediction]:
+        """Detect objects in image files or RGB uint8 arrays (H, W, 3)."""
+        from .data.images import read_image
+        from .data.transforms import letterbox
+
+        if isinstance(images, str | os.PathLike | np.ndarray):
+            images = [images]
+        items = list(images)
+        out: list[Prediction] = []
+        empty = np.zeros((0, 5), np.float32)
+        for start in range(0, len(items), batch):
+            chunk = items[start : start + batch]
+            t0 = time.perf_counter()
+            arrays, metas = [], []
+            for item in chunk:
+                img = read_image(item) if not isinstance(item, np.ndarray) else item
+                canvas, _, ratio, pad = letterbox(img, empty, self.imgsz)
+                arrays.append(canvas)
+                path = None if isinstance(item, np.ndarray) else str(item)
+                metas.append((ratio, pad, img.shape[:2], path))
+            x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
+            x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.amp_dtype):
+                outputs = self.model(x)
+            boxes, scores = decode(
+                [o.float() for o in outputs], self.model.strides, self.model.reg_max
+            )
+            dets = postprocess(boxes, scores, conf, iou, max_det)
+            ms = (time.perf_counter() - t0) * 1000 / len(chunk)
+            for det, (ratio, pad, shape, path) in zip(dets, metas, strict=True):
+                b = scale_boxes_to_original(det.boxes, ratio, pad, shape)
+                out.append(
+                    Prediction(
+                        b.cpu().numpy().astype(np.float32),
+                        det.scores.cpu().numpy(),
+                        det.classes.cpu().numpy().astype(np.int64),
+                        self.names,
+                        tuple(shape),
+                        path,
+                        ms,
+                    )
+                )
+        return out
+
+
+def config_from_checkpoint(
+    path: str | os.PathLike,
+    overrides: Iterable[str] | Mapping = (),
+    extra_aliases: Mapping[str, str] | None = None,
+) -> RunConfig:
+    """The run configuration saved in a checkpoint, with ``overrides`` on top."""
+    ckpt = load_checkpoint(path)
+    base = dict(ckpt.get("config") or {})
+    base.get("train", {}).pop("resume", None)
+    return load_config(overrides, base=base, extra_aliases=extra_aliases)

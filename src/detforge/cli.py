@@ -1,0 +1,177 @@
+"""``detforge`` command line: ``detforge <command> key=value ...``.
+
+Nothing imports this module; it turns arguments into calls of the library and errors into
+one-line messages (exit status 2 for usage and input errors).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from .config.fields import ConfigError
+
+log = logging.getLogger("detforge")
+
+USAGE = """usage: detforge <command> [key=value ...]
+
+commands:
+  train      train a detector          detforge train [data=data.yaml] [model=yolo-n] [epochs=100]
+  val        validate weights          detforge val weights=runs/train/weights/best.pt [data=...]
+  predict    detect objects in images  detforge predict weights=best.pt source=<image|folder|glob>
+  eval-json  score COCO results json   detforge eval-json gt=gt.json pred=pred.json [--json]
+  models     list built-in models
+  config     list every setting with its default
+
+Settings: key=value with dotted keys (optim.lr0=0.01) or aliases (data, model, epochs, imgsz,
+batch, device, name, workers, seed, amp, lr0, optimizer, project, resume); cfg=FILE.yaml loads
+settings from a file; DETFORGE_<SECTION>__<KEY> environment variables also apply.
+"""
+
+
+def _split_args(args: Sequence[str], allowed: set[str]) -> tuple[dict[str, str], list[str]]:
+    """Pull command-specific keys (weights=, source=...) out of the config overrides."""
+    special, rest = {}, []
+    for a in args:
+        key = a.split("=", 1)[0]
+        if "=" in a and key in allowed:
+            special[key] = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+    return special, rest
+
+
+def _require(special: dict, key: str, command: str, example: str) -> str:
+    if not special.get(key):
+        raise ConfigError(f"detforge {command}: missing {key}= (e.g. {example})")
+    return special[key]
+
+
+def cmd_train(args: Sequence[str]) -> int:
+    from .api import config_from_checkpoint
+    from .config import load_config
+    from .engine.trainer import Trainer
+
+    special, rest = _split_args(args, {"cfg"})
+    resume = next(
+        (a.split("=", 1)[1] for a in rest if a.split("=", 1)[0] in ("resume", "train.resume")), None
+    )
+    if resume:
+        cfg = config_from_checkpoint(resume, rest)
+    else:
+        cfg = load_config(rest, cfg_file=special.get("cfg"))
+    result = Trainer(cfg).fit()
+    m = result.metrics
+    print(
+        f"\ndone: {result.run_dir}  best epoch {result.best_epoch}  "
+        f"mAP50 {m.get('map50', float('nan')):.4f}  mAP50-95 {m.get('map50_95', float('nan')):.4f}"
+        f"  ({result.train_images / max(result.train_seconds, 1e-9):.1f} train images/s)"
+    )
+    return 0
+
+
+def cmd_val(args: Sequence[str]) -> int:
+    from .api import config_from_checkpoint
+    from .eval.validate_cmd import run_validation
+
+    special, rest = _split_args(args, {"weights", "split"})
+    weights = _require(special, "weights", "val", "weights=runs/train/weights/best.pt")
+    cfg = config_from_checkpoint(weights, rest, {"conf": "eval.conf", "iou": "eval.iou"})
+    run_validation(cfg, weights, special.get("split", "val"))
+    return 0
+
+
+def cmd_predict(args: Sequence[str]) -> int:
+    from .api import config_from_checkpoint
+    from .predict_cmd import run_predict
+
+    special, rest = _split_args(args, {"weights", "source"})
+    weights = _require(special, "weights", "predict", "weights=best.pt")
+    source = _require(special, "source", "predict", "source=images/ or source='*.jpg'")
+    aliases = {
+        "conf": "predict.conf",
+        "iou": "predict.iou",
+        "max_det": "predict.max_det",
+        "name": "train.name",
+    }
+    cfg = config_from_checkpoint(weights, ["train.name=predict", *rest], aliases)
+    run_predict(cfg, weights, source)
+    return 0
+
+
+def cmd_eval_json(args: Sequence[str]) -> int:
+    from .eval.cocojson import evaluate_coco_json, format_stats_table
+
+    as_json = "--json" in args
+    special, rest = _split_args([a for a in args if a != "--json"], {"gt", "pred"})
+    if rest:
+        raise ConfigError(f"detforge eval-json: unexpected argument(s) {' '.join(rest)}")
+    gt = _require(special, "gt", "eval-json", "gt=instances_val.json")
+    pred = _require(special, "pred", "eval-json", "pred=predictions.json")
+    result = evaluate_coco_json(gt, pred)
+    if as_json:
+        print(json.dumps({k: float(v) for k, v in result.stats.items()}, indent=2))
+    else:
+        print(format_stats_table(result.stats))
+    return 0
+
+
+def cmd_models(args: Sequence[str]) -> int:
+    from .models import available_models
+
+    print("\n".join(available_models()))
+    return 0
+
+
+def cmd_config(args: Sequence[str]) -> int:
+    from .config.docs import settings_table
+
+    print(settings_table())
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "train": cmd_train,
+    "val": cmd_val,
+    "predict": cmd_predict,
+    "eval-json": cmd_eval_json,
+    "models": cmd_models,
+    "config": cmd_config,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        from .config.fields import suggest
+
+        print(
+            f"detforge: unknown command '{command}'{suggest(command, COMMANDS)}\n", file=sys.stderr
+        )
+        print(USAGE, file=sys.stderr)
+        return 2
+    if "-h" in args or "--help" in args:
+        print(USAGE)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from .data.errors import DataError
+    from .engine.checkpoint import CheckpointError
+
+    try:
+        return COMMANDS[command](args)
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as e:
+        print(f"detforge {command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"detforge {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Map a RunConfig to datasets, loaders and the validator (the only config-aware data code)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..data.dataset import YoloDataset
+from ..data.datayaml import load_data_yaml
+from ..data.loader import build_dataloader
+from ..data.transforms import AugmentParams
+from ..eval.validator import Validator
+from .device import resolve_amp, select_device
+from .sampler import EpochSampler
+
+__all__ = ["DataBundle", "build_data", "resolve_data_yaml", "augment_params"]
+
+log = logging.getLogger("detforge")
+
+
+@dataclass
+class DataBundle:
+    names: list[str]
+    train_set: YoloDataset
+    val_set: YoloDataset
+    train_sampler: EpochSampler
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    validator: Validator
+    data_yaml: Path
+
+
+def resolve_data_yaml(cfg: RunConfig) -> Path:
+    """The data.yaml to use: the configured one, or the built-in demo (generated on first use)."""
+    if cfg.data.path:
+        return Path(cfg.data.path)
+    from ..data.demo import ensure_demo_dataset
+
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else None
+    path = ensure_demo_dataset(cache)
+    log.info("no data.yaml given: using the built-in demo dataset at %s", path)
+    return path
+
+
+def augment_params(cfg: RunConfig) -> AugmentParams:
+    a = cfg.augment
+    return AugmentParams(
+        hsv_h=a.hsv_h,
+        hsv_s=a.hsv_s,
+        hsv_v=a.hsv_v,
+        fliplr=a.fliplr,
+        flipud=a.flipud,
+        scale=a.scale,
+        translate=a.translate,
+    )
+
+
+def build_val_set(cfg: RunConfig, spec, split: str = "val") -> YoloDataset:
+    return YoloDataset.from_spec(
+        spec,
+        split,
+        imgsz=cfg.train.imgsz,
+        augment=False,
+        strict=cfg.data.strict,
+        cache_dir=cfg.data.cache_dir,
+    )
+
+
+def build_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataBundle:
+    yaml_path = resolve_data_yaml(cfg)
+    spec = load_data_yaml(yaml_path)
+    train_set = YoloDataset.from_spec(
+        spec,
+        "train",
+        imgsz=cfg.train.imgsz,
+        augment=True,
+        aug=augment_params(cfg),
+        strict=cfg.data.strict,
+        cache_dir=cfg.data.cache_dir,
+        seed=cfg.train.seed,
+    )
+    val_set = build_val_set(cfg, spec)
+    sampler = EpochSampler(
+        len(train_set), shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world_size
+    )
+    train_loader = build_dataloader(
+        train_set,
+        batch_size=cfg.train.batch,
+        shuffle=True,
+        workers=cfg.data.workers,
+        seed=cfg.train.seed,
+        sampler=sampler,
+        drop_last=False,
+    )
+    val_loader = build_dataloader(
+        val_set,
+        batch_size=cfg.eval.batch or 2 * cfg.train.batch,
+        shuffle=False,
+        workers=cfg.data.workers,
+        seed=cfg.train.seed,
+    )
+    device = select_device(cfg.train.device)
+    validator = Validator(
+        val_set,
+        val_loader,
+        device,
+        resolve_amp(cfg.train.amp, device),
+        conf=cfg.eval.conf,
+        iou=cfg.eval.iou,
+        max_det=cfg.eval.max_det,
+    )
+    return DataBundle(
+        list(spec.names),
+        train_set,
+        val_set,
+        sampler,
+        train_loader,
+        val_loader,
+        validator,
+        yaml_path,
+    )

@@ -1,0 +1,348 @@
+"""The training loop: data, model, loss, optimizer, schedule, EMA, validation, checkpoints.
+
+Order at the end of every epoch (written down because it matters): save ``last.pt`` first, so a
+failing validation still leaves a checkpoint; then validate, log ``results.csv``, and save
+``last.pt`` / ``best.pt`` again with the metrics. An exception mid-epoch saves ``last.pt`` at the
+last completed optimizer step, which ``train.resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..config import RunConfig, config_to_dict, dump_config
+from ..losses import DetectionLoss, total_loss
+from ..models import build_model, model_info
+from .checkpoint import load_checkpoint, load_model_state, save_atomic
+from .device import autocast, resolve_amp, select_device
+from .ema import ModelEMA
+from .fitness import fitness
+from .gradients import GradientClipper
+from .optim import build_optimizer
+from .rundir import ResultsCSV, attach_log_file, make_run_dir, write_text_atomic
+from .schedule import WarmupDecaySchedule
+from .setup_data import DataBundle, build_data
+from .state import restore_rng_state, rng_state, seed_everything, set_deterministic
+
+__all__ = ["Trainer", "TrainResult"]
+
+log = logging.getLogger("detforge")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_epoch: int
+    best_fitness: float
+    metrics: dict[str, float] = field(default_factory=dict)  # final validation of best.pt
+    per_class: dict = field(default_factory=dict)
+    train_seconds: float = 0.0
+    train_images: int = 0
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, hooks=()):
+        self.cfg = cfg
+        self.hooks = list(hooks)
+
+    # ---------------------------------------------------------------- setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        resume_ckpt = load_checkpoint(cfg.train.resume) if cfg.train.resume else None
+        seed_everything(cfg.train.seed)
+        set_deterministic(cfg.train.deterministic)
+        self.device = select_device(cfg.train.device)
+        self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
+
+        if resume_ckpt is not None:
+            self.run_dir = Path(cfg.train.resume).resolve().parent.parent
+        else:
+            self.run_dir = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
+        self.weights_dir = self.run_dir / "weights"
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        self._log_handler = attach_log_file(log, self.run_dir / "train.log")
+        write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
+        log.info("run folder: %s", self.run_dir)
+
+        self.data: DataBundle = build_data(cfg)
+        self.model = build_model(cfg.model.name, len(self.data.names))
+        if cfg.model.weights and resume_ckpt is None:
+            init = load_checkpoint(cfg.model.weights)
+            state = init.get("ema") or init["model"]
+            load_model_state(self.model, state, f"model.weights {cfg.model.weights}")
+        info = model_info(self.model, cfg.train.imgsz)
+        log.info(
+            "model %s: %d classes, %.2f M parameters, %.2f GFLOPs at %d",
+            cfg.model.name,
+            self.model.nc,
+            info["params"] / 1e6,
+            info["gflops"],
+            cfg.train.imgsz,
+        )
+        self.model.head.reset_bias(cfg.train.imgsz) if not cfg.model.weights else None
+        self.model.to(self.device, memory_format=torch.channels_last)
+
+        self.loss_fn = DetectionLoss(
+            self.model.nc,
+            self.model.strides,
+            self.model.reg_max,
+            box_gain=cfg.loss.box,
+            cls_gain=cfg.loss.cls,
+            dfl_gain=cfg.loss.dfl,
+            iou_kind=cfg.loss.iou,
+        )
+        self.loss_fn.assigner.topk = cfg.loss.topk
+        self.loss_fn.assigner.alpha, self.loss_fn.assigner.beta = cfg.loss.alpha, cfg.loss.beta
+
+        eff_batch = cfg.train.batch
+        wd = cfg.optim.weight_decay
+        if cfg.optim.wd_batch_ref:
+            wd *= eff_batch / cfg.optim.wd_batch_ref
+        self.optimizer = build_optimizer(
+            self.model, cfg.optim.name, cfg.optim.lr0, cfg.optim.momentum, cfg.optim.nesterov, wd
+        )
+        self.steps_per_epoch = len(self.data.train_loader)
+        self.schedule = WarmupDecaySchedule(
+            total_steps=cfg.train.epochs * self.steps_per_epoch,
+            warmup_steps=round(cfg.schedule.warmup_epochs * self.steps_per_epoch),
+            kind=cfg.schedule.name,
+            lrf=cfg.schedule.lrf,
+            warmup_bias_lr=cfg.schedule.warmup_bias_lr,
+            warmup_momentum=cfg.schedule.warmup_momentum,
+            momentum=cfg.optim.momentum,
+        )
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.device.type == "cuda" and self.amp_dtype == torch.float16
+        )
+        self.clipper = GradientClipper(
+            cfg.clip.mode, cfg.clip.max_norm, cfg.clip.norm_type, cfg.clip.max_value
+        )
+        self.ema = (
+            ModelEMA(self.model, cfg.train.ema_decay, cfg.train.ema_tau) if cfg.train.ema else None
+        )
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.skipped_steps = self.nonfinite_run = 0
+        self.best_fitness, self.best_epoch = -math.inf, -1
+        self.results = ResultsCSV.load(self.run_dir / "results.csv")
+        if resume_ckpt is not None:
+            self._restore(resume_ckpt)
+        log.info(
+            "optimizer %s lr0 %g, weight decay %g (effective batch %d), amp %s, device %s",
+            cfg.optim.name,
+            cfg.optim.lr0,
+            wd,
+            eff_batch,
+            str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+            self.device,
+        )
+
+    def _restore(self, ckpt: dict) -> None:
+        load_model_state(self.model, ckpt["model"], f"resume {self.cfg.train.resume}")
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load_state_dict(ckpt["ema_state"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
+        self.step = ckpt["step"]
+        self.best_fitness, self.best_epoch = ckpt["best_fitness"], ckpt["best_epoch"]
+        self.results.truncate(self.epoch)
+        restore_rng_state(ckpt["rng"])
+        log.info(
+            "resumed from %s at epoch %d, batch %d",
+            self.cfg.train.resume,
+            self.epoch + 1,
+            self.batch_in_epoch,
+        )
+
+    # ---------------------------------------------------------------- checkpoints
+    def checkpoint(self, metrics: dict | None = None) -> dict:
+        return {
+            "format": "detforge-checkpoint-1",
+            "model_spec": asdict(self.model.spec),
+            "num_classes": self.model.nc,
+            "names": list(self.data.names),
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema else None,
+            "ema_state": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "step": self.step,
+            "best_fitness": self.best_fitness,
+            "best_epoch": self.best_epoch,
+            "metrics": metrics or {},
+            "config": config_to_dict(self.cfg),
+            "rng": rng_state(),
+        }
+
+    # ---------------------------------------------------------------- loop
+    def fit(self) -> TrainResult:
+        self.setup()
+        cfg = self.cfg
+        t_train, images = 0.0, 0
+        try:
+            while self.epoch < cfg.train.epochs:
+                t0 = time.perf_counter()
+                row, n_img = self.train_one_epoch()
+                t_train += time.perf_counter() - t0
+                images += n_img
+                self.end_epoch(row, time.perf_counter() - t0)
+        except BaseException:
+            # the batch counter only moves after a whole optimizer step: resume is exact
+            save_atomic(self.checkpoint(), self.weights_dir / "last.pt")
+            log.error(
+                "training stopped in epoch %d after %d batches; checkpoint saved. Resume with: "
+                "detforge train resume=%s",
+                self.epoch + 1,
+                self.batch_in_epoch,
+                self.weights_dir / "last.pt",
+            )
+            log.removeHandler(self._log_handler)
+            raise
+        result = self.finish()
+        result.train_seconds, result.train_images = t_train, images
+        log.removeHandler(self._log_handler)
+        return result
+
+    def train_one_epoch(self) -> tuple[dict, int]:
+        cfg, model = self.cfg, self.model
+        model.train()
+        data = self.data
+        data.train_set.set_epoch(self.epoch)
+        data.train_sampler.resume_at(self.epoch, self.batch_in_epoch * cfg.train.batch)
+        sums: dict[str, float] = {}
+        grad_norms: list[float] = []
+        n_batches = n_images = 0
+        bar = tqdm(
+            data.train_loader,
+            total=len(data.train_loader),
+            desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}",
+            disable=not cfg.train.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for batch in bar:
+            self.schedule.apply(self.optimizer, self.step)
+            x = batch["img"].to(self.device, non_blocking=True).float().div_(255)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.amp_dtype):
+                outputs = model(x)
+            terms = self.loss_fn([o.float() for o in outputs], batch["targets"].to(self.device))
+            loss = total_loss(terms, x.shape[0])
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            norm = self.clipper(model.parameters())
+            finite = math.isfinite(norm) and math.isfinite(float(loss.detach()))
+            if finite or self.scaler.is_enabled():  # the fp16 scaler skips inf steps itself
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            grad_norms.append(norm)
+            if not finite and not self.scaler.is_enabled():
+                self.skipped_steps += 1
+                self.nonfinite_run += 1
+                log.warning("non-finite loss or gradient at step %d: step skipped", self.step)
+                if self.nonfinite_run >= cfg.train.max_nonfinite:
+                    raise FloatingPointError(
+                        f"{self.nonfinite_run} consecutive non-finite steps (train.max_nonfinite="
+                        f"{cfg.train.max_nonfinite}): lower optim.lr0, or check the data"
+                    )
+            else:
+                self.nonfinite_run = 0
+            if self.ema is not None:
+                self.ema.update(model)
+            self.step += 1
+            self.batch_in_epoch += 1
+            n_batches += 1
+            n_images += x.shape[0]
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix({k: f"{v / n_batches:.3f}" for k, v in sums.items()})
+        bar.close()
+        row = {"epoch": self.epoch + 1}
+        row.update({f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()})
+        finite = [g for g in grad_norms if math.isfinite(g)]
+        if finite:
+            row["grad_norm/mean"] = sum(finite) / len(finite)
+            row["grad_norm/max"] = max(finite)
+        row["skipped_steps"] = self.skipped_steps
+        for g in self.optimizer.param_groups:
+            row[f"lr/{g['name']}"] = g["lr"]
+        return row, n_images
+
+    def end_epoch(self, row: dict, seconds: float) -> None:
+        cfg = self.cfg
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        save_atomic(self.checkpoint(), self.weights_dir / "last.pt")
+        last = self.epoch == cfg.train.epochs
+        metrics: dict[str, float] = {}
+        if last or self.epoch % cfg.train.val_interval == 0:
+            val = self.data.validator.run(self.eval_model(), self.loss_fn)
+            metrics = val.metrics
+            row.update({f"val/{k}": v for k, v in val.losses.items()})
+            row.update({f"metrics/{k}": v for k, v in metrics.items()})
+            fit = fitness(metrics, cfg.train.fitness)
+            row["fitness"] = fit
+            improved = fit > self.best_fitness
+            if improved:
+                self.best_fitness, self.best_epoch = fit, self.epoch
+            ckpt = self.checkpoint(metrics)
+            save_atomic(ckpt, self.weights_dir / "last.pt")
+            if improved:
+                save_atomic(ckpt, self.weights_dir / "best.pt")
+            log.info(
+                "epoch %d/%d  %s  mAP50 %.4f  mAP50-95 %.4f%s",
+                self.epoch,
+                cfg.train.epochs,
+                " ".join(
+                    f"{k.split('/')[1]} {v:.3f}" for k, v in row.items() if k.startswith("train/")
+                ),
+                metrics["map50"],
+                metrics["map50_95"],
+                "  (best)" if improved else "",
+            )
+        row["epoch_time"] = seconds
+        row["peak_mem_mb"] = _peak_memory_mb(self.device)
+        self.results.append(row)
+        for hook in self.hooks:
+            hook(self, row)
+
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def finish(self) -> TrainResult:
+        """Validate ``best.pt`` once more, print per-class metrics, export COCO json."""
+        from ..eval.report import export_run_predictions, format_per_class
+
+        best = load_checkpoint(self.weights_dir / "best.pt", map_location=self.device)
+        model = self.eval_model()
+        load_model_state(model, best["ema"] or best["model"], "best.pt")
+        val = self.data.validator.run(model, keep_predictions=self.cfg.eval.save_json)
+        log.info(
+            "best epoch %d, validation of best.pt:\n%s",
+            self.best_epoch,
+            format_per_class(val.result, self.data.names),
+        )
+        if self.cfg.eval.save_json:
+            export_run_predictions(self.run_dir, self.data.val_set, val.predictions)
+        return TrainResult(
+            self.run_dir, self.best_epoch, self.best_fitness, val.metrics, val.result.per_class
+        )
