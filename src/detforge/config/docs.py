@@ -48,3 +48,26 @@ def settings_table() -> str:
     rows.append("")
     rows.append(f"Without `data.path` the demo preset applies below your settings: {preset}.")
     return "\n".join(rows)
+
+
+BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
+
+
+def update_readme(path: str) -> bool:
+    """Replace the settings block of a README in place; True if it changed."""
+    from pathlib import Path
+
+    p = Path(path)
+    text = p.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    new = f"{head}{BEGIN}\n{settings_table()}\n{END}{tail}"
+    if new != text:
+        p.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":  # python -m detforge.config.docs README.md
+    import sys
+
+    print("updated" if update_readme(sys.argv[1]) else "up to date")

@@ -70,7 +70,7 @@ class LossSection:
 
 @dataclass
 class OptimSection:
-    name: Literal["sgd", "adamw"] = setting("sgd", "Optimizer.")
+    name: Literal["sgd", "adamw"] = setting("sgd", "Optimizer: sgd (momentum, nesterov) or adamw.")
     lr0: float = setting(0.01, "Base learning rate after warmup.", gt=0)
     momentum: float = setting(0.937, "SGD momentum, or AdamW beta1.", ge=0, lt=1)
     nesterov: bool = setting(True, "Nesterov momentum (SGD only).")
