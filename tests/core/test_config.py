@@ -78,3 +78,15 @@ def test_dump_is_plain_yaml():
     text = dump_config(load_config(["data=d.yaml"], env={}))
     tree = yaml.safe_load(text)
     assert tree["data"]["path"] == "d.yaml" and "lr0" in tree["optim"]
+
+
+def test_yaml_12_values():
+    cfg = load_config(["amp=off", "optim.lr0=1e-3", "train.ema=false"], env={})
+    assert cfg.train.amp == "off" and cfg.optim.lr0 == 0.001 and cfg.train.ema is False
+
+
+def test_amp_off_in_a_config_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  amp: off\noptim:\n  weight_decay: 5e-4\n")
+    cfg = load_config([], cfg_file=f, env={})
+    assert cfg.train.amp == "off" and cfg.optim.weight_decay == 5e-4

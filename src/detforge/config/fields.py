@@ -13,7 +13,46 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-__all__ = ["ConfigError", "setting", "coerce", "check_constraints", "suggest"]
+__all__ = ["ConfigError", "setting", "coerce", "check_constraints", "suggest", "yaml_load"]
+
+
+def _make_loader():
+    import re
+
+    import yaml
+
+    class Yaml12Loader(yaml.SafeLoader):
+        """SafeLoader with YAML 1.2 booleans: only true/false, so ``amp: off`` stays a string."""
+
+    Yaml12Loader.yaml_implicit_resolvers = {
+        ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Yaml12Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool",
+        re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"),
+    )
+    # YAML 1.1 needs a dot in floats; accept 1e-3 as a number too
+    Yaml12Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return Yaml12Loader
+
+
+_LOADER = None
+
+
+def yaml_load(text: str):
+    """Parse YAML for settings: safe, and with YAML 1.2 booleans (``off``/``no`` are strings)."""
+    import yaml
+
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = _make_loader()
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader subclass
 
 
 class ConfigError(ValueError):

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .fields import ConfigError, check_constraints, coerce, suggest
+from .fields import ConfigError, check_constraints, coerce, suggest, yaml_load
 from .schema import ALIASES, DEMO_PRESET, RunConfig
 
 __all__ = [
@@ -91,7 +91,7 @@ def _flatten(tree: Mapping[str, Any], source: str) -> dict[str, Any]:
 def parse_value(text: str) -> Any:
     """Parse a CLI or environment value with YAML rules (``1e-3``, ``true``, ``[1, 2]``)."""
     try:
-        return yaml.safe_load(text) if text != "" else None
+        return yaml_load(text) if text != "" else None
     except yaml.YAMLError:
         return text
 
@@ -185,7 +185,7 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = yaml_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path}: invalid YAML: {e}") from None
         if not isinstance(tree, Mapping):

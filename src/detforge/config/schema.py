@@ -205,6 +205,6 @@ ALIASES: dict[str, str] = {
 
 # Settings applied when no data.yaml is given, below anything the user sets.
 DEMO_PRESET: dict[str, dict] = {
-    "train": {"imgsz": 256, "epochs": 30, "batch": 16},
+    "train": {"imgsz": 256, "epochs": 15, "batch": 16},
     "schedule": {"warmup_epochs": 1.0},
 }

@@ -205,7 +205,9 @@ class Trainer:
                 images += n_img
                 self.end_epoch(row, time.perf_counter() - t0)
         except BaseException:
-            # the batch counter only moves after a whole optimizer step: resume is exact
+            # counters move only after a whole optimizer step, and BN statistics of an unfinished
+            # step are rolled back, so last.pt is exactly the state after the last whole step
+            self._restore_buffers()
             save_atomic(self.checkpoint(), self.weights_dir / "last.pt")
             log.error(
                 "training stopped in epoch %d after %d batches; checkpoint saved. Resume with: "
@@ -239,6 +241,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         for batch in bar:
+            self._save_buffers()
             self.schedule.apply(self.optimizer, self.step)
             x = batch["img"].to(self.device, non_blocking=True).float().div_(255)
             x = x.contiguous(memory_format=torch.channels_last)
@@ -256,6 +259,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             grad_norms.append(norm)
             if not finite and not self.scaler.is_enabled():
+                self._restore_buffers()  # a non-finite forward may have poisoned BN statistics
                 self.skipped_steps += 1
                 self.nonfinite_run += 1
                 log.warning("non-finite loss or gradient at step %d: step skipped", self.step)
@@ -266,15 +270,17 @@ class Trainer:
                     )
             else:
                 self.nonfinite_run = 0
-            if self.ema is not None:
-                self.ema.update(model)
+                if self.ema is not None:
+                    self.ema.update(model)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                n_batches += 1
+            # a skipped step still advances the schedule: it is a function of batches consumed
             self.step += 1
+            self._buffer_backup = None
             self.batch_in_epoch += 1
-            n_batches += 1
             n_images += x.shape[0]
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            bar.set_postfix({k: f"{v / n_batches:.3f}" for k, v in sums.items()})
+            bar.set_postfix({k: f"{v / max(n_batches, 1):.3f}" for k, v in sums.items()})
         bar.close()
         row = {"epoch": self.epoch + 1}
         row.update({f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()})
@@ -286,6 +292,19 @@ class Trainer:
         for g in self.optimizer.param_groups:
             row[f"lr/{g['name']}"] = g["lr"]
         return row, n_images
+
+    def _save_buffers(self) -> None:
+        """Copy BN running statistics before a forward pass (they change during it)."""
+        bufs = [b for b in self.model.buffers()]
+        self._buffer_backup = (bufs, [b.clone() for b in bufs])
+
+    def _restore_buffers(self) -> None:
+        if getattr(self, "_buffer_backup", None) is not None:
+            bufs, saved = self._buffer_backup
+            with torch.no_grad():
+                for b, v in zip(bufs, saved, strict=True):
+                    b.copy_(v)
+            self._buffer_backup = None
 
     def end_epoch(self, row: dict, seconds: float) -> None:
         cfg = self.cfg

@@ -1,0 +1,138 @@
+"""End-to-end training on a tiny dataset: run folder, checkpoints, resume, API."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from detforge.api import Detector
+from detforge.config import load_config
+from detforge.engine.checkpoint import load_checkpoint
+from detforge.engine.trainer import Trainer
+
+
+def _train(args, **extra):
+    cfg = load_config(args + [f"{k}={v}" for k, v in extra.items()], env={})
+    return Trainer(cfg).fit()
+
+
+def test_run_folder_contents(tiny_args):
+    res = _train(tiny_args)
+    run = res.run_dir
+    for f in [
+        "config.yaml",
+        "results.csv",
+        "train.log",
+        "weights/last.pt",
+        "weights/best.pt",
+        "val_gt.json",
+        "val_predictions.json",
+    ]:
+        assert (run / f).is_file(), f
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for col in [
+        "train/box",
+        "train/cls",
+        "train/dfl",
+        "val/box",
+        "lr/weights",
+        "lr/norm",
+        "lr/bias",
+        "metrics/map50_95",
+        "metrics/map50",
+        "fitness",
+        "epoch_time",
+        "peak_mem_mb",
+        "grad_norm/mean",
+        "grad_norm/max",
+        "skipped_steps",
+    ]:
+        assert col in rows[0] and rows[0][col] != "", col
+    assert float(rows[1]["peak_mem_mb"]) > 50
+    # config.yaml is enough to repeat the run
+    saved = load_config([], cfg_file=run / "config.yaml", env={})
+    assert saved.train.epochs == 2 and saved.train.imgsz == 64
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["path"].endswith("data.yaml")
+    ck = load_checkpoint(run / "weights" / "last.pt")
+    assert ck["epoch"] == 2 and ck["step"] == 2 * 4 and ck["names"][0] == "circle"
+    assert set(res.metrics) >= {"map50_95", "map50", "map_small", "ar100"}
+
+
+def test_detector_api_predicts_in_original_pixels(tiny_args, tiny_data):
+    res = _train(tiny_args, epochs=1)
+    det = Detector.load(res.run_dir / "weights" / "best.pt")
+    img = np.full((100, 150, 3), 127, np.uint8)
+    preds = det.predict([img, img], conf=0.0, max_det=5)
+    assert len(preds) == 2 and preds[0].shape == (100, 150)
+    assert len(preds[0]) == 5
+    assert (preds[0].boxes[:, [0, 2]] <= 150).all() and (preds[0].boxes[:, [1, 3]] <= 100).all()
+    assert np.allclose(preds[0].boxes, preds[1].boxes)
+
+
+def _final_weights(run):
+    return load_checkpoint(run / "weights" / "last.pt")["model"]
+
+
+def test_resume_after_interruption_is_exact(tiny_args, tmp_path, monkeypatch):
+    full = _train(tiny_args, name="full", epochs=3)
+
+    # interrupt the second run in the middle of epoch 2 (after 6 of 12 steps)
+    calls = {"n": 0}
+    real = torch.optim.SGD.step
+
+    def flaky_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt("simulated crash")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", flaky_step)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_args, name="part", epochs=3)
+    monkeypatch.setattr(torch.optim.SGD, "step", real)
+    part = full.run_dir.parent / "part"
+    ck = load_checkpoint(part / "weights" / "last.pt")
+    assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == (1, 2, 6)
+
+    resumed = _train(tiny_args, name="part", resume=part / "weights" / "last.pt", epochs=3)
+    assert resumed.run_dir == part
+    a, b = _final_weights(full.run_dir), _final_weights(part)
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    rows = list(csv.DictReader((part / "results.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+
+
+def test_nonfinite_steps_are_skipped_then_stop_with_a_checkpoint(tiny_args, monkeypatch):
+    from detforge.losses.detection import DetectionLoss
+
+    real = DetectionLoss.forward
+    calls = {"n": 0}
+
+    def sometimes_nan(self, outputs, targets):
+        calls["n"] += 1
+        terms = real(self, outputs, targets)
+        if self.training_nan(calls["n"]):
+            terms["box"] = terms["box"] * float("nan")
+        return terms
+
+    # steps 2 and 3 are non-finite, then everything is finite again
+    DetectionLoss.training_nan = lambda self, n: n in (2, 3)
+    monkeypatch.setattr(DetectionLoss, "forward", sometimes_nan)
+    res = _train(tiny_args, epochs=1, **{"train.val_interval": 1})
+    rows = list(csv.DictReader((res.run_dir / "results.csv").open()))
+    assert rows[0]["skipped_steps"] == "2"
+    ck = load_checkpoint(res.run_dir / "weights" / "last.pt")
+    assert all(torch.isfinite(v.float()).all() for v in ck["model"].values())
+
+    # from the second step on every step is non-finite: stop after 3 in a row
+    DetectionLoss.training_nan = lambda self, n: n >= 2
+    calls["n"] = 0
+    with pytest.raises(FloatingPointError, match="3 consecutive non-finite steps"):
+        _train(tiny_args, epochs=2, name="nan", **{"train.max_nonfinite": 3})
+    ck = load_checkpoint(res.run_dir.parent / "nan" / "weights" / "last.pt")
+    assert ck["step"] == 3 and all(torch.isfinite(v.float()).all() for v in ck["model"].values())
+    del DetectionLoss.training_nan
