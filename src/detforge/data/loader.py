@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-__all__ = ["collate", "EpochSampler", "build_dataloader", "worker_init"]
+__all__ = ["collate", "IndexEpochSampler", "build_dataloader", "worker_init"]
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
+class IndexEpochSampler(Sampler[tuple[int, int]]):
     """Yields ``(index, epoch)``; the order is a pure function of (seed, epoch).
 
     sampler: an inner index sampler (e.g. ``DistributedSampler``) used instead of the built-in
@@ -66,10 +66,13 @@ class EpochSampler(Sampler[tuple[int, int]]):
         else:
             self.dataset.epoch = int(epoch)
 
+    def _sync_inner(self, epoch: int) -> None:
+        if self.sampler is not None and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
     def _order(self, epoch: int) -> Iterator[int]:
         if self.sampler is not None:
-            if hasattr(self.sampler, "set_epoch"):
-                self.sampler.set_epoch(epoch)
+            self._sync_inner(epoch)
             return iter(self.sampler)
         n = len(self.dataset)  # type: ignore[arg-type]
         if not self.shuffle:
@@ -84,8 +87,29 @@ class EpochSampler(Sampler[tuple[int, int]]):
             yield int(i), epoch
 
     def __len__(self) -> int:
+        self._sync_inner(self.epoch)  # an inner sampler's length may depend on its epoch
         src = self.sampler if self.sampler is not None else self.dataset
         return len(src) if isinstance(src, Sized) else 0
+
+
+class _ForkSafeLoader(DataLoader):
+    """DataLoader that forks its workers while OpenCV's thread pool is down to one thread.
+
+    A forked child inherits OpenCV's pool bookkeeping but not its threads; changing the thread
+    count there (as ``worker_init`` does) then waits forever for threads that do not exist. With
+    the parent at one thread during the fork, the child has no pool to tear down. The parent's
+    setting is restored right after.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.num_workers == 0:
+            return super().__iter__()
+        previous = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            return super().__iter__()
+        finally:
+            cv2.setNumThreads(previous)
 
 
 def worker_init(worker_id: int) -> None:
@@ -108,6 +132,7 @@ def build_dataloader(
     persistent_workers: bool = True,
     rank: int = 0,
     world_size: int = 1,
+    timeout: float = 0,
 ) -> DataLoader:
     """DataLoader over ``dataset`` with ``collate``.
 
@@ -115,6 +140,7 @@ def build_dataloader(
     shuffle: a new order each epoch, a function of (seed, epoch). rank/world_size > 1: each rank
     reads its shard through a ``DistributedSampler`` (unless ``sampler`` is given). Call
     ``dataset.set_epoch(e)`` (or ``loader.sampler.set_epoch(e)``) before each epoch.
+    timeout: seconds to wait for a batch from the workers before raising (0: forever).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -131,14 +157,15 @@ def build_dataloader(
     extra: dict[str, Any] = {}
     if workers > 0:
         extra = {"persistent_workers": persistent_workers, "worker_init_fn": worker_init}
-    return DataLoader(
+    return _ForkSafeLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochSampler(dataset, shuffle=shuffle, seed=seed, sampler=sampler),
+        sampler=IndexEpochSampler(dataset, shuffle=shuffle, seed=seed, sampler=sampler),
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin_memory,
         drop_last=drop_last,
         generator=generator,
+        timeout=timeout if workers > 0 else 0,
         **extra,
     )
