@@ -79,7 +79,9 @@ def cmd_val(args: Sequence[str]) -> int:
 
     special, rest = _split_args(args, {"weights", "split"})
     weights = _require(special, "weights", "val", "weights=runs/train/weights/best.pt")
-    cfg = config_from_checkpoint(weights, rest, {"conf": "eval.conf", "iou": "eval.iou"})
+    cfg = config_from_checkpoint(
+        weights, ["train.name=val", *rest], {"conf": "eval.conf", "iou": "eval.iou"}
+    )
     run_validation(cfg, weights, special.get("split", "val"))
     return 0
 

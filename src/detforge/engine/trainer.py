@@ -49,10 +49,10 @@ class TrainResult:
 
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+        return torch.cuda.max_memory_allocated(device) / 1e6
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # KiB on Linux
 
 
 class Trainer:
@@ -138,8 +138,11 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.skipped_steps = self.nonfinite_run = 0
         self.best_fitness, self.best_epoch = -math.inf, -1
-        self.results = ResultsCSV.load(self.run_dir / "results.csv")
+        # a fresh run starts a fresh results.csv even in a reused folder (exist_ok)
+        self.results = ResultsCSV(self.run_dir / "results.csv")
+        self.last_val = None
         if resume_ckpt is not None:
+            self.results = ResultsCSV.load(self.run_dir / "results.csv")
             self._restore(resume_ckpt)
         log.info(
             "optimizer %s lr0 %g, weight decay %g (effective batch %d), amp %s, device %s",
@@ -314,7 +317,10 @@ class Trainer:
         last = self.epoch == cfg.train.epochs
         metrics: dict[str, float] = {}
         if last or self.epoch % cfg.train.val_interval == 0:
-            val = self.data.validator.run(self.eval_model(), self.loss_fn)
+            val = self.data.validator.run(
+                self.eval_model(), self.loss_fn, keep_predictions=last and cfg.eval.save_json
+            )
+            self.last_val = val
             metrics = val.metrics
             row.update({f"val/{k}": v for k, v in val.losses.items()})
             row.update({f"metrics/{k}": v for k, v in metrics.items()})
@@ -351,10 +357,13 @@ class Trainer:
         """Validate ``best.pt`` once more, print per-class metrics, export COCO json."""
         from ..eval.report import export_run_predictions, format_per_class
 
-        best = load_checkpoint(self.weights_dir / "best.pt", map_location=self.device)
-        model = self.eval_model()
-        load_model_state(model, best["ema"] or best["model"], "best.pt")
-        val = self.data.validator.run(model, keep_predictions=self.cfg.eval.save_json)
+        if self.best_epoch == self.epoch and self.last_val is not None:
+            val = self.last_val  # best.pt is the model just validated: do not repeat it
+        else:
+            best = load_checkpoint(self.weights_dir / "best.pt", map_location=self.device)
+            model = self.eval_model()
+            load_model_state(model, best["ema"] or best["model"], "best.pt")
+            val = self.data.validator.run(model, keep_predictions=self.cfg.eval.save_json)
         log.info(
             "best epoch %d, validation of best.pt:\n%s",
             self.best_epoch,

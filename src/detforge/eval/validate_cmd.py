@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 from ..config import RunConfig
 from ..engine.rundir import make_run_dir, write_text_atomic
@@ -45,7 +44,7 @@ def run_validation(cfg: RunConfig, weights: str, split: str = "val"):
         progress=cfg.train.progress,
     )
     val = validator.run(det.model, keep_predictions=cfg.eval.save_json)
-    out = make_run_dir(Path(cfg.train.project) / "val", cfg.train.name, cfg.train.exist_ok)
+    out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
     print(format_stats_table(val.result.stats))
     print()
     print(format_per_class(val.result, spec.names))

@@ -1,0 +1,95 @@
+"""The command line: errors are one clear line (exit 2), commands produce their outputs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from detforge.cli import main
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+
+
+def _run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_misspelt_key_is_one_line_error(capsys):
+    code, _, err = _run(capsys, "train", "optim.lr=0.1")
+    assert code == 2
+    assert "unknown key 'optim.lr' (did you mean 'optim.lr0'?)" in err
+    assert "Traceback" not in err
+
+
+def test_missing_data_yaml(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", f"data={tmp_path / 'nope.yaml'}", f"project={tmp_path}")
+    assert code == 2 and "nope.yaml" in err and "Traceback" not in err
+
+
+def test_unknown_command_and_missing_arguments(capsys):
+    code, _, err = _run(capsys, "trian")
+    assert code == 2 and "did you mean 'train'" in err
+    code, _, err = _run(capsys, "val")
+    assert code == 2 and "missing weights=" in err
+    code, _, err = _run(capsys, "predict", "weights=x.pt")
+    assert code == 2 and "missing source=" in err
+    code, _, err = _run(capsys, "val", "weights=/nonexistent/best.pt")
+    assert code == 2 and "/nonexistent/best.pt does not exist" in err
+
+
+def test_train_val_predict_round_trip(capsys, tiny_args, tiny_data, tmp_path):
+    code, out, err = _run(capsys, "train", *tiny_args, "epochs=1")
+    assert code == 0, err
+    assert "done:" in out and "mAP50" in out
+    weights = tmp_path / "runs" / "train" / "weights" / "best.pt"
+    assert weights.is_file()
+
+    code, out, err = _run(capsys, "val", f"weights={weights}", "workers=0", "train.progress=false")
+    assert code == 0, err
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95" in out and "circle" in out
+    val_dir = tmp_path / "runs" / "val"
+    metrics = json.loads((val_dir / "metrics.json").read_text())
+    assert set(metrics["stats"]) >= {"map50_95", "map50", "ar100"}
+
+    images = tiny_data.parent / "images" / "val"
+    code, out, err = _run(capsys, "predict", f"weights={weights}", f"source={images}", "conf=0.01")
+    assert code == 0, err
+    pred_dir = tmp_path / "runs" / "predict"
+    n = len(list(images.glob("*.jpg")))
+    assert len(list(pred_dir.glob("*.jpg"))) == n
+    assert len(list((pred_dir / "labels").glob("*.txt"))) == n
+    preds = json.loads((pred_dir / "predictions.json").read_text())
+    assert all(set(p) >= {"image_id", "category_id", "bbox", "score"} for p in preds)
+    assert "ms/image" in out
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared (benchmark data) is not present")
+def test_eval_json_prints_the_12_stats(capsys):
+    folder = SHARED / "bench" / "evalbench"
+    code, out, err = _run(
+        capsys, "eval-json", f"gt={folder / 'gt.json'}", f"pred={folder / 'dt.json'}", "--json"
+    )
+    assert code == 0, err
+    stats = json.loads(out)
+    assert list(stats) == [
+        "map50_95",
+        "map50",
+        "map75",
+        "map_small",
+        "map_medium",
+        "map_large",
+        "ar1",
+        "ar10",
+        "ar100",
+        "ar_small",
+        "ar_medium",
+        "ar_large",
+    ]
+    ref = json.loads((folder / "bench_result.json").read_text())["pycocotools"]["stats"]
+    assert list(stats.values()) == pytest.approx(ref, abs=1e-4)
+    code, out, _ = _run(
+        capsys, "eval-json", f"gt={folder / 'gt.json'}", f"pred={folder / 'dt.json'}"
+    )
+    assert "Average Precision" in out
