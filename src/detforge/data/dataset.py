@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from detforge.data.errors import DataError
 from detforge.data.images import ImageInfo, read_image
 from detforge.data.transforms import (
     AugmentParams,
-    Compose,
+    Transform,
     build_train_transforms,
     letterbox,
     resize_long_side,
@@ -56,13 +55,20 @@ def xywhn_to_xyxy(labels: np.ndarray, w: float, h: float) -> np.ndarray:
 class YoloDataset(Dataset):
     """Images and YOLO txt labels of one split.
 
-    sources: folders, .txt image lists or image files (one or a list); relative paths are taken
-    from ``root``. names: class names (a list, or a dict {id: name}). imgsz: square network input
-    size, a multiple of 32. augment: training mode (resize, HSV, random affine, flips per ``aug``)
-    instead of the letterbox. strict: any bad label line or unusable image raises ``DataError``
-    instead of a warning. cache_dir: label cache folder (None: ``$DETFORGE_CACHE`` or
-    ``~/.cache/detforge``); cache=False skips it. split: name used in messages. seed: base seed of
-    the augmentation. transforms: replaces the default training chain (mosaic etc. later).
+    Args:
+        sources: folders, .txt image lists or image files (one or a list); relative paths are
+            taken from ``root``.
+        names: class names, a list or a dict {id: name}.
+        imgsz: square network input size, a multiple of 32.
+        augment: training mode (fit + random scale/translate in one warp onto an imgsz square,
+            HSV, flips, per ``aug``) instead of the letterbox.
+        strict: any bad label line or unusable image raises ``DataError`` instead of a warning.
+        cache_dir: label cache folder (None: ``$DETFORGE_CACHE`` or ``~/.cache/detforge``);
+            ``cache=False`` skips the cache.
+        split: name used in messages. seed: base seed of the augmentation.
+        transforms: replaces the default training chain (mosaic etc. later); it receives the
+            original image (shrunk to imgsz first when over twice as large) and must return an
+            (imgsz, imgsz) image.
 
     Attributes: ``image_files`` (sorted, usable images), ``labels`` (list of float32 (n, 5)
     [cls, cx, cy, w, h] normalised), ``shapes`` (list of (h0, w0)), ``names``, ``warnings``
@@ -84,7 +90,7 @@ class YoloDataset(Dataset):
         split: str = "data",
         seed: int = 0,
         cache: bool = True,
-        transforms: Compose | None = None,
+        transforms: Transform | None = None,
     ) -> None:
         if imgsz <= 0 or imgsz % STRIDE:
             raise ValueError(f"imgsz must be a positive multiple of {STRIDE}, got {imgsz}")
@@ -102,16 +108,13 @@ class YoloDataset(Dataset):
             src = sources if isinstance(sources, (str, os.PathLike)) else list(map(str, sources))
             raise DataError(f"{split}: no images found in {src}")
         nc = len(self.names)
-        records = None
-        self.cache_path: Path | None = None
-        if cache:
-            self.cache_path = cache_path(cache_dir, entries, nc)
-            fp = fingerprint(entries)
-            records = load_cache(self.cache_path, fp, len(entries))
+        self.cache_path = cache_path(cache_dir, entries, nc) if cache else None
+        fp = fingerprint(entries) if cache else ""
+        records = load_cache(self.cache_path, fp, len(entries)) if self.cache_path else None
         self.cache_hit = records is not None
         if records is None:
             records = validate_images(entries, nc)
-            if cache:
+            if self.cache_path is not None:
                 save_cache(self.cache_path, fp, records)
         self.warnings = report(records, split, strict)
 
@@ -120,7 +123,11 @@ class YoloDataset(Dataset):
         self.labels = [r.labels for r in used]
         self.shapes = [r.shape for r in used]
         self._info = [ImageInfo(r.shape, r.orientation, r.gray) for r in used]
-        self.transforms = transforms or build_train_transforms(imgsz, self.aug, pad_value)
+        self.transforms: Transform = (
+            transforms
+            if transforms is not None
+            else build_train_transforms(imgsz, self.aug, pad_value)
+        )
 
     @classmethod
     def from_spec(cls, spec: DataSpec, split: str, **kwargs: Any) -> YoloDataset:

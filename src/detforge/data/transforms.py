@@ -30,6 +30,7 @@ __all__ = [
     "resize_long_side",
     "affine_boxes",
     "filter_boxes",
+    "warp_matrix_for_cv2",
     "RandomHSV",
     "RandomAffine",
     "RandomFlip",
