@@ -8,6 +8,9 @@ of images: gradients sum over images, which keeps the learning rate meaningful a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -15,8 +18,14 @@ from torch import Tensor, nn
 from ..assign.task_aligned import TaskAlignedAssigner
 from ..boxes import aligned_iou
 from ..models.decode import distance_to_box, flatten_outputs, make_anchors
+from .classification import ClassificationLoss, resolve_class_weights
 
-__all__ = ["DetectionLoss", "total_loss", "pad_targets", "dfl_loss"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..config.schema import LossSection
+
+__all__ = ["DetectionLoss", "total_loss", "pad_targets", "dfl_loss", "loss_kwargs_from_config"]
 
 
 def pad_targets(targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -66,7 +75,15 @@ def total_loss(terms: dict[str, Tensor], batch_size: int) -> Tensor:
 
 
 class DetectionLoss(nn.Module):
-    """Computes ``{"box", "cls", "dfl"}`` (already multiplied by their gains) for a batch."""
+    """Computes ``{"box", "cls", "dfl"}`` (already multiplied by their gains) for a batch.
+
+    ``iou_kind`` (ciou, giou, diou, iou) is the box-loss variant and the assigner's overlap.
+    ``topk``, ``alpha``, ``beta`` configure the default :class:`TaskAlignedAssigner` (None: its
+    defaults); they cannot be combined with an explicit ``assigner``. ``cls_loss`` (bce or
+    focal), ``focal_gamma``, ``focal_alpha``, ``label_smoothing`` and ``cls_weights`` (K weights
+    or None; resolve ``'auto'`` with :func:`resolve_class_weights`) shape the classification term,
+    see :mod:`detforge.losses.classification`.
+    """
 
     def __init__(
         self,
@@ -78,16 +95,37 @@ class DetectionLoss(nn.Module):
         dfl_gain: float = 1.5,
         iou_kind: str = "ciou",
         assigner: nn.Module | None = None,
+        *,
+        topk: int | None = None,
+        alpha: float | None = None,
+        beta: float | None = None,
+        cls_loss: str = "bce",
+        focal_gamma: float = 2.0,
+        focal_alpha: float | None = 0.25,
+        label_smoothing: float = 0.0,
+        cls_weights: Sequence[float] | Tensor | None = None,
     ):
         super().__init__()
         self.nc, self.strides, self.reg_max = num_classes, strides, reg_max
         self.gains = {"box": box_gain, "cls": cls_gain, "dfl": dfl_gain}
         self.iou_kind = iou_kind
-        self.assigner = assigner or TaskAlignedAssigner(num_classes, iou_kind=iou_kind)
+        assign_args = {
+            k: v for k, v in {"topk": topk, "alpha": alpha, "beta": beta}.items() if v is not None
+        }
+        if assigner is not None and assign_args:
+            raise ValueError(f"give either an assigner or {', '.join(assign_args)}, not both")
+        self.assigner = assigner or TaskAlignedAssigner(
+            num_classes, iou_kind=iou_kind, **assign_args
+        )
+        self.cls_term = ClassificationLoss(
+            num_classes, cls_loss, focal_gamma, focal_alpha, label_smoothing, cls_weights
+        )
 
-    def classification(self, logits: Tensor, target_scores: Tensor) -> Tensor:
-        """Summed BCE over anchors and classes. logits, target_scores: (B, N, K)."""
-        return F.binary_cross_entropy_with_logits(logits, target_scores, reduction="sum")
+    def classification(
+        self, logits: Tensor, target_scores: Tensor, fg_mask: Tensor | None = None
+    ) -> Tensor:
+        """Summed classification loss. logits, target_scores: (B, N, K); fg_mask: (B, N)."""
+        return self.cls_term(logits, target_scores, fg_mask)
 
     def forward(self, outputs: list[Tensor], targets: Tensor) -> dict[str, Tensor]:
         """outputs: raw head maps (B, 4R+K, H, W) per level; targets: (T, 6) as in pad_targets."""
@@ -109,8 +147,9 @@ class DetectionLoss(nn.Module):
             gt_boxes,
             gt_mask,
         )
+        # normalised by the unsmoothed scores: smoothing changes the targets, not the scale
         norm = assigned.scores.sum().clamp(min=1.0)
-        cls = self.classification(cls_logits, assigned.scores) / norm
+        cls = self.classification(cls_logits, assigned.scores, assigned.fg_mask) / norm
 
         fg = assigned.fg_mask
         if bool(fg.any()):
@@ -132,3 +171,29 @@ class DetectionLoss(nn.Module):
             "cls": cls * self.gains["cls"],
             "dfl": dfl * self.gains["dfl"],
         }
+
+
+def loss_kwargs_from_config(
+    loss_section: LossSection,
+    num_classes: int,
+    train_labels: Sequence[np.ndarray] | None = None,
+) -> dict:
+    """Keyword arguments of :class:`DetectionLoss` (after ``num_classes, strides, reg_max``).
+
+    ``train_labels`` (per image (n, 5), class in column 0) is read only for ``cls_weights: auto``.
+    """
+    c = loss_section
+    return {
+        "box_gain": c.box,
+        "cls_gain": c.cls,
+        "dfl_gain": c.dfl,
+        "iou_kind": c.iou,
+        "topk": c.topk,
+        "alpha": c.alpha,
+        "beta": c.beta,
+        "cls_loss": c.cls_loss,
+        "focal_gamma": c.focal_gamma,
+        "focal_alpha": c.focal_alpha,
+        "label_smoothing": c.label_smoothing,
+        "cls_weights": resolve_class_weights(c.cls_weights, num_classes, train_labels),
+    }
