@@ -1,65 +1,179 @@
-"""Learning-rate and momentum schedules as pure functions of the optimizer step."""
+"""Learning-rate and momentum schedules as pure functions of the optimizer step.
+
+Entry point: :func:`build_lr_schedule` maps ``RunConfig.schedule`` to an :class:`LRSchedule`;
+the trainer calls ``schedule.apply(optimizer, step)`` before every optimizer step (``step`` =
+optimizer steps already taken, 0-based) and, for ``plateau``, ``schedule.observe(value, step)``
+after every validation.
+
+Shape of every schedule: a warmup of ``W`` units, then the decay curve of ``schedule.name`` over
+the remaining ``T = total - W`` units, exactly like PyTorch's
+``SequentialLR([LinearLR(warmup_start_factor, total_iters=W), Main(T)], milestones=[W])``:
+the curve's own time is ``t = unit - W`` (so ``step_size`` and ``milestones`` count epochs from
+the end of warmup) and its value at ``t = T`` is the final one.
+
+Units (``schedule.interval``):
+
+- ``step``: one unit per optimizer step; epoch-valued settings are evaluated at fractional epoch
+  positions. ``W = warmup_iters``, or ``warmup_epochs * steps_per_epoch`` rounded half up.
+- ``epoch``: one unit per epoch, so every value (warmup included) is constant within an epoch,
+  as with PyTorch schedulers stepped once per epoch. ``W = warmup_epochs`` must then be whole
+  and ``warmup_iters`` unset (or 0).
+
+Warmup (units ``u < W``), for a group with initial lr ``base``:
+
+- ``linear``: ``base * (f + (1 - f) * u / W)`` with ``f = warmup_start_factor``;
+  ``constant``: ``base * f``;
+- bias groups (name ending in ``bias``), when ``warmup_bias_lr`` is set: a straight line from
+  ``warmup_bias_lr`` (absolute) at ``u = 0`` to the scheduled lr ``base`` at ``u = W``;
+- momentum (SGD / RMSprop ``momentum``, Adam-family ``beta1``): a straight line from
+  ``warmup_momentum`` to the optimizer's momentum.
+
+A warmup longer than the run is allowed (the run ends inside it; short smoke tests do this).
+
+``onecycle`` has its own warm phase (``pct_start``), so any other warmup is a configuration
+error: set ``schedule.warmup_epochs=0``. Momentum is not cycled.
+
+Group multipliers: every group's lr is its ``initial_lr`` (which already carries its lr
+multiplier) times :meth:`LRSchedule.lr_factor`, so ratios between groups hold at every step
+except inside the bias warmup. ``min_lr`` is the final lr of a group at ``lr0``; the others end
+at ``min_lr`` times their multiplier.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from torch.optim import Optimizer
+from ..config.fields import ConfigError
+from ..config.schema import ScheduleSection
+from .lr_schedule import LRSchedule, is_bias_group
+from .schedule_curves import DecayCurve
+from .schedule_legacy import WarmupDecaySchedule
+from .schedule_plateau import PlateauTracker, resolve_mode
 
-__all__ = ["WarmupDecaySchedule"]
+__all__ = ["LRSchedule", "build_lr_schedule", "is_bias_group", "WarmupDecaySchedule"]
+
+# ReduceLROnPlateau ignores cuts smaller than this (absolute lr); converted to a multiplier of lr0
+_PLATEAU_EPS = 1e-8
 
 
-@dataclass(frozen=True)
-class WarmupDecaySchedule:
-    """Per-iteration linear warmup, then cosine or linear decay from 1 to ``lrf`` (a factor).
+def _warmup_units(cfg: ScheduleSection, steps_per_epoch: int) -> int:
+    if cfg.interval == "step":
+        if cfg.warmup_iters is not None:
+            return int(cfg.warmup_iters)
+        return math.floor(cfg.warmup_epochs * steps_per_epoch + 0.5)
+    if cfg.warmup_iters:
+        raise ConfigError(
+            f"schedule.warmup_iters: {cfg.warmup_iters} counts optimizer steps, but "
+            "schedule.interval epoch warms up in whole epochs: set schedule.warmup_epochs instead"
+        )
+    if cfg.warmup_iters == 0:
+        return 0
+    if cfg.warmup_epochs != int(cfg.warmup_epochs):
+        raise ConfigError(
+            f"schedule.warmup_epochs: {cfg.warmup_epochs:g} is not a whole number of epochs, "
+            "which schedule.interval epoch needs (or use schedule.interval step)"
+        )
+    return int(cfg.warmup_epochs)
 
-    The decay runs over the whole training (``total_steps`` optimizer steps, warmup included);
-    during the first ``warmup_steps`` every group's learning rate rises linearly from its start
-    value (``warmup_bias_lr`` for bias groups, 0 otherwise) to the decayed value at that step,
-    and momentum rises from ``warmup_momentum`` to ``momentum``.
+
+def _check(cfg: ScheduleSection, lr0: float, warm: int, length: int, per_epoch: int) -> None:
+    """Settings that are valid one by one but not together, or not for this run's length."""
+    if cfg.name == "onecycle" and warm > 0:
+        key = "warmup_iters" if cfg.warmup_iters else "warmup_epochs"
+        raise ConfigError(
+            f"schedule.{key}: onecycle warms up by itself (schedule.pct_start); "
+            "set schedule.warmup_epochs=0 and leave schedule.warmup_iters unset"
+        )
+    if warm > 0 and cfg.warmup_method == "constant" and cfg.warmup_start_factor == 0:
+        raise ConfigError(
+            "schedule.warmup_start_factor: 0 with warmup_method constant would train nothing "
+            "during warmup; give a factor in (0, 1]"
+        )
+    if cfg.min_lr is not None and cfg.min_lr > lr0:
+        raise ConfigError(f"schedule.min_lr: {cfg.min_lr:g} is above optim.lr0 {lr0:g}")
+    after = f" (counted from the end of the warmup of {warm / per_epoch:g} epochs)" if warm else ""
+    last = (length - 1) / per_epoch  # epoch position of the last unit of the decay
+    if cfg.name == "multistep":
+        for m in cfg.milestones:
+            if m <= 0:
+                raise ConfigError(f"schedule.milestones: {m:g} is not a positive epoch")
+            if m > last + 1e-9:
+                raise ConfigError(
+                    f"schedule.milestones: {m:g} is not before the end of the run at epoch "
+                    f"{max(length, 0) / per_epoch:g}{after}: the lr would never decay there"
+                )
+    if cfg.name == "step" and cfg.step_size > last + 1e-9:
+        raise ConfigError(
+            f"schedule.step_size: {cfg.step_size:g} epochs is not shorter than the "
+            f"{max(length, 0) / per_epoch:g} epochs of decay{after}: the lr would never decay"
+        )
+    if cfg.name == "plateau" and not cfg.monitor.strip():
+        raise ConfigError("schedule.monitor: plateau needs a value to watch, e.g. val/loss")
+
+
+def build_lr_schedule(
+    cfg: ScheduleSection,
+    *,
+    lr0: float,
+    momentum: float | None,
+    epochs: int,
+    steps_per_epoch: int,
+) -> LRSchedule:
+    """Validated :class:`LRSchedule` for ``cfg`` (``RunConfig.schedule``).
+
+    lr0: base lr (``optim.lr0``), the reference of ``min_lr``. momentum: the optimizer's momentum
+    or beta1 (``optim.momentum``), the end of the momentum warmup; None leaves momentum alone.
+    epochs, steps_per_epoch: the run's length; ``steps_per_epoch`` counts *optimizer* steps (with
+    gradient accumulation, batches per epoch / accumulate, rounded up).
+
+    Raises :class:`~detforge.config.ConfigError` naming the ``schedule.*`` key at fault.
     """
-
-    total_steps: int
-    warmup_steps: int = 0
-    kind: str = "cosine"
-    lrf: float = 0.01
-    warmup_bias_lr: float = 0.1
-    warmup_momentum: float = 0.8
-    momentum: float = 0.937
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("cosine", "linear"):
-            raise ValueError(f"schedule.name: unknown schedule {self.kind!r}")
-        if self.total_steps < 1:
-            raise ValueError("total_steps must be at least 1")
-
-    def factor(self, step: int) -> float:
-        """Decay factor in [lrf, 1] at optimizer step ``step`` (0-based)."""
-        t = min(max(step, 0) / max(self.total_steps - 1, 1), 1.0)
-        if self.kind == "cosine":
-            return self.lrf + (1 - self.lrf) * 0.5 * (1 + math.cos(math.pi * t))
-        return 1.0 - (1.0 - self.lrf) * t
-
-    def lr(self, step: int, base_lr: float, is_bias: bool = False) -> float:
-        target = base_lr * self.factor(step)
-        if step < self.warmup_steps:
-            start = self.warmup_bias_lr if is_bias else 0.0
-            return start + (target - start) * step / self.warmup_steps
-        return target
-
-    def momentum_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            w = step / self.warmup_steps
-            return self.warmup_momentum + (self.momentum - self.warmup_momentum) * w
-        return self.momentum
-
-    def apply(self, optimizer: Optimizer, step: int) -> None:
-        """Set every group's lr (from its ``initial_lr``) and momentum for ``step``."""
-        mom = self.momentum_at(step)
-        for g in optimizer.param_groups:
-            g["lr"] = self.lr(step, g["initial_lr"], g.get("name") == "bias")
-            if "betas" in g:
-                g["betas"] = (mom, g["betas"][1])
-            elif "momentum" in g:
-                g["momentum"] = mom
+    if epochs < 1 or steps_per_epoch < 1:
+        raise ValueError(f"epochs ({epochs}) and steps_per_epoch ({steps_per_epoch}) must be >= 1")
+    if lr0 <= 0:
+        raise ConfigError(f"optim.lr0: {lr0:g} must be positive")
+    per_epoch = steps_per_epoch if cfg.interval == "step" else 1
+    warm = _warmup_units(cfg, steps_per_epoch)
+    length = epochs * per_epoch - warm
+    _check(cfg, lr0, warm, length, per_epoch)
+    final = cfg.min_lr / lr0 if cfg.min_lr is not None else cfg.lrf
+    curve = DecayCurve(
+        name=cfg.name,
+        length=max(length, 0),
+        units_per_epoch=per_epoch,
+        final=final,
+        gamma=cfg.gamma,
+        step_size=cfg.step_size,
+        milestones=tuple(sorted(cfg.milestones)),
+        power=cfg.power,
+        pct_start=cfg.pct_start,
+        div_factor=cfg.div_factor,
+        final_div_factor=cfg.final_div_factor,
+        anneal_shape=cfg.anneal,
+    )
+    plateau = None
+    if cfg.name == "plateau":
+        plateau = PlateauTracker(
+            mode=resolve_mode(cfg.mode, cfg.monitor),
+            factor=cfg.factor,
+            patience=cfg.patience,
+            cooldown=cfg.cooldown,
+            threshold=cfg.threshold,
+            threshold_mode=cfg.threshold_mode,
+            floor=(cfg.min_lr or 0.0) / lr0,
+            eps=_PLATEAU_EPS / lr0,
+        )
+    return LRSchedule(
+        curve,
+        interval=cfg.interval,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        warmup_units=warm,
+        warmup_method=cfg.warmup_method,
+        warmup_start_factor=cfg.warmup_start_factor,
+        warmup_bias_lr=cfg.warmup_bias_lr,
+        momentum=momentum,
+        warmup_momentum=cfg.warmup_momentum,
+        plateau=plateau,
+        monitor=cfg.monitor if plateau is not None else None,
+    )
