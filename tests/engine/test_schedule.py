@@ -1,4 +1,5 @@
-"""Schedules: PyTorch reference curves to 1e-9, a contract over every schedule, config errors."""
+"""Schedules: PyTorch reference curves to 1e-9, a contract over every schedule, config errors,
+and the schedule plot."""
 
 import dataclasses
 import math
@@ -12,6 +13,7 @@ from torch.optim import lr_scheduler as sched
 from detforge.config import ConfigError
 from detforge.config.schema import ScheduleSection
 from detforge.engine.schedule import build_lr_schedule, is_bias_group
+from detforge.engine.schedule_plot import plot_schedule
 
 SCHEDULES = typing.get_args(typing.get_type_hints(ScheduleSection)["name"])
 
@@ -467,3 +469,39 @@ def test_valid_edge_cases_build():
     build_lr_schedule(cfg(interval="epoch", warmup_iters=0, warmup_epochs=0.5), **ok)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         build_lr_schedule(cfg(), lr0=0.01, momentum=0.9, epochs=3, steps_per_epoch=0)
+
+
+# --------------------------------------------------------------------------- plot
+def assert_png(path, min_bytes=5_000):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_bytes
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width >= 400 and height >= 300
+
+
+def test_plot_schedule_png_and_values(tmp_path):
+    c = ScheduleSection(
+        name="cosine", warmup_epochs=2, warmup_start_factor=0.1, min_lr=1e-5, warmup_bias_lr=0.05
+    )
+    groups = [("backbone", 0.1, False), ("head", 1.0, False), ("bias", 1.0, True)]
+    out = tmp_path / "sched" / "schedule.png"
+    curves = plot_schedule(
+        c, lr0=1e-3, epochs=10, steps_per_epoch=7, out_png=out, groups=groups, momentum=0.9
+    )
+    assert_png(out)
+    s = build_lr_schedule(c, lr0=1e-3, momentum=0.9, epochs=10, steps_per_epoch=7)
+    assert curves.steps == list(range(70)) and curves.epochs[7] == 1.0
+    for name, mult, is_bias in groups:
+        assert curves.lrs[name] == [s.lr(i, 1e-3 * mult, is_bias) for i in range(70)]
+    assert curves.momentum == [s.momentum_at(i) for i in range(70)]
+    assert curves.lrs["bias"][0] == 0.05 and curves.lrs["head"][14] == 1e-3
+
+
+def test_plot_schedule_plateau_and_long_runs(tmp_path):
+    c = ScheduleSection(name="plateau", warmup_epochs=1)
+    out = tmp_path / "plateau.png"
+    curves = plot_schedule(c, lr0=0.01, epochs=300, steps_per_epoch=1000, out_png=out)
+    assert_png(out)
+    assert len(curves.steps) <= 20_000 and curves.steps[0] == 0 and curves.steps[-1] == 299_999
+    assert curves.lrs["weights"][-1] == 0.01  # no cut assumed
+    assert curves.momentum == [None] * len(curves.steps)
