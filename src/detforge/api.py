@@ -16,6 +16,7 @@ from .engine.checkpoint import load_checkpoint, load_model_state
 from .engine.device import autocast, resolve_amp, select_device
 from .eval.postprocess import postprocess, scale_boxes_to_original
 from .models.decode import decode
+from .models.norm import set_batchnorm
 from .models.yolo import ModelSpec, YOLODetector
 
 __all__ = ["train", "Detector", "Prediction"]
@@ -96,6 +97,9 @@ class Detector:
             }
         )
         model = YOLODetector(spec, ckpt["num_classes"])
+        # BatchNorm eps is not in the state dict: restore the one the model was trained with
+        model_cfg = ckpt.get("config", {}).get("model", {})
+        set_batchnorm(model, model_cfg.get("bn_momentum"), model_cfg.get("bn_eps"))
         load_model_state(model, ckpt.get("ema") or ckpt["model"], str(path))
         size = imgsz or ckpt.get("config", {}).get("train", {}).get("imgsz", 640)
         return cls(model, ckpt["names"], size, device, amp)

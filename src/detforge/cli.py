@@ -24,11 +24,13 @@ commands:
   predict    detect objects in images  detforge predict weights=best.pt source=<image|folder|glob>
   eval-json  score COCO results json   detforge eval-json gt=gt.json pred=pred.json [--json]
   models     list built-in models
+  recipes    list training recipes     detforge train recipe=finetune data=...
   config     list every setting with its default
 
 Settings: key=value with dotted keys (optim.lr0=0.01) or aliases (data, model, epochs, imgsz,
 batch, device, name, workers, seed, amp, lr0, optimizer, project, resume); cfg=FILE.yaml loads
-settings from a file; DETFORGE_<SECTION>__<KEY> environment variables also apply.
+settings from a file; recipe=NAME starts from a shipped preset (detforge recipes);
+DETFORGE_<SECTION>__<KEY> environment variables also apply.
 """
 
 
@@ -128,6 +130,14 @@ def cmd_models(args: Sequence[str]) -> int:
     return 0
 
 
+def cmd_recipes(args: Sequence[str]) -> int:
+    from .config.recipes import available_recipes, recipe_description
+
+    for name in available_recipes():
+        print(f"{name:<15} {recipe_description(name)}")
+    return 0
+
+
 def cmd_config(args: Sequence[str]) -> int:
     from .config.docs import settings_table
 
@@ -142,6 +152,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "eval-json": cmd_eval_json,
     "models": cmd_models,
     "config": cmd_config,
+    "recipes": cmd_recipes,
 }
 
 

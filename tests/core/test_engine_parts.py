@@ -14,58 +14,23 @@ from detforge.engine.checkpoint import (
 )
 from detforge.engine.ema import ModelEMA
 from detforge.engine.gradients import GradientClipper
-from detforge.engine.optim import build_optimizer, build_param_groups
+from detforge.engine.optim import build_param_groups
 from detforge.engine.rundir import ResultsCSV, make_run_dir
 from detforge.engine.sampler import EpochSampler
-from detforge.engine.schedule import WarmupDecaySchedule
 from detforge.models import build_model
 
 
 def test_param_groups_no_decay_on_norms_and_biases():
     m = build_model("yolo-n", 2)
-    groups = {g["name"]: g for g in build_param_groups(m, 5e-4)}
-    assert groups["weights"]["weight_decay"] == 5e-4
-    assert groups["norm"]["weight_decay"] == 0 and groups["bias"]["weight_decay"] == 0
+    groups = {g["name"]: g for g in build_param_groups(m, 0.01, 5e-4)}
+    assert groups["default/weights"]["weight_decay"] == 5e-4
+    assert groups["default/norm"]["weight_decay"] == 0
+    assert groups["default/bias"]["weight_decay"] == 0
     ids = [id(p) for g in groups.values() for p in g["params"]]
     assert len(ids) == len(set(ids)) == sum(1 for _ in m.parameters())
     bn_ids = {id(mod.weight) for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)}
-    assert bn_ids == {id(p) for p in groups["norm"]["params"]}
-    assert all(p.ndim == 1 for p in groups["bias"]["params"])
-
-
-def test_schedule_warmup_then_cosine_to_lrf():
-    s = WarmupDecaySchedule(
-        total_steps=101,
-        warmup_steps=10,
-        kind="cosine",
-        lrf=0.01,
-        warmup_bias_lr=0.1,
-        warmup_momentum=0.8,
-        momentum=0.937,
-    )
-    lr0 = 0.01
-    assert s.lr(0, lr0) == 0.0 and s.lr(0, lr0, is_bias=True) == pytest.approx(0.1)
-    warm = [s.lr(i, lr0) for i in range(11)]
-    assert all(b > a for a, b in zip(warm[:-1], warm[1:], strict=True))
-    assert s.lr(10, lr0) == pytest.approx(lr0 * s.factor(10))
-    assert s.lr(100, lr0) == pytest.approx(lr0 * 0.01)
-    assert s.factor(50) == pytest.approx(0.01 + 0.99 * 0.5)
-    assert s.momentum_at(0) == 0.8 and s.momentum_at(10) == 0.937
-    lin = WarmupDecaySchedule(total_steps=11, kind="linear", lrf=0.1)
-    assert lin.factor(5) == pytest.approx(0.55)
-
-
-def test_schedule_apply_sets_groups():
-    m = build_model("yolo-n", 2)
-    opt = build_optimizer(m, "sgd", 0.01)
-    s = WarmupDecaySchedule(total_steps=100, warmup_steps=10)
-    s.apply(opt, 5)
-    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
-    assert lrs["bias"] > lrs["weights"] == lrs["norm"] > 0
-    assert opt.param_groups[0]["momentum"] == pytest.approx(s.momentum_at(5))
-    adam = build_optimizer(m, "adamw", 0.001, momentum=0.9)
-    s.apply(adam, 20)
-    assert adam.param_groups[0]["betas"][0] == pytest.approx(0.937)
+    assert bn_ids == {id(p) for p in groups["default/norm"]["params"]}
+    assert all(p.ndim == 1 for p in groups["default/bias"]["params"])
 
 
 def test_ema_tracks_weights_with_ramp():

@@ -38,9 +38,9 @@ def test_run_folder_contents(tiny_args):
         "train/cls",
         "train/dfl",
         "val/box",
-        "lr/weights",
-        "lr/norm",
-        "lr/bias",
+        "lr/default/weights",
+        "lr/default/norm",
+        "lr/default/bias",
         "metrics/map50_95",
         "metrics/map50",
         "fitness",
@@ -136,3 +136,37 @@ def test_nonfinite_steps_are_skipped_then_stop_with_a_checkpoint(tiny_args, monk
     ck = load_checkpoint(res.run_dir.parent / "nan" / "weights" / "last.pt")
     assert ck["step"] == 3 and all(torch.isfinite(v.float()).all() for v in ck["model"].values())
     del DetectionLoss.training_nan
+
+
+def test_early_stopping_and_periodic_checkpoints(tiny_args, caplog):
+    caplog.set_level("INFO", logger="detforge")
+    res = _train(
+        tiny_args,
+        epochs=5,
+        **{"early_stop.patience": 1, "early_stop.min_delta": 10.0, "train.save_period": 1},
+    )
+    # the first validation improves on -inf, the second cannot improve by 10: stop after 2
+    assert res.epochs_run == 2
+    assert "early stopping: fitness has not improved by more than 10.0" in res.stop_reason
+    assert "early stopping" in caplog.text
+    rows = list(csv.DictReader((res.run_dir / "results.csv").open()))
+    assert len(rows) == 2
+    assert sorted(p.name for p in (res.run_dir / "weights").glob("epoch*.pt")) == [
+        "epoch1.pt",
+        "epoch2.pt",
+    ]
+    ck = load_checkpoint(res.run_dir / "weights" / "last.pt")
+    assert ck["early_stop"]["bad"] == 1 and ck["early_stop"]["best_epoch"] == 1
+
+
+def test_recipe_layer_and_monitor_validation(tmp_path):
+    from detforge.config import ConfigError
+
+    own = tmp_path / "mine.yaml"
+    own.write_text("model: {name: yolo-n-p2}\ntrain: {batch: 6}\n")
+    cfg = load_config([f"recipe={own}", "batch=4"], env={})
+    assert cfg.model.name == "yolo-n-p2" and cfg.train.batch == 4  # the command line wins
+    with pytest.raises(ConfigError, match="did you mean 'finetune'"):
+        load_config(["recipe=finetun"], env={})
+    with pytest.raises(ConfigError, match="early_stop.monitor: cannot monitor 'map5'"):
+        load_config(["early_stop.monitor=map5"], env={})

@@ -137,12 +137,68 @@ def _apply(
 
 def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     """Build and cross-check a RunConfig from ``{"section.key": value}``."""
+    _reject_pending(values)
     cfg = RunConfig()
     for full, value in values.items():
         sec, key = full.split(".", 1)
         setattr(getattr(cfg, sec), key, value)
     _cross_check(cfg)
     return cfg
+
+
+# Settings whose machinery is still being built: a non-default value is rejected, never ignored.
+PENDING: set[str] = {
+    "schedule.interval",
+    "schedule.min_lr",
+    "schedule.step_size",
+    "schedule.milestones",
+    "schedule.gamma",
+    "schedule.power",
+    "schedule.pct_start",
+    "schedule.div_factor",
+    "schedule.final_div_factor",
+    "schedule.anneal",
+    "schedule.monitor",
+    "schedule.mode",
+    "schedule.factor",
+    "schedule.patience",
+    "schedule.cooldown",
+    "schedule.threshold",
+    "schedule.threshold_mode",
+    "schedule.warmup_iters",
+    "schedule.warmup_fraction",
+    "schedule.warmup_method",
+    "schedule.warmup_start_factor",
+    "train.accumulate",
+    "train.nominal_batch",
+    "train.stages",
+    "data.sampler",
+    "data.weighting",
+    "data.cache",
+    "data.rect_val",
+    "augment.degrees",
+    "augment.shear",
+    "augment.perspective",
+    "augment.mosaic",
+    "augment.mosaic9",
+    "augment.mixup",
+    "augment.copy_paste",
+    "augment.close_mosaic",
+    "augment.min_area",
+    "augment.min_side",
+    "augment.max_aspect",
+    "augment.min_visible",
+    "augment.multi_scale",
+    "augment.albumentations",
+}
+
+
+def _reject_pending(values: Mapping[str, Any]) -> None:
+    defaults = config_to_dict(RunConfig())
+    for key in sorted(PENDING):
+        sec, name = key.split(".")
+        if key in values and values[key] != defaults[sec][name]:
+            raise ConfigError(f"{key}: not available yet in this version of detforge")
 
 
 def _cross_check(cfg: RunConfig) -> None:
@@ -152,9 +208,29 @@ def _cross_check(cfg: RunConfig) -> None:
             f"train.imgsz: {cfg.train.imgsz} is not a multiple of 32 "
             f"(nearest: {max(32, round(cfg.train.imgsz / 32) * 32)})"
         )
-    from ..engine.fitness import check_fitness_weights
+    from ..engine.fitness import check_fitness_weights, check_monitor
 
     check_fitness_weights(cfg.train.fitness, key="train.fitness")
+    check_monitor(cfg.early_stop.monitor, "early_stop.monitor")
+    check_monitor(cfg.schedule.monitor, "schedule.monitor")
+    cw = cfg.loss.cls_weights
+    if isinstance(cw, str) and cw != "auto":
+        raise ConfigError(f"loss.cls_weights: {cw!r} is not 'auto', a list of numbers, or null")
+    if isinstance(cw, list) and any(w < 0 for w in cw):
+        raise ConfigError("loss.cls_weights: weights must be >= 0")
+    if cfg.train.nominal_batch is not None and cfg.train.accumulate != 1:
+        raise ConfigError(
+            "train.nominal_batch and train.accumulate both set: choose one "
+            f"(accumulate={cfg.train.accumulate}, nominal_batch={cfg.train.nominal_batch})"
+        )
+    if cfg.augment.multi_scale and (
+        len(cfg.augment.multi_scale) != 2
+        or not 0 < cfg.augment.multi_scale[0] <= cfg.augment.multi_scale[1]
+    ):
+        raise ConfigError(
+            f"augment.multi_scale: expected [min, max] with 0 < min <= max, got "
+            f"{cfg.augment.multi_scale}"
+        )
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"train.device: {dev!r} is not one of auto, cpu, cuda, cuda:N")
@@ -178,8 +254,11 @@ def load_config(
     aliases = {**ALIASES, **(extra_aliases or {})}
     env = os.environ if env is None else env
     layers: list[list[tuple[str, Any, str]]] = []
+    overrides = _pop_recipe(overrides, layers, aliases)
     if base:
         layers.append([(k, v, "saved config") for k, v in _flatten(base, "saved config").items()])
+    if recipe_from_file := _recipe_in_file(cfg_file):
+        layers.insert(0, _recipe_layer(recipe_from_file))
     if cfg_file is not None:
         path = Path(cfg_file)
         if not path.is_file():
@@ -190,6 +269,7 @@ def load_config(
             raise ConfigError(f"config file {path}: invalid YAML: {e}") from None
         if not isinstance(tree, Mapping):
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
+        tree = {k: v for k, v in tree.items() if k != "recipe"}
         src = f"config file {path}"
         layers.append([(k, v, f"{src}: key '{k}'") for k, v in _flatten(tree, src).items()])
     layers.append(_env_layer(env, aliases))
@@ -207,6 +287,42 @@ def load_config(
         _apply(preset, [(k, v, "demo preset") for k, v in _flatten(DEMO_PRESET, "").items()], {})
         values = {**preset, **values}
     return config_from_dict(values)
+
+
+def _recipe_layer(name: str) -> list[tuple[str, Any, str]]:
+    from .recipes import load_recipe
+
+    src = f"recipe '{name}'"
+    return [(k, v, f"{src}: key '{k}'") for k, v in _flatten(load_recipe(name), src).items()]
+
+
+def _pop_recipe(overrides, layers: list, aliases) -> Iterable[str] | Mapping[str, Any]:
+    """Take ``recipe=NAME`` out of the overrides and make it the lowest user layer."""
+    if isinstance(overrides, Mapping):
+        overrides = dict(overrides)
+        name = overrides.pop("recipe", None)
+    else:
+        kept, name = [], None
+        for arg in overrides:
+            if arg.split("=", 1)[0].strip() == "recipe":
+                name = arg.split("=", 1)[1]
+            else:
+                kept.append(arg)
+        overrides = kept
+    if name:
+        layers.append(_recipe_layer(str(name)))
+    return overrides
+
+
+def _recipe_in_file(cfg_file) -> str | None:
+    """A config file may name a recipe (``recipe: finetune``) to build on."""
+    if cfg_file is None or not Path(cfg_file).is_file():
+        return None
+    try:
+        tree = yaml_load(Path(cfg_file).read_text()) or {}
+    except Exception:
+        return None
+    return tree.get("recipe") if isinstance(tree, Mapping) else None
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, dict[str, Any]]:

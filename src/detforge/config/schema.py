@@ -22,7 +22,31 @@ class DataSection:
     strict: bool = setting(
         False, "Treat unreadable images and bad label lines as errors instead of skipping them."
     )
-    workers: int = setting(2, "DataLoader worker processes (0 loads in the main process).", ge=0)
+    workers: int | Literal["auto"] = setting(
+        "auto",
+        "DataLoader worker processes (0 loads in the main process). auto: on CUDA min(8, CPU "
+        "cores); on CPU the cores left after torch's compute threads (0 on a 2-core machine, "
+        "where workers measured slower because they compete with the model step).",
+        ge=0,
+    )
+    sampler: Literal["uniform", "weighted"] = setting(
+        "uniform",
+        "Training sampler: every image once per epoch, or drawn by image weights "
+        "(data.weighting) with replacement to fight class imbalance.",
+    )
+    weighting: Literal["rarest", "inverse_frequency"] = setting(
+        "rarest",
+        "weighted sampler: an image's weight is that of the rarest class it holds, or "
+        "the mean inverse frequency of its boxes' classes.",
+    )
+    cache: Literal["none", "ram", "disk"] = setting(
+        "none",
+        "Cache decoded images: in RAM, or as .npy files under cache_dir; the memory or "
+        "disk it will take is printed first.",
+    )
+    rect_val: bool = setting(
+        True, "Validate with aspect-ratio batches (rectangular letterbox) to cut padding."
+    )
     cache_dir: str | None = setting(
         None,
         "Folder for the label cache and the demo dataset; null uses $DETFORGE_CACHE or "
@@ -40,6 +64,13 @@ class ModelSection:
     weights: str | None = setting(
         None, "Initialise from a detforge checkpoint (weights only; use train.resume to resume)."
     )
+    bn_momentum: float = setting(
+        0.03,
+        "BatchNorm momentum, model-wide (PyTorch convention: weight of the new batch).",
+        gt=0,
+        le=1,
+    )
+    bn_eps: float = setting(1e-3, "BatchNorm epsilon, model-wide.", gt=0)
 
 
 @dataclass
@@ -53,6 +84,44 @@ class AugmentSection:
         0.5, "Random scale range: the image is scaled by 1 +- scale.", ge=0, lt=1
     )
     translate: float = setting(0.1, "Random translation, fraction of the image size.", ge=0, le=0.5)
+    degrees: float = setting(0.0, "Random rotation range in degrees (+-).", ge=0, le=180)
+    shear: float = setting(0.0, "Random shear range in degrees (+-).", ge=0, le=45)
+    perspective: float = setting(
+        0.0, "Random perspective distortion (0 to 0.001 typical).", ge=0, le=0.01
+    )
+    mosaic: float = setting(1.0, "Probability of a 4-image mosaic.", ge=0, le=1)
+    mosaic9: float = setting(
+        0.0, "Probability of a 9-image mosaic (taken from the mosaic cases).", ge=0, le=1
+    )
+    mixup: float = setting(0.0, "Probability of mixing a second (mosaic) image in.", ge=0, le=1)
+    copy_paste: float = setting(
+        0.0,
+        "Probability per object of pasting it, flipped, where it overlaps no other object.",
+        ge=0,
+        le=1,
+    )
+    close_mosaic: int = setting(10, "Turn mosaic and mixup off for the last N epochs.", ge=0)
+    min_area: float = setting(
+        4.0, "Boxes smaller than this many pixels after augmentation are dropped.", ge=0
+    )
+    min_side: float = setting(2.0, "Boxes with a side below this many pixels are dropped.", ge=0)
+    max_aspect: float = setting(20.0, "Boxes more elongated than this are dropped.", ge=1)
+    min_visible: float = setting(
+        0.1,
+        "Boxes keeping less than this fraction of their area inside the image are dropped.",
+        ge=0,
+        le=1,
+    )
+    multi_scale: list[float] = setting(
+        [],
+        "Random image size per batch as [min, max] fractions of imgsz, rounded to the "
+        "model stride (e.g. [0.5, 1.5]); empty: fixed size.",
+    )
+    albumentations: list[dict] = setting(
+        [],
+        "Extra bbox-aware albumentations transforms, e.g. [{name: Blur, p: 0.1, "
+        "blur_limit: 3}] (needs the 'albumentations' extra).",
+    )
 
 
 @dataclass
@@ -63,6 +132,27 @@ class LossSection:
     iou: Literal["ciou", "giou", "diou", "iou"] = setting(
         "ciou", "IoU variant of the box loss (and of the assigner's alignment metric)."
     )
+    cls_loss: Literal["bce", "focal"] = setting(
+        "bce", "Classification loss: binary cross-entropy, or focal loss (Lin et al. 2017)."
+    )
+    focal_gamma: float = setting(2.0, "Focal loss focusing exponent (cls_loss focal).", ge=0)
+    focal_alpha: float | None = setting(
+        0.25,
+        "Focal loss weight of positives, 1-alpha for negatives; null: no weighting.",
+        ge=0,
+        le=1,
+    )
+    label_smoothing: float = setting(
+        0.0,
+        "Label smoothing eps: positive targets scaled by 1-eps, every class gets eps/K.",
+        ge=0,
+        lt=1,
+    )
+    cls_weights: str | list[float] | None = setting(
+        None,
+        "Per-class weights of the classification loss: a list (one per class), 'auto' "
+        "(inverse class frequency of the training labels, mean 1), or null.",
+    )
     topk: int = setting(10, "Task-aligned assigner: candidate anchors per object.", ge=1)
     alpha: float = setting(0.5, "Task-aligned assigner: exponent of the class score.", ge=0)
     beta: float = setting(6.0, "Task-aligned assigner: exponent of the IoU.", ge=0)
@@ -70,12 +160,36 @@ class LossSection:
 
 @dataclass
 class OptimSection:
-    name: Literal["sgd", "adamw"] = setting("sgd", "Optimizer: sgd (momentum, nesterov) or adamw.")
+    name: Literal["sgd", "adam", "adamw", "nadam", "radam", "rmsprop"] = setting(
+        "sgd", "Optimizer (torch.optim): sgd, adam, adamw, nadam, radam or rmsprop."
+    )
     lr0: float = setting(0.01, "Base learning rate after warmup.", gt=0)
-    momentum: float = setting(0.937, "SGD momentum, or AdamW beta1.", ge=0, lt=1)
+    momentum: float = setting(
+        0.937, "SGD / RMSprop momentum, or beta1 of the Adam family.", ge=0, lt=1
+    )
+    beta2: float = setting(0.999, "beta2 of the Adam family.", ge=0, lt=1)
+    eps: float = setting(1e-8, "Denominator epsilon of the Adam family and RMSprop.", gt=0)
+    rmsprop_alpha: float = setting(0.99, "RMSprop smoothing constant.", gt=0, lt=1)
     nesterov: bool = setting(True, "Nesterov momentum (SGD only).")
     weight_decay: float = setting(
-        5e-4, "Weight decay on conv/linear weights (never on norms and biases).", ge=0
+        5e-4,
+        "Weight decay (decoupled for adamw, L2 for the others) on conv/linear weights.",
+        ge=0,
+    )
+    no_decay_norm_bias: bool = setting(
+        True, "Exempt normalisation weights and all biases from weight decay."
+    )
+    groups: list[dict] = setting(
+        [],
+        "Parameter groups by module-name pattern (fnmatch), first match wins: "
+        "[{match: 'backbone.*', lr_mult: 0.1, wd_mult: 1.0}, ...]; unmatched parameters form "
+        "the default group; a pattern that matches nothing is an error.",
+    )
+    freeze: list[str] = setting(
+        [], "Parameter-name patterns (fnmatch) to freeze, e.g. ['backbone.*']."
+    )
+    unfreeze_at: int | None = setting(
+        None, "Epoch (1-based) at whose start frozen parameters start training.", ge=1
     )
     wd_batch_ref: int | None = setting(
         64,
@@ -87,16 +201,74 @@ class OptimSection:
 
 @dataclass
 class ScheduleSection:
-    name: Literal["cosine", "linear"] = setting(
-        "cosine", "Decay after warmup, from lr0 to lr0*lrf at the last iteration."
+    name: Literal[
+        "cosine",
+        "linear",
+        "step",
+        "multistep",
+        "exponential",
+        "polynomial",
+        "onecycle",
+        "constant",
+        "plateau",
+    ] = setting("cosine", "Learning-rate schedule after warmup.")
+    interval: Literal["step", "epoch"] = setting(
+        "step", "Update the learning rate every optimizer step or once per epoch."
     )
-    lrf: float = setting(0.01, "Final learning rate as a fraction of lr0.", ge=0, le=1)
+    lrf: float = setting(
+        0.01, "cosine / linear / polynomial: final lr as a fraction of lr0.", ge=0, le=1
+    )
+    min_lr: float | None = setting(
+        None,
+        "cosine / linear / polynomial / plateau: final (floor) lr, absolute; overrides lrf.",
+        ge=0,
+    )
+    step_size: float = setting(
+        30.0, "step: epochs between decays (fractions allowed with interval step).", gt=0
+    )
+    milestones: list[float] = setting([60.0, 80.0], "multistep: epochs at which lr decays.")
+    gamma: float = setting(0.1, "step / multistep / exponential: decay factor.", gt=0, le=1)
+    power: float = setting(1.0, "polynomial: exponent of the decay.", gt=0)
+    pct_start: float = setting(0.3, "onecycle: fraction of the run spent increasing.", gt=0, lt=1)
+    div_factor: float = setting(25.0, "onecycle: lr0 / initial lr.", ge=1)
+    final_div_factor: float = setting(1e4, "onecycle: initial lr / final lr.", ge=1)
+    anneal: Literal["cos", "linear"] = setting("cos", "onecycle: annealing shape.")
+    monitor: str = setting(
+        "val/loss", "plateau: what to watch, a metric (map50_95, ...), 'fitness' or 'val/loss'."
+    )
+    mode: Literal["auto", "min", "max"] = setting(
+        "auto", "plateau: whether the monitored value should fall or rise (auto: by name)."
+    )
+    factor: float = setting(0.1, "plateau: lr multiplier on a plateau.", gt=0, lt=1)
+    patience: int = setting(10, "plateau: validations without improvement before a cut.", ge=0)
+    cooldown: int = setting(0, "plateau: validations to wait after a cut.", ge=0)
+    threshold: float = setting(1e-4, "plateau: minimum change that counts as improvement.", ge=0)
+    threshold_mode: Literal["rel", "abs"] = setting(
+        "rel", "plateau: threshold relative or absolute."
+    )
     warmup_epochs: float = setting(
-        3.0, "Linear warmup length in epochs (stepped per iteration).", ge=0
+        3.0, "Warmup length in epochs (0: none); warmup_iters overrides it.", ge=0
+    )
+    warmup_iters: int | None = setting(
+        None, "Warmup length in optimizer steps (overrides warmup_epochs).", ge=0
+    )
+    warmup_fraction: float | None = setting(
+        None,
+        "Warmup length as a fraction of all training steps (overrides the other two).",
+        ge=0,
+        lt=1,
+    )
+    warmup_method: Literal["linear", "constant"] = setting(
+        "linear", "Warmup: linear ramp from warmup_start_factor*lr, or constant at that value."
+    )
+    warmup_start_factor: float = setting(
+        0.0, "Learning rate at the start of warmup, as a fraction of the scheduled lr.", ge=0, le=1
     )
     warmup_momentum: float = setting(0.8, "Momentum at the start of warmup.", ge=0, lt=1)
-    warmup_bias_lr: float = setting(
-        0.1, "Learning rate of bias parameters at the start of warmup.", ge=0
+    warmup_bias_lr: float | None = setting(
+        0.1,
+        "Learning rate of bias parameters at the start of warmup (absolute); null: as weights.",
+        ge=0,
     )
 
 
@@ -111,9 +283,34 @@ class ClipSection:
 
 
 @dataclass
+class EarlyStopSection:
+    monitor: str = setting(
+        "fitness", "Value to watch: 'fitness', a validation metric (map50_95, ...) or 'val/loss'."
+    )
+    mode: Literal["auto", "min", "max"] = setting(
+        "auto", "Whether the monitored value should fall or rise (auto: by its name)."
+    )
+    patience: int | None = setting(
+        None,
+        "Validations without improvement before training stops; null: never stop early.",
+        ge=1,
+    )
+    min_delta: float = setting(0.0, "Smallest change that counts as an improvement.", ge=0)
+
+
+@dataclass
 class TrainSection:
     epochs: int = setting(100, "Training epochs.", ge=1)
     batch: int = setting(16, "Images per batch (per process).", ge=1)
+    accumulate: int = setting(
+        1, "Batches whose gradients are summed before each optimizer step.", ge=1
+    )
+    nominal_batch: int | None = setting(
+        None,
+        "Images per optimizer step; sets accumulate = round(nominal_batch / (batch x world "
+        "size)); conflicts with an explicit accumulate.",
+        ge=1,
+    )
     imgsz: int = setting(640, "Training and validation image size (a multiple of 32).", ge=32)
     device: str = setting("auto", "auto, cpu, cuda or cuda:N.")
     amp: AmpMode = setting(
@@ -139,7 +336,15 @@ class TrainSection:
         "training stops with an error and a checkpoint.",
         ge=1,
     )
+    stages: list[dict] = setting(
+        [],
+        "Progressive resizing: [{epochs: 30, imgsz: 320, batch: 32}, ...]; the stages' "
+        "epochs must add up to train.epochs; the lr schedule runs across stages.",
+    )
     val_interval: int = setting(1, "Validate every N epochs (and always after the last).", ge=1)
+    save_period: int | None = setting(
+        None, "Also keep weights/epochN.pt every N epochs; null: only last.pt and best.pt.", ge=1
+    )
     fitness: dict[str, float] = setting(
         {"map50": 0.1, "map50_95": 0.9},
         "Weights of validation metrics whose sum chooses best.pt.",
@@ -180,6 +385,7 @@ class RunConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     clip: ClipSection = field(default_factory=ClipSection)
+    early_stop: EarlyStopSection = field(default_factory=EarlyStopSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
     predict: PredictSection = field(default_factory=PredictSection)

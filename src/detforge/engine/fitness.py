@@ -42,3 +42,14 @@ def check_fitness_weights(weights: Mapping[str, float], key: str = "fitness") ->
 def fitness(metrics: Mapping[str, float], weights: Mapping[str, float]) -> float:
     """Weighted sum of metrics; undefined metrics (-1) count as 0."""
     return float(sum(w * max(metrics.get(k, 0.0), 0.0) for k, w in weights.items()))
+
+
+def check_monitor(name: str, key: str) -> None:
+    """A value early stopping or the plateau schedule can watch."""
+    allowed = ("fitness", "val/loss", "val/box", "val/cls", "val/dfl", *METRIC_KEYS)
+    bare = name.removeprefix("metrics/")
+    if name not in allowed and bare not in METRIC_KEYS:
+        raise ConfigError(
+            f"{key}: cannot monitor '{name}'{suggest(name, allowed)}; choose from "
+            f"{', '.join(allowed)}"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,20 @@ def resolve_data_yaml(cfg: RunConfig) -> Path:
     return path
 
 
+def resolve_workers(workers: int | str, device: torch.device) -> int:
+    """``data.workers``; ``auto`` leaves the CPU cores that torch computes on to the model.
+
+    Measured on a 2-core CPU (hituav, 416 px, batch 16, bf16): 19.1 training images/s with 0
+    workers against 16.4 with 2, because the workers compete with the model step for the cores.
+    """
+    if workers != "auto":
+        return int(workers)
+    cores = os.cpu_count() or 1
+    if device.type == "cuda":
+        return min(8, cores)
+    return max(0, min(8, cores - torch.get_num_threads()))
+
+
 def augment_params(cfg: RunConfig) -> AugmentParams:
     a = cfg.augment
     return AugmentParams(
@@ -84,6 +99,8 @@ def build_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataBundle
         seed=cfg.train.seed,
     )
     val_set = build_val_set(cfg, spec)
+    device = select_device(cfg.train.device)
+    workers = resolve_workers(cfg.data.workers, device)
     sampler = EpochSampler(
         len(train_set), shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world_size
     )
@@ -91,7 +108,7 @@ def build_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataBundle
         train_set,
         batch_size=cfg.train.batch,
         shuffle=True,
-        workers=cfg.data.workers,
+        workers=workers,
         seed=cfg.train.seed,
         sampler=sampler,
         drop_last=False,
@@ -100,10 +117,9 @@ def build_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataBundle
         val_set,
         batch_size=cfg.eval.batch or 2 * cfg.train.batch,
         shuffle=False,
-        workers=cfg.data.workers,
+        workers=workers,
         seed=cfg.train.seed,
     )
-    device = select_device(cfg.train.device)
     validator = Validator(
         val_set,
         val_loader,

@@ -18,14 +18,19 @@ import torch
 from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict, dump_config
+from ..config.fields import ConfigError
 from ..losses import DetectionLoss, total_loss
+from ..losses.detection import loss_kwargs_from_config
 from ..models import build_model, model_info
+from ..models.norm import set_batchnorm
 from .checkpoint import load_checkpoint, load_model_state, save_atomic
 from .device import autocast, resolve_amp, select_device
+from .early_stop import EarlyStopping, monitored_value
 from .ema import ModelEMA
 from .fitness import fitness
+from .freeze import freeze_active, freeze_norm_stats, unfreeze
 from .gradients import GradientClipper
-from .optim import build_optimizer
+from .optim import build_optimizer, describe_param_groups, optimizer_kwargs_from_config
 from .rundir import ResultsCSV, attach_log_file, make_run_dir, write_text_atomic
 from .schedule import WarmupDecaySchedule
 from .setup_data import DataBundle, build_data
@@ -45,6 +50,8 @@ class TrainResult:
     per_class: dict = field(default_factory=dict)
     train_seconds: float = 0.0
     train_images: int = 0
+    epochs_run: int = 0
+    stop_reason: str = ""
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -81,6 +88,7 @@ class Trainer:
 
         self.data: DataBundle = build_data(cfg)
         self.model = build_model(cfg.model.name, len(self.data.names))
+        set_batchnorm(self.model, cfg.model.bn_momentum, cfg.model.bn_eps)
         if cfg.model.weights and resume_ckpt is None:
             init = load_checkpoint(cfg.model.weights)
             state = init.get("ema") or init["model"]
@@ -94,28 +102,29 @@ class Trainer:
             info["gflops"],
             cfg.train.imgsz,
         )
-        self.model.head.reset_bias(cfg.train.imgsz) if not cfg.model.weights else None
+        if not cfg.model.weights:
+            self.model.head.reset_bias(cfg.train.imgsz)
         self.model.to(self.device, memory_format=torch.channels_last)
 
         self.loss_fn = DetectionLoss(
             self.model.nc,
             self.model.strides,
             self.model.reg_max,
-            box_gain=cfg.loss.box,
-            cls_gain=cfg.loss.cls,
-            dfl_gain=cfg.loss.dfl,
-            iou_kind=cfg.loss.iou,
+            **loss_kwargs_from_config(cfg.loss, self.model.nc, self.data.train_set.labels),
         )
-        self.loss_fn.assigner.topk = cfg.loss.topk
-        self.loss_fn.assigner.alpha, self.loss_fn.assigner.beta = cfg.loss.alpha, cfg.loss.beta
+        weights = self.loss_fn.cls_term.class_weights
+        if weights is not None:
+            pairs = zip(self.data.names, weights.tolist(), strict=True)
+            log.info("class weights: %s", ", ".join(f"{n} {w:.3g}" for n, w in pairs))
 
         eff_batch = cfg.train.batch
         wd = cfg.optim.weight_decay
         if cfg.optim.wd_batch_ref:
             wd *= eff_batch / cfg.optim.wd_batch_ref
-        self.optimizer = build_optimizer(
-            self.model, cfg.optim.name, cfg.optim.lr0, cfg.optim.momentum, cfg.optim.nesterov, wd
-        )
+        if cfg.optim.unfreeze_at and not cfg.optim.freeze:
+            raise ConfigError("optim.unfreeze_at is set but optim.freeze lists nothing to freeze")
+        self.optimizer = build_optimizer(self.model, **optimizer_kwargs_from_config(cfg.optim, wd))
+        log.info("parameter groups:\n%s", describe_param_groups(self.optimizer))
         self.steps_per_epoch = len(self.data.train_loader)
         self.schedule = WarmupDecaySchedule(
             total_steps=cfg.train.epochs * self.steps_per_epoch,
@@ -135,6 +144,9 @@ class Trainer:
         self.ema = (
             ModelEMA(self.model, cfg.train.ema_decay, cfg.train.ema_tau) if cfg.train.ema else None
         )
+        es = cfg.early_stop
+        self.early_stop = EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta)
+        self.stop_reason = ""
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.skipped_steps = self.nonfinite_run = 0
         self.best_fitness, self.best_epoch = -math.inf, -1
@@ -164,6 +176,8 @@ class Trainer:
         self.epoch, self.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
         self.step = ckpt["step"]
         self.best_fitness, self.best_epoch = ckpt["best_fitness"], ckpt["best_epoch"]
+        self.early_stop.load_state_dict(ckpt["early_stop"])
+        self.skipped_steps = ckpt.get("skipped_steps", 0)
         self.results.truncate(self.epoch)
         restore_rng_state(ckpt["rng"])
         log.info(
@@ -190,6 +204,8 @@ class Trainer:
             "step": self.step,
             "best_fitness": self.best_fitness,
             "best_epoch": self.best_epoch,
+            "early_stop": self.early_stop.state_dict(),
+            "skipped_steps": self.skipped_steps,
             "metrics": metrics or {},
             "config": config_to_dict(self.cfg),
             "rng": rng_state(),
@@ -201,7 +217,7 @@ class Trainer:
         cfg = self.cfg
         t_train, images = 0.0, 0
         try:
-            while self.epoch < cfg.train.epochs:
+            while self.epoch < cfg.train.epochs and not self.stop_reason:
                 t0 = time.perf_counter()
                 row, n_img = self.train_one_epoch()
                 t_train += time.perf_counter() - t0
@@ -223,12 +239,16 @@ class Trainer:
             raise
         result = self.finish()
         result.train_seconds, result.train_images = t_train, images
+        result.epochs_run, result.stop_reason = self.epoch, self.stop_reason
         log.removeHandler(self._log_handler)
         return result
 
     def train_one_epoch(self) -> tuple[dict, int]:
         cfg, model = self.cfg, self.model
+        if cfg.optim.freeze and not freeze_active(self.epoch, cfg.optim.unfreeze_at):
+            unfreeze(model, cfg.optim.freeze)  # idempotent, so resuming past unfreeze_at works
         model.train()
+        freeze_norm_stats(model)  # frozen parts keep their BatchNorm statistics
         data = self.data
         data.train_set.set_epoch(self.epoch)
         data.train_sampler.resume_at(self.epoch, self.batch_in_epoch * cfg.train.batch)
@@ -329,6 +349,9 @@ class Trainer:
             improved = fit > self.best_fitness
             if improved:
                 self.best_fitness, self.best_epoch = fit, self.epoch
+            value = monitored_value(cfg.early_stop.monitor, row, "early_stop.monitor")
+            if self.early_stop.step(value, self.epoch):
+                self.stop_reason = self.early_stop.reason
             ckpt = self.checkpoint(metrics)
             save_atomic(ckpt, self.weights_dir / "last.pt")
             if improved:
@@ -344,9 +367,13 @@ class Trainer:
                 metrics["map50_95"],
                 "  (best)" if improved else "",
             )
+        if cfg.train.save_period and self.epoch % cfg.train.save_period == 0:
+            save_atomic(self.checkpoint(metrics), self.weights_dir / f"epoch{self.epoch}.pt")
         row["epoch_time"] = seconds
         row["peak_mem_mb"] = _peak_memory_mb(self.device)
         self.results.append(row)
+        if self.stop_reason:
+            log.info("%s; stopping after epoch %d", self.stop_reason, self.epoch)
         for hook in self.hooks:
             hook(self, row)
 

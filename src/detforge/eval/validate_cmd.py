@@ -16,7 +16,7 @@ def run_validation(cfg: RunConfig, weights: str, split: str = "val"):
     from ..data.datayaml import load_data_yaml
     from ..data.loader import build_dataloader
     from ..engine.device import resolve_amp
-    from ..engine.setup_data import build_val_set, resolve_data_yaml
+    from ..engine.setup_data import build_val_set, resolve_data_yaml, resolve_workers
     from .cocojson import format_stats_table
     from .report import export_run_predictions, format_per_class
     from .validator import Validator
@@ -30,7 +30,7 @@ def run_validation(cfg: RunConfig, weights: str, split: str = "val"):
         dataset,
         batch_size=cfg.eval.batch or 2 * cfg.train.batch,
         shuffle=False,
-        workers=cfg.data.workers,
+        workers=resolve_workers(cfg.data.workers, det.device),
         seed=cfg.train.seed,
     )
     validator = Validator(
