@@ -163,8 +163,9 @@ def test_onecycle_peak_at_first_step():
     assert s.lr_factor(0) == 1.0 and math.isclose(s.lr_factor(9), 1 / 25e4)
 
 
+@pytest.mark.parametrize("warmup", [{"warmup_fraction": 0.1}, {"warmup_epochs": 3.0}])
 @pytest.mark.parametrize("interval", ["step", "epoch"])
-def test_adamw_recipe_linear_warmup_then_cosine_to_1e5(interval):
+def test_adamw_recipe_linear_warmup_then_cosine_to_1e5(interval, warmup):
     """Warmup over the first 10% of epochs from 0.1x, then cosine down to 1e-5."""
     epochs, spe, lr0 = 30, 6, 1e-3
     units = spe if interval == "step" else 1
@@ -177,8 +178,7 @@ def test_adamw_recipe_linear_warmup_then_cosine_to_1e5(interval):
 
     want = torch_curve(make, lr0, n)
     c = cfg(
-        name="cosine", min_lr=1e-5, interval=interval,
-        warmup_epochs=0.1 * epochs, warmup_start_factor=0.1,
+        name="cosine", min_lr=1e-5, interval=interval, warmup_start_factor=0.1, **warmup
     )  # fmt: skip
     got = ours(c, lr0, epochs, spe)
     assert_curves(got, want if interval == "step" else per_epoch(want, spe))
@@ -424,6 +424,9 @@ def test_warmup_length_rounding_and_longer_than_run():
 
     assert steps(warmup_epochs=0.5).warmup_steps == 3  # 2.5 rounded half up
     assert steps(warmup_epochs=1, warmup_iters=7).warmup_steps == 7
+    assert steps(warmup_epochs=1, warmup_iters=7, warmup_fraction=0.3).warmup_steps == 3
+    assert steps(warmup_fraction=0.25).warmup_steps == 3  # 2.5 rounded half up
+    assert steps(warmup_fraction=0.5, interval="epoch").warmup_steps == 5
     s = steps(warmup_epochs=3)  # longer than the run: the run ends inside the warmup
     assert s.warmup_steps == 15 and math.isclose(s.lr_factor(9), 9 / 15)
 
@@ -447,8 +450,10 @@ def test_apply_adam_betas_and_missing_initial_lr():
         (dict(name="step", step_size=30), 20, "schedule.step_size"),
         (dict(name="onecycle", warmup_epochs=3), 10, "schedule.warmup_epochs: onecycle"),
         (dict(name="onecycle", warmup_iters=5), 10, "schedule.warmup_iters: onecycle"),
-        (dict(interval="epoch", warmup_epochs=0.5), 10, "schedule.warmup_epochs: 0.5"),
+        (dict(interval="epoch", warmup_epochs=0.5), 10, "schedule.warmup_epochs: a warmup of 0.5"),
         (dict(interval="epoch", warmup_iters=50), 10, "schedule.warmup_iters"),
+        (dict(interval="epoch", warmup_fraction=0.25), 10, "schedule.warmup_fraction: a warmup"),
+        (dict(name="onecycle", warmup_fraction=0.1), 10, "schedule.warmup_fraction: onecycle"),
         (dict(min_lr=0.5), 10, "schedule.min_lr"),
         (dict(warmup_method="constant", warmup_epochs=1), 10, "schedule.warmup_start_factor"),
         (dict(name="plateau", monitor=" "), 10, "schedule.monitor"),

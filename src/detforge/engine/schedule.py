@@ -14,10 +14,11 @@ the end of warmup) and its value at ``t = T`` is the final one.
 Units (``schedule.interval``):
 
 - ``step``: one unit per optimizer step; epoch-valued settings are evaluated at fractional epoch
-  positions. ``W = warmup_iters``, or ``warmup_epochs * steps_per_epoch`` rounded half up.
+  positions. ``W = warmup_fraction * total_steps`` if set, else ``warmup_iters`` if set, else
+  ``warmup_epochs * steps_per_epoch`` (products rounded half up).
 - ``epoch``: one unit per epoch, so every value (warmup included) is constant within an epoch,
-  as with PyTorch schedulers stepped once per epoch. ``W = warmup_epochs`` must then be whole
-  and ``warmup_iters`` unset (or 0).
+  as with PyTorch schedulers stepped once per epoch. ``W`` (``warmup_fraction * epochs`` or
+  ``warmup_epochs``) must then be a whole number of epochs and ``warmup_iters`` unset (or 0).
 
 Warmup (units ``u < W``), for a group with initial lr ``base``:
 
@@ -56,33 +57,47 @@ __all__ = ["LRSchedule", "build_lr_schedule", "is_bias_group", "WarmupDecaySched
 _PLATEAU_EPS = 1e-8
 
 
-def _warmup_units(cfg: ScheduleSection, steps_per_epoch: int) -> int:
+def _warmup_key(cfg: ScheduleSection) -> str:
+    """The setting that decides the warmup length (for error messages)."""
+    if cfg.warmup_fraction is not None:
+        return "warmup_fraction"
+    return "warmup_iters" if cfg.warmup_iters is not None else "warmup_epochs"
+
+
+def _warmup_units(cfg: ScheduleSection, epochs: int, steps_per_epoch: int) -> int:
+    """Warmup length in units; precedence warmup_fraction > warmup_iters > warmup_epochs."""
     if cfg.interval == "step":
+        if cfg.warmup_fraction is not None:
+            return math.floor(cfg.warmup_fraction * epochs * steps_per_epoch + 0.5)
         if cfg.warmup_iters is not None:
             return int(cfg.warmup_iters)
         return math.floor(cfg.warmup_epochs * steps_per_epoch + 0.5)
-    if cfg.warmup_iters:
+    key = _warmup_key(cfg)
+    if key == "warmup_iters" and cfg.warmup_iters:
         raise ConfigError(
             f"schedule.warmup_iters: {cfg.warmup_iters} counts optimizer steps, but "
             "schedule.interval epoch warms up in whole epochs: set schedule.warmup_epochs instead"
         )
-    if cfg.warmup_iters == 0:
-        return 0
-    if cfg.warmup_epochs != int(cfg.warmup_epochs):
+    warm = {
+        "warmup_fraction": (cfg.warmup_fraction or 0.0) * epochs,
+        "warmup_iters": 0.0,
+        "warmup_epochs": cfg.warmup_epochs,
+    }[key]
+    whole = round(warm)
+    if abs(warm - whole) > 1e-9 * max(1.0, warm):  # 0.1 x 30 is 3.0000000000000004
         raise ConfigError(
-            f"schedule.warmup_epochs: {cfg.warmup_epochs:g} is not a whole number of epochs, "
+            f"schedule.{key}: a warmup of {warm:g} epochs is not a whole number of epochs, "
             "which schedule.interval epoch needs (or use schedule.interval step)"
         )
-    return int(cfg.warmup_epochs)
+    return int(whole)
 
 
 def _check(cfg: ScheduleSection, lr0: float, warm: int, length: int, per_epoch: int) -> None:
     """Settings that are valid one by one but not together, or not for this run's length."""
     if cfg.name == "onecycle" and warm > 0:
-        key = "warmup_iters" if cfg.warmup_iters else "warmup_epochs"
         raise ConfigError(
-            f"schedule.{key}: onecycle warms up by itself (schedule.pct_start); "
-            "set schedule.warmup_epochs=0 and leave schedule.warmup_iters unset"
+            f"schedule.{_warmup_key(cfg)}: onecycle warms up by itself (schedule.pct_start); "
+            "set schedule.warmup_epochs=0 and leave warmup_iters and warmup_fraction unset"
         )
     if warm > 0 and cfg.warmup_method == "constant" and cfg.warmup_start_factor == 0:
         raise ConfigError(
@@ -133,7 +148,7 @@ def build_lr_schedule(
     if lr0 <= 0:
         raise ConfigError(f"optim.lr0: {lr0:g} must be positive")
     per_epoch = steps_per_epoch if cfg.interval == "step" else 1
-    warm = _warmup_units(cfg, steps_per_epoch)
+    warm = _warmup_units(cfg, epochs, steps_per_epoch)
     length = epochs * per_epoch - warm
     _check(cfg, lr0, warm, length, per_epoch)
     final = cfg.min_lr / lr0 if cfg.min_lr is not None else cfg.lrf
