@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from detforge.data.cache import cache_path, fingerprint, load_cache, save_cache
 from detforge.data.datayaml import DataSpec, list_images
 from detforge.data.errors import DataError
 from detforge.data.images import ImageInfo, read_image
+from detforge.data.rect import letterbox_rect
 from detforge.data.transforms import (
     AugmentParams,
     Transform,
@@ -34,6 +35,9 @@ from detforge.data.transforms import (
     resize_long_side,
 )
 from detforge.data.validate import report, validate_images
+
+if TYPE_CHECKING:
+    from detforge.data.imcache import ImageCache
 
 __all__ = ["YoloDataset", "xywhn_to_xyxy"]
 
@@ -141,9 +145,29 @@ class YoloDataset(Dataset):
         """Epoch used for the augmentation seed (and by ``build_dataloader``'s sampler)."""
         self.epoch = int(epoch)
 
+    # Optional modes, off by default (class attributes, so __init__ stays as it is):
+    # rectangular validation (data/rect.py) and the decoded-image cache (data/imcache.py).
+    rect_shapes: list[tuple[int, int]] | None = None
+    image_cache: ImageCache | None = None
+
+    def set_rect_shapes(self, shapes: Sequence[tuple[int, int]] | None) -> None:
+        """Letterbox image ``i`` onto a ``shapes[i]`` = (H, W) canvas instead of the imgsz
+        square (validation only; see ``data.rect.enable_rect``). None: back to squares."""
+        if shapes is not None and len(shapes) != len(self):
+            raise ValueError(f"{len(shapes)} rect shapes for {len(self)} images")
+        self.rect_shapes = None if shapes is None else [(int(h), int(w)) for h, w in shapes]
+
+    def set_image_cache(self, cache: ImageCache | None) -> None:
+        """Serve ``load_image`` from ``cache`` (see ``data.imcache.cache_images``); None: off."""
+        if cache is not None and len(cache) != len(self):
+            raise ValueError(f"image cache of {len(cache)} images for {len(self)} images")
+        self.image_cache = cache
+
     def load_image(self, index: int, keep_gray: bool = False) -> np.ndarray:
         """Decoded original image ``index``: RGB uint8 (h0, w0, 3), or (h0, w0) if gray and
         ``keep_gray``."""
+        if self.image_cache is not None:
+            return self.image_cache.get(index, keep_gray=keep_gray)
         return read_image(self.image_files[index], self._info[index], keep_gray=keep_gray)
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
@@ -167,6 +191,10 @@ class YoloDataset(Dataset):
             sample = self.transforms(sample, rng)
             img, labels = sample["img"], sample["labels"]
             ratio, pad = float(sample["ratio"]), tuple(float(p) for p in sample["pad"])
+        elif self.rect_shapes is not None:
+            img, labels, ratio, pad = letterbox_rect(
+                img0, labels, self.imgsz, self.rect_shapes[index], self.pad_value
+            )
         else:
             img, labels, ratio, pad = letterbox(img0, labels, self.imgsz, self.pad_value)
         if img.ndim == 2:

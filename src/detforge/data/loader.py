@@ -9,7 +9,7 @@ sample from (seed, epoch, index): batches do not depend on the number of workers
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
 import cv2
@@ -143,6 +143,7 @@ def build_dataloader(
     rank: int = 0,
     world_size: int = 1,
     timeout: float = 0,
+    batches: Sequence[Sequence[int]] | None = None,
 ) -> DataLoader:
     """DataLoader over ``dataset`` with ``collate``.
 
@@ -151,9 +152,13 @@ def build_dataloader(
     reads its shard through a ``DistributedSampler`` (unless ``sampler`` is given). Call
     ``dataset.set_epoch(e)`` (or ``loader.sampler.set_epoch(e)``) before each epoch.
     timeout: seconds to wait for a batch from the workers before raising (0: forever).
+    batches: fixed lists of dataset indices, one per batch, in order (rectangular validation,
+        ``data.rect.enable_rect``); replaces batch_size, shuffle, sampler and drop_last.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batches is not None and (shuffle or sampler is not None or world_size > 1):
+        raise ValueError("fixed batches cannot be combined with shuffle, a sampler or ranks")
     if sampler is None and world_size > 1:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
@@ -167,14 +172,17 @@ def build_dataloader(
     extra: dict[str, Any] = {}
     if workers > 0:
         extra = {"persistent_workers": persistent_workers, "worker_init_fn": worker_init}
+    if batches is not None:
+        # a list of index lists is a valid batch sampler (iterable with a length)
+        extra["batch_sampler"] = [[int(i) for i in b] for b in batches]
+    else:
+        extra["batch_size"], extra["drop_last"] = batch_size, drop_last
+        extra["sampler"] = IndexEpochSampler(dataset, shuffle=shuffle, seed=seed, sampler=sampler)
     return _ForkSafeLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=IndexEpochSampler(dataset, shuffle=shuffle, seed=seed, sampler=sampler),
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin_memory,
-        drop_last=drop_last,
         generator=generator,
         timeout=timeout if workers > 0 else 0,
         **extra,
