@@ -112,6 +112,18 @@ def test_lr_range_test_stops_at_divergence():
     assert res.losses[0] == res.smoothed[0] == first
     assert res.suggestion is not None and res.suggestion < 1.0
     assert model.w.item() == 0.0
+    # accumulate: each step sums the gradients of that many batches
+    seen = []
+
+    class Counting:
+        def __iter__(self):
+            seen.append(1)
+            return iter([batch])
+
+    res = lr_range_test(model, loss_fn, Counting(), opt, start_lr=1e-3, end_lr=1e-2, iters=5,
+                        accumulate=3)  # fmt: skip
+    assert len(res.lrs) == 5 and len(seen) == 15 and res.losses[0] == 9.0
+    assert math.isclose(res.losses[1], (3 * 6 * 1e-3 - 3.0) ** 2)  # 3 gradients summed
     with pytest.raises(ValueError, match="start_lr"):
         lr_range_test(model, loss_fn, [batch], opt, start_lr=1.0, end_lr=0.1)
 

@@ -68,6 +68,16 @@ def _batches(loader: Iterable) -> Iterable:
             raise ValueError("lr_range_test: the loader yields no batches")
 
 
+def _forward_backward(model, loss_fn, batch: dict, device, amp_dtype, scaler) -> float:
+    """One batch through the model and back, as the trainer does it; returns its loss value."""
+    x = prepare_images(batch["img"], device)
+    with autocast(device, amp_dtype):
+        outputs = model(x)
+    terms = loss_fn([o.float() for o in outputs], batch["targets"].to(device))
+    scaler.scale(total_loss(terms, x.shape[0])).backward()
+    return float(sum(t.detach() for t in terms.values()))
+
+
 def lr_range_test(
     model: nn.Module,
     loss_fn: Callable[[list[torch.Tensor], torch.Tensor], dict[str, torch.Tensor]],
@@ -82,6 +92,7 @@ def lr_range_test(
     smooth: float = 0.98,
     diverge: float = 4.0,
     clipper: Callable[[Iterable[nn.Parameter]], float] | None = None,
+    accumulate: int = 1,
 ) -> LRFindResult:
     """Run the range test and return its curve and suggested lr (see the module docstring).
 
@@ -91,11 +102,15 @@ def lr_range_test(
     optimizer: its groups keep their ratios: group lr = lr * initial_lr / max(initial_lr), so the
     swept lr (and the suggestion) is the lr of the group with the largest multiplier.
     clipper: the trainer's gradient clipper, to sweep under the same clipping as training.
+    accumulate: batches whose gradients are summed into each step (``train.accumulate``); the
+    loss of a step is their mean.
     """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"lr-find: need 0 < start_lr < end_lr, got {start_lr:g}, {end_lr:g}")
-    if iters < 2 or not 0 <= smooth < 1 or diverge <= 1:
-        raise ValueError("lr-find: need iters >= 2, 0 <= smooth < 1 and diverge > 1")
+    if iters < 2 or accumulate < 1 or not 0 <= smooth < 1 or diverge <= 1:
+        raise ValueError(
+            "lr-find: need iters >= 2, accumulate >= 1, 0 <= smooth < 1 and diverge > 1"
+        )
     device = torch.device(device) if device is not None else next(model.parameters()).device
     bases = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
     mults = [b / max(bases) for b in bases]
@@ -114,18 +129,17 @@ def lr_range_test(
             lr = start_lr * (end_lr / start_lr) ** (i / (iters - 1))
             for group, mult in zip(optimizer.param_groups, mults, strict=True):
                 group["lr"] = lr * mult
-            batch = next(batches)
-            x = prepare_images(batch["img"], device)
-            with autocast(device, amp_dtype):
-                outputs = model(x)
-            terms = loss_fn([o.float() for o in outputs], batch["targets"].to(device))
-            loss = total_loss(terms, x.shape[0])
-            value = float(sum(t.detach() for t in terms.values()))
+            optimizer.zero_grad(set_to_none=True)
+            value = (
+                sum(
+                    _forward_backward(model, loss_fn, next(batches), device, amp_dtype, scaler)
+                    for _ in range(accumulate)
+                )
+                / accumulate
+            )
             if not math.isfinite(value):
                 result.stopped_early = True
                 break
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
             if clipper is not None:
                 scaler.unscale_(optimizer)
                 clipper(model.parameters())
