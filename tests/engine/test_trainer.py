@@ -109,19 +109,19 @@ def test_resume_after_interruption_is_exact(tiny_args, tmp_path, monkeypatch):
 def test_nonfinite_steps_are_skipped_then_stop_with_a_checkpoint(tiny_args, monkeypatch):
     from detforge.losses.detection import DetectionLoss
 
-    real = DetectionLoss.forward
+    real = DetectionLoss.compute
     calls = {"n": 0}
 
     def sometimes_nan(self, outputs, targets):
         calls["n"] += 1
-        terms = real(self, outputs, targets)
+        sums, mass = real(self, outputs, targets)
         if self.training_nan(calls["n"]):
-            terms["box"] = terms["box"] * float("nan")
-        return terms
+            sums["box"] = sums["box"] * float("nan")
+        return sums, mass
 
     # steps 2 and 3 are non-finite, then everything is finite again
     DetectionLoss.training_nan = lambda self, n: n in (2, 3)
-    monkeypatch.setattr(DetectionLoss, "forward", sometimes_nan)
+    monkeypatch.setattr(DetectionLoss, "compute", sometimes_nan)
     res = _train(tiny_args, epochs=1, **{"train.val_interval": 1})
     rows = list(csv.DictReader((res.run_dir / "results.csv").open()))
     assert rows[0]["skipped_steps"] == "2"
@@ -170,3 +170,43 @@ def test_recipe_layer_and_monitor_validation(tmp_path):
         load_config(["recipe=finetun"], env={})
     with pytest.raises(ConfigError, match="early_stop.monitor: cannot monitor 'map5'"):
         load_config(["early_stop.monitor=map5"], env={})
+
+
+def _without_batchnorm(monkeypatch):
+    """Build models whose BatchNorm layers are identities (BN sees micro-batches, so it is the
+    one thing accumulation cannot reproduce)."""
+    from torch import nn
+
+    import detforge.engine.trainer as trainer_mod
+
+    real = trainer_mod.build_model
+
+    def build(name, nc):
+        m = real(name, nc)
+        for mod in list(m.modules()):
+            for child_name, child in list(mod.named_children()):
+                if isinstance(child, nn.BatchNorm2d):
+                    setattr(mod, child_name, nn.Identity())
+        return m
+
+    monkeypatch.setattr(trainer_mod, "build_model", build)
+
+
+def test_accumulation_matches_the_large_batch(tiny_args, monkeypatch):
+    _without_batchnorm(monkeypatch)
+    common = {"epochs": 1, "schedule.warmup_epochs": 0, "train.ema": "false"}
+    big = _train(tiny_args, name="big", batch=16, **common)
+    acc = _train(tiny_args, name="acc", batch=8, **{"train.accumulate": 2}, **common)
+    nominal = _train(tiny_args, name="nom", batch=4, **{"train.nominal_batch": 16}, **common)
+    a = _final_weights(big.run_dir)
+    for other in (acc, nominal):
+        b = _final_weights(other.run_dir)
+        assert load_checkpoint(other.run_dir / "weights" / "last.pt")["step"] == 1
+        for k in a:
+            assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+    # and the update is not trivially zero
+    init = _train(tiny_args, name="init", batch=16, **common, **{"optim.lr0": 1e-12})
+    assert any(
+        not torch.allclose(a[k].float(), _final_weights(init.run_dir)[k].float(), atol=1e-4)
+        for k in a
+    )

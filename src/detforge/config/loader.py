@@ -169,8 +169,6 @@ PENDING: set[str] = {
     "schedule.warmup_fraction",
     "schedule.warmup_method",
     "schedule.warmup_start_factor",
-    "train.accumulate",
-    "train.nominal_batch",
     "train.stages",
     "data.sampler",
     "data.weighting",

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict, dump_config
 from ..config.fields import ConfigError
-from ..losses import DetectionLoss, total_loss
+from ..losses import DetectionLoss
 from ..losses.detection import loss_kwargs_from_config
 from ..models import build_model, model_info
 from ..models.norm import set_batchnorm
@@ -117,7 +117,10 @@ class Trainer:
             pairs = zip(self.data.names, weights.tolist(), strict=True)
             log.info("class weights: %s", ", ".join(f"{n} {w:.3g}" for n, w in pairs))
 
-        eff_batch = cfg.train.batch
+        self.accumulate = cfg.train.accumulate
+        if cfg.train.nominal_batch:
+            self.accumulate = max(1, round(cfg.train.nominal_batch / cfg.train.batch))
+        eff_batch = cfg.train.batch * self.accumulate
         wd = cfg.optim.weight_decay
         if cfg.optim.wd_batch_ref:
             wd *= eff_batch / cfg.optim.wd_batch_ref
@@ -125,7 +128,8 @@ class Trainer:
             raise ConfigError("optim.unfreeze_at is set but optim.freeze lists nothing to freeze")
         self.optimizer = build_optimizer(self.model, **optimizer_kwargs_from_config(cfg.optim, wd))
         log.info("parameter groups:\n%s", describe_param_groups(self.optimizer))
-        self.steps_per_epoch = len(self.data.train_loader)
+        self.batches_per_epoch = len(self.data.train_loader)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.accumulate)
         self.schedule = WarmupDecaySchedule(
             total_steps=cfg.train.epochs * self.steps_per_epoch,
             warmup_steps=round(cfg.schedule.warmup_epochs * self.steps_per_epoch),
@@ -157,11 +161,14 @@ class Trainer:
             self.results = ResultsCSV.load(self.run_dir / "results.csv")
             self._restore(resume_ckpt)
         log.info(
-            "optimizer %s lr0 %g, weight decay %g (effective batch %d), amp %s, device %s",
+            "optimizer %s lr0 %g, weight decay %g (effective batch %d = %d x accumulate %d), "
+            "amp %s, device %s",
             cfg.optim.name,
             cfg.optim.lr0,
             wd,
             eff_batch,
+            cfg.train.batch,
+            self.accumulate,
             str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
             self.device,
         )
@@ -263,46 +270,34 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
+        total_batches = self.batches_per_epoch
+        window: list[dict[str, float]] = []
+        mass = 0.0
+        images = 0
         for batch in bar:
-            self._save_buffers()
-            self.schedule.apply(self.optimizer, self.step)
-            x = batch["img"].to(self.device, non_blocking=True).float().div_(255)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.amp_dtype):
-                outputs = model(x)
-            terms = self.loss_fn([o.float() for o in outputs], batch["targets"].to(self.device))
-            loss = total_loss(terms, x.shape[0])
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            norm = self.clipper(model.parameters())
-            finite = math.isfinite(norm) and math.isfinite(float(loss.detach()))
-            if finite or self.scaler.is_enabled():  # the fp16 scaler skips inf steps itself
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
+            if not window:
+                self._save_buffers()
+                self.schedule.apply(self.optimizer, self.step)
+            terms, batch_mass, b = self._forward_backward(batch)
+            window.append(terms)
+            mass += batch_mass
+            images += b
+            position = self.batch_in_epoch + len(window)
+            if len(window) < self.accumulate and position < total_batches:
+                continue
+            norm, finite = self._optimizer_step(mass, images)
             grad_norms.append(norm)
-            if not finite and not self.scaler.is_enabled():
-                self._restore_buffers()  # a non-finite forward may have poisoned BN statistics
-                self.skipped_steps += 1
-                self.nonfinite_run += 1
-                log.warning("non-finite loss or gradient at step %d: step skipped", self.step)
-                if self.nonfinite_run >= cfg.train.max_nonfinite:
-                    raise FloatingPointError(
-                        f"{self.nonfinite_run} consecutive non-finite steps (train.max_nonfinite="
-                        f"{cfg.train.max_nonfinite}): lower optim.lr0, or check the data"
-                    )
-            else:
-                self.nonfinite_run = 0
-                if self.ema is not None:
-                    self.ema.update(model)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                n_batches += 1
+            if finite:
+                for terms in window:
+                    for k, v in terms.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                n_batches += len(window)
             # a skipped step still advances the schedule: it is a function of batches consumed
             self.step += 1
             self._buffer_backup = None
-            self.batch_in_epoch += 1
-            n_images += x.shape[0]
+            self.batch_in_epoch += len(window)
+            n_images += images
+            window, mass, images = [], 0.0, 0
             bar.set_postfix({k: f"{v / max(n_batches, 1):.3f}" for k, v in sums.items()})
         bar.close()
         row = {"epoch": self.epoch + 1}
@@ -315,6 +310,56 @@ class Trainer:
         for g in self.optimizer.param_groups:
             row[f"lr/{g['name']}"] = g["lr"]
         return row, n_images
+
+    def _forward_backward(self, batch: dict) -> tuple[dict[str, float], float, int]:
+        """One micro-batch: forward, loss, backward of the un-normalised sums.
+
+        Returns the batch's normalised terms (for logging), its target mass and its size.
+        """
+        x = batch["img"].to(self.device, non_blocking=True).float().div_(255)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.amp_dtype):
+            outputs = self.model(x)
+        sums, mass = self.loss_fn.compute(
+            [o.float() for o in outputs], batch["targets"].to(self.device)
+        )
+        self.scaler.scale(sum(sums.values())).backward()
+        norm = max(float(mass), 1.0)
+        return {k: float(v.detach()) / norm for k, v in sums.items()}, float(mass), x.shape[0]
+
+    def _optimizer_step(self, mass: float, images: int) -> tuple[float, bool]:
+        """Scale the summed gradients of a window, clip, step, update the EMA.
+
+        The gradient of ``images x sums / mass`` is taken over the whole window, so batch 8 with
+        accumulate 2 gives the same update as batch 16 (without BatchNorm, which sees the
+        micro-batches). Returns the gradient norm and whether the step was finite.
+        """
+        cfg = self.cfg
+        self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, images / max(mass, 1.0))
+        norm = self.clipper(self.model.parameters())
+        finite = math.isfinite(norm)
+        if finite or self.scaler.is_enabled():  # the fp16 scaler skips inf steps itself
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if finite or self.scaler.is_enabled():
+            self.nonfinite_run = 0
+            if self.ema is not None:
+                self.ema.update(self.model)
+            return norm, finite
+        self._restore_buffers()  # a non-finite forward may have poisoned BN statistics
+        self.skipped_steps += 1
+        self.nonfinite_run += 1
+        log.warning("non-finite loss or gradient at step %d: step skipped", self.step)
+        if self.nonfinite_run >= cfg.train.max_nonfinite:
+            raise FloatingPointError(
+                f"{self.nonfinite_run} consecutive non-finite steps (train.max_nonfinite="
+                f"{cfg.train.max_nonfinite}): lower optim.lr0, or check the data"
+            )
+        return norm, False
 
     def _save_buffers(self) -> None:
         """Copy BN running statistics before a forward pass (they change during it)."""

@@ -128,7 +128,21 @@ class DetectionLoss(nn.Module):
         return self.cls_term(logits, target_scores, fg_mask)
 
     def forward(self, outputs: list[Tensor], targets: Tensor) -> dict[str, Tensor]:
-        """outputs: raw head maps (B, 4R+K, H, W) per level; targets: (T, 6) as in pad_targets."""
+        """outputs: raw head maps (B, 4R+K, H, W) per level; targets: (T, 6) as in pad_targets.
+
+        Returns the weighted terms normalised by this batch's target mass (at least 1).
+        """
+        sums, mass = self.compute(outputs, targets)
+        norm = mass.clamp(min=1.0)
+        return {k: v / norm for k, v in sums.items()}
+
+    def compute(self, outputs: list[Tensor], targets: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Un-normalised weighted terms and the target mass (sum of soft class targets).
+
+        Sums add up over images, so a loss normalised by the mass of a whole accumulation window
+        (or of all processes) is exact: gradient accumulation divides the summed gradients by the
+        window's mass instead of averaging per-batch ratios.
+        """
         b = outputs[0].shape[0]
         points, stride_col = make_anchors(outputs, self.strides)
         box_logits, cls_logits = flatten_outputs(outputs, self.reg_max)
@@ -148,29 +162,30 @@ class DetectionLoss(nn.Module):
             gt_mask,
         )
         # normalised by the unsmoothed scores: smoothing changes the targets, not the scale
-        norm = assigned.scores.sum().clamp(min=1.0)
-        cls = self.classification(cls_logits, assigned.scores, assigned.fg_mask) / norm
+        mass = assigned.scores.sum()
+        cls = self.classification(cls_logits, assigned.scores, assigned.fg_mask)
 
         fg = assigned.fg_mask
         if bool(fg.any()):
             weight = assigned.scores.sum(-1)[fg]  # (P,)
             target_boxes = assigned.boxes / stride_col  # grid units
             iou = aligned_iou(pred_boxes[fg], target_boxes[fg], self.iou_kind)
-            box = ((1.0 - iou) * weight).sum() / norm
+            box = ((1.0 - iou) * weight).sum()
             pts = points[None].expand(b, -1, -1)[fg]
             tb = target_boxes[fg]
             target_dist = torch.cat([pts - tb[:, :2], tb[:, 2:] - pts], -1)
             target_dist = target_dist.clamp(0, self.reg_max - 1 - 0.01)
             logits_fg = box_logits.reshape(b, -1, 4, self.reg_max)[fg]
-            dfl = (dfl_loss(logits_fg, target_dist, self.reg_max) * weight).sum() / norm
+            dfl = (dfl_loss(logits_fg, target_dist, self.reg_max) * weight).sum()
         else:
             # keep the graph connected so DDP and AMP see every parameter used
             box = dfl = box_logits.sum() * 0.0
-        return {
+        sums = {
             "box": box * self.gains["box"],
             "cls": cls * self.gains["cls"],
             "dfl": dfl * self.gains["dfl"],
         }
+        return sums, mass.detach()
 
 
 def loss_kwargs_from_config(
