@@ -25,6 +25,8 @@ commands:
   eval-json  score COCO results json   detforge eval-json gt=gt.json pred=pred.json [--json]
   models     list built-in models
   recipes    list training recipes     detforge train recipe=finetune data=...
+  schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
+  lr-find    learning-rate range test  detforge lr-find data=... [iters=100] [start_lr=1e-7]
   config     list every setting with its default
 
 Settings: key=value with dotted keys (optim.lr0=0.01) or aliases (data, model, epochs, imgsz,
@@ -130,6 +132,35 @@ def cmd_models(args: Sequence[str]) -> int:
     return 0
 
 
+def cmd_schedule(args: Sequence[str]) -> int:
+    from .config import load_config
+    from .engine.tools import plot_schedule_from_config
+
+    special, rest = _split_args(args, {"cfg", "out"})
+    cfg = load_config(rest, cfg_file=special.get("cfg"))
+    out = plot_schedule_from_config(cfg, special.get("out", "lr_schedule.png"))
+    print(f"learning-rate curves written to {out}")
+    return 0
+
+
+def cmd_lr_find(args: Sequence[str]) -> int:
+    from .config import load_config
+    from .config.loader import parse_value
+    from .engine.tools import lr_find_from_config
+
+    special, rest = _split_args(args, {"cfg", "iters", "start_lr", "end_lr"})
+    cfg = load_config(["train.name=lr_find", *rest], cfg_file=special.get("cfg"))
+    kw = {k: parse_value(v) for k, v in special.items() if k != "cfg"}
+    for k, v in kw.items():
+        if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"lr-find: {k} must be a positive number, got {v!r}")
+    result, out = lr_find_from_config(cfg, **kw)
+    lr = f"{result.suggestion:.3g}" if result.suggestion else "none (too few points)"
+    stop = " (stopped early: the loss diverged)" if result.stopped_early else ""
+    print(f"{len(result.lrs)} steps{stop}; suggested optim.lr0: {lr}; plot: {out / 'lr_find.png'}")
+    return 0
+
+
 def cmd_recipes(args: Sequence[str]) -> int:
     from .config.recipes import available_recipes, recipe_description
 
@@ -153,6 +184,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "models": cmd_models,
     "config": cmd_config,
     "recipes": cmd_recipes,
+    "schedule": cmd_schedule,
+    "lr-find": cmd_lr_find,
 }
 
 

@@ -93,3 +93,19 @@ def test_eval_json_prints_the_12_stats(capsys):
         capsys, "eval-json", f"gt={folder / 'gt.json'}", f"pred={folder / 'dt.json'}"
     )
     assert "Average Precision" in out
+
+
+def test_schedule_and_lr_find_commands(capsys, tiny_args, tmp_path):
+    png = tmp_path / "sched.png"
+    code, out, err = _run(capsys, "schedule", *tiny_args, "recipe=finetune", f"out={png}")
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    code, out, err = _run(capsys, "lr-find", *tiny_args, "iters=8")
+    assert code == 0, err
+    assert "suggested optim.lr0" in out
+    run = tmp_path / "runs" / "lr_find"
+    assert (run / "lr_find.png").is_file()
+    rows = (run / "lr_find.csv").read_text().splitlines()
+    assert rows[0] == "lr,loss,smoothed" and 2 <= len(rows) <= 9
+    code, _, err = _run(capsys, "lr-find", *tiny_args, "iters=-3")
+    assert code == 2 and "iters must be a positive number" in err

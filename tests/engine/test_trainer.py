@@ -177,7 +177,7 @@ def _without_batchnorm(monkeypatch):
     one thing accumulation cannot reproduce)."""
     from torch import nn
 
-    import detforge.engine.trainer as trainer_mod
+    import detforge.engine.components as trainer_mod
 
     real = trainer_mod.build_model
 
@@ -210,3 +210,25 @@ def test_accumulation_matches_the_large_batch(tiny_args, monkeypatch):
         not torch.allclose(a[k].float(), _final_weights(init.run_dir)[k].float(), atol=1e-4)
         for k in a
     )
+
+
+def test_plateau_schedule_is_fed_the_validation_value(tiny_args):
+    res = _train(
+        tiny_args,
+        epochs=3,
+        **{
+            "schedule.name": "plateau",
+            "schedule.warmup_epochs": 0,
+            "schedule.monitor": "val/loss",
+            "schedule.patience": 0,
+            "schedule.threshold": 10.0,  # nothing counts as an improvement after the first
+            "schedule.factor": 0.5,
+        },
+    )
+    rows = list(csv.DictReader((res.run_dir / "results.csv").open()))
+    lrs = [float(r["lr/default/weights"]) for r in rows]
+    # lr logged during epoch e; cuts happen after validations 1 and 2
+    assert lrs[0] == pytest.approx(0.01)
+    assert lrs[1] == pytest.approx(0.005) and lrs[2] == pytest.approx(0.0025)
+    ck = load_checkpoint(res.run_dir / "weights" / "last.pt")
+    assert ck["schedule"]

@@ -48,10 +48,9 @@ from ..config.fields import ConfigError
 from ..config.schema import ScheduleSection
 from .lr_schedule import LRSchedule, is_bias_group
 from .schedule_curves import DecayCurve
-from .schedule_legacy import WarmupDecaySchedule
 from .schedule_plateau import PlateauTracker, resolve_mode
 
-__all__ = ["LRSchedule", "build_lr_schedule", "is_bias_group", "WarmupDecaySchedule"]
+__all__ = ["LRSchedule", "build_lr_schedule", "is_bias_group"]
 
 # ReduceLROnPlateau ignores cuts smaller than this (absolute lr); converted to a multiplier of lr0
 _PLATEAU_EPS = 1e-8

@@ -74,6 +74,19 @@ def augment_params(cfg: RunConfig) -> AugmentParams:
     )
 
 
+def build_train_set(cfg: RunConfig, spec) -> YoloDataset:
+    return YoloDataset.from_spec(
+        spec,
+        "train",
+        imgsz=cfg.train.imgsz,
+        augment=True,
+        aug=augment_params(cfg),
+        strict=cfg.data.strict,
+        cache_dir=cfg.data.cache_dir,
+        seed=cfg.train.seed,
+    )
+
+
 def build_val_set(cfg: RunConfig, spec, split: str = "val") -> YoloDataset:
     return YoloDataset.from_spec(
         spec,
@@ -88,16 +101,7 @@ def build_val_set(cfg: RunConfig, spec, split: str = "val") -> YoloDataset:
 def build_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataBundle:
     yaml_path = resolve_data_yaml(cfg)
     spec = load_data_yaml(yaml_path)
-    train_set = YoloDataset.from_spec(
-        spec,
-        "train",
-        imgsz=cfg.train.imgsz,
-        augment=True,
-        aug=augment_params(cfg),
-        strict=cfg.data.strict,
-        cache_dir=cfg.data.cache_dir,
-        seed=cfg.train.seed,
-    )
+    train_set = build_train_set(cfg, spec)
     val_set = build_val_set(cfg, spec)
     device = select_device(cfg.train.device)
     workers = resolve_workers(cfg.data.workers, device)

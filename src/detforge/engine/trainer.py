@@ -18,21 +18,22 @@ import torch
 from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict, dump_config
-from ..config.fields import ConfigError
-from ..losses import DetectionLoss
-from ..losses.detection import loss_kwargs_from_config
-from ..models import build_model, model_info
-from ..models.norm import set_batchnorm
 from .checkpoint import load_checkpoint, load_model_state, save_atomic
+from .components import (
+    accumulation_steps,
+    build_loss_from_config,
+    build_model_from_config,
+    build_optimizer_from_config,
+    build_schedule_from_config,
+)
 from .device import autocast, resolve_amp, select_device
 from .early_stop import EarlyStopping, monitored_value
 from .ema import ModelEMA
 from .fitness import fitness
 from .freeze import freeze_active, freeze_norm_stats, unfreeze
 from .gradients import GradientClipper
-from .optim import build_optimizer, describe_param_groups, optimizer_kwargs_from_config
+from .optim import describe_param_groups
 from .rundir import ResultsCSV, attach_log_file, make_run_dir, write_text_atomic
-from .schedule import WarmupDecaySchedule
 from .setup_data import DataBundle, build_data
 from .state import restore_rng_state, rng_state, seed_everything, set_deterministic
 
@@ -87,58 +88,19 @@ class Trainer:
         log.info("run folder: %s", self.run_dir)
 
         self.data: DataBundle = build_data(cfg)
-        self.model = build_model(cfg.model.name, len(self.data.names))
-        set_batchnorm(self.model, cfg.model.bn_momentum, cfg.model.bn_eps)
-        if cfg.model.weights and resume_ckpt is None:
-            init = load_checkpoint(cfg.model.weights)
-            state = init.get("ema") or init["model"]
-            load_model_state(self.model, state, f"model.weights {cfg.model.weights}")
-        info = model_info(self.model, cfg.train.imgsz)
-        log.info(
-            "model %s: %d classes, %.2f M parameters, %.2f GFLOPs at %d",
-            cfg.model.name,
-            self.model.nc,
-            info["params"] / 1e6,
-            info["gflops"],
-            cfg.train.imgsz,
+        self.model = build_model_from_config(
+            cfg, len(self.data.names), self.device, load_weights=resume_ckpt is None
         )
-        if not cfg.model.weights:
-            self.model.head.reset_bias(cfg.train.imgsz)
-        self.model.to(self.device, memory_format=torch.channels_last)
-
-        self.loss_fn = DetectionLoss(
-            self.model.nc,
-            self.model.strides,
-            self.model.reg_max,
-            **loss_kwargs_from_config(cfg.loss, self.model.nc, self.data.train_set.labels),
+        self.loss_fn = build_loss_from_config(
+            cfg, self.model, self.data.train_set.labels, self.data.names
         )
-        weights = self.loss_fn.cls_term.class_weights
-        if weights is not None:
-            pairs = zip(self.data.names, weights.tolist(), strict=True)
-            log.info("class weights: %s", ", ".join(f"{n} {w:.3g}" for n, w in pairs))
-
-        self.accumulate = cfg.train.accumulate
-        if cfg.train.nominal_batch:
-            self.accumulate = max(1, round(cfg.train.nominal_batch / cfg.train.batch))
+        self.accumulate = accumulation_steps(cfg)
         eff_batch = cfg.train.batch * self.accumulate
-        wd = cfg.optim.weight_decay
-        if cfg.optim.wd_batch_ref:
-            wd *= eff_batch / cfg.optim.wd_batch_ref
-        if cfg.optim.unfreeze_at and not cfg.optim.freeze:
-            raise ConfigError("optim.unfreeze_at is set but optim.freeze lists nothing to freeze")
-        self.optimizer = build_optimizer(self.model, **optimizer_kwargs_from_config(cfg.optim, wd))
+        self.optimizer, wd = build_optimizer_from_config(cfg, self.model, eff_batch)
         log.info("parameter groups:\n%s", describe_param_groups(self.optimizer))
         self.batches_per_epoch = len(self.data.train_loader)
-        self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.accumulate)
-        self.schedule = WarmupDecaySchedule(
-            total_steps=cfg.train.epochs * self.steps_per_epoch,
-            warmup_steps=round(cfg.schedule.warmup_epochs * self.steps_per_epoch),
-            kind=cfg.schedule.name,
-            lrf=cfg.schedule.lrf,
-            warmup_bias_lr=cfg.schedule.warmup_bias_lr,
-            warmup_momentum=cfg.schedule.warmup_momentum,
-            momentum=cfg.optim.momentum,
-        )
+        self.schedule = build_schedule_from_config(cfg, self.batches_per_epoch, self.accumulate)
+        log.info("schedule: %s", self.schedule.describe())
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.device.type == "cuda" and self.amp_dtype == torch.float16
         )
@@ -184,6 +146,7 @@ class Trainer:
         self.step = ckpt["step"]
         self.best_fitness, self.best_epoch = ckpt["best_fitness"], ckpt["best_epoch"]
         self.early_stop.load_state_dict(ckpt["early_stop"])
+        self.schedule.load_state_dict(ckpt["schedule"])
         self.skipped_steps = ckpt.get("skipped_steps", 0)
         self.results.truncate(self.epoch)
         restore_rng_state(ckpt["rng"])
@@ -212,6 +175,7 @@ class Trainer:
             "best_fitness": self.best_fitness,
             "best_epoch": self.best_epoch,
             "early_stop": self.early_stop.state_dict(),
+            "schedule": self.schedule.state_dict(),
             "skipped_steps": self.skipped_steps,
             "metrics": metrics or {},
             "config": config_to_dict(self.cfg),
@@ -394,6 +358,15 @@ class Trainer:
             improved = fit > self.best_fitness
             if improved:
                 self.best_fitness, self.best_epoch = fit, self.epoch
+            if self.schedule.needs_metric:
+                watched = monitored_value(cfg.schedule.monitor, row, "schedule.monitor")
+                if self.schedule.observe(watched, self.step):
+                    log.info(
+                        "plateau: %s stalled at %.5g, learning rate cut by %g",
+                        cfg.schedule.monitor,
+                        watched,
+                        cfg.schedule.factor,
+                    )
             value = monitored_value(cfg.early_stop.monitor, row, "early_stop.monitor")
             if self.early_stop.step(value, self.epoch):
                 self.stop_reason = self.early_stop.reason

@@ -1,0 +1,82 @@
+"""Commands that use the training pieces without training: the schedule plot and lr-find."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from pathlib import Path
+
+from ..config import RunConfig
+from ..utils.atomic import write_text_atomic
+from .components import (
+    accumulation_steps,
+    build_loss_from_config,
+    build_model_from_config,
+    build_optimizer_from_config,
+)
+from .device import resolve_amp, select_device
+from .gradients import GradientClipper
+from .rundir import make_run_dir
+from .schedule import is_bias_group
+from .setup_data import build_data
+from .state import seed_everything
+
+__all__ = ["plot_schedule_from_config", "lr_find_from_config"]
+
+log = logging.getLogger("detforge")
+
+
+def plot_schedule_from_config(cfg: RunConfig, out_png: str | Path) -> Path:
+    """Draw the learning rate of every parameter group over the configured run."""
+    from ..data.datayaml import load_data_yaml
+    from .schedule_plot import plot_schedule
+    from .setup_data import build_train_set, resolve_data_yaml
+
+    spec = load_data_yaml(resolve_data_yaml(cfg))
+    n_train = len(build_train_set(cfg, spec))
+    device = select_device("cpu")
+    model = build_model_from_config(cfg, len(spec.names), device, load_weights=False)
+    accumulate = accumulation_steps(cfg)
+    opt, _ = build_optimizer_from_config(cfg, model, cfg.train.batch * accumulate)
+    groups = [
+        (g["name"], g["initial_lr"] / cfg.optim.lr0, is_bias_group(g)) for g in opt.param_groups
+    ]
+    steps = math.ceil(math.ceil(n_train / cfg.train.batch) / accumulate)
+    plot_schedule(
+        cfg.schedule, lr0=cfg.optim.lr0, momentum=cfg.optim.momentum, epochs=cfg.train.epochs,
+        steps_per_epoch=steps, out_png=out_png, groups=groups,
+    )  # fmt: skip
+    log.info("%d training images, %d optimizer steps per epoch", n_train, steps)
+    return Path(out_png)
+
+
+def lr_find_from_config(
+    cfg: RunConfig, iters: int = 100, start_lr: float = 1e-7, end_lr: float = 1.0
+):
+    """Exponential learning-rate sweep on the training data; writes lr_find.png and .csv."""
+    from .lr_find import lr_range_test, plot_lr_find
+
+    seed_everything(cfg.train.seed)
+    device = select_device(cfg.train.device)
+    data = build_data(cfg)
+    model = build_model_from_config(cfg, len(data.names), device)
+    loss_fn = build_loss_from_config(cfg, model, data.train_set.labels, data.names)
+    accumulate = accumulation_steps(cfg)
+    opt, _ = build_optimizer_from_config(cfg, model, cfg.train.batch * accumulate)
+    clip = cfg.clip
+    result = lr_range_test(
+        model, loss_fn, data.train_loader, opt, start_lr=start_lr, end_lr=end_lr, iters=iters,
+        device=device, amp_dtype=resolve_amp(cfg.train.amp, device),
+        clipper=GradientClipper(clip.mode, clip.max_norm, clip.norm_type, clip.max_value),
+        accumulate=accumulate,
+    )  # fmt: skip
+    out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
+    plot_lr_find(result, out / "lr_find.png")
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["lr", "loss", "smoothed"])
+    writer.writerows(zip(result.lrs, result.losses, result.smoothed, strict=True))
+    write_text_atomic(out / "lr_find.csv", buf.getvalue())
+    return result, out
