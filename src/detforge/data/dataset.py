@@ -3,18 +3,29 @@
 A sample is the dict of docs/architecture.md: ``img`` uint8 (3, H, W) RGB, ``labels`` float32
 (n, 5) ``[cls, x1, y1, x2, y2]`` pixels of ``img``, ``path``, ``image_id``, ``orig_shape``
 (h0, w0), ``ratio``, ``pad`` (left, top), with ``(xyxy - [left, top] * 2) / ratio`` mapping a
-box back to the original image. In training mode ``ratio``/``pad`` describe the resize and
-random affine, flips aside.
+box back to the original image. In training mode ``ratio``/``pad`` describe the resize, the
+random scale and the shift (exact without mosaic, rotation, shear and perspective), flips aside.
 
 Randomness: the augmentation of sample ``i`` in epoch ``e`` uses
 ``numpy.random.default_rng([seed, e, i])``, so it does not depend on worker count or order. The
 loader of ``build_dataloader`` passes ``(index, epoch)`` pairs read in the main process, so
 ``set_epoch`` also reaches persistent workers.
+
+close_mosaic: mosaic and mixup run only for epochs ``< mosaic_until_epoch`` (the trainer passes
+``epochs - close_mosaic``). Each sample decides from the epoch it is asked for, which persistent
+workers receive with the index, so no state has to be pushed into the workers at the switch.
+
+Tiles: mosaic and mixup read 3 to 9 other images per sample. Each process (main or loader worker)
+keeps an LRU of decoded images already resized to a long side of ``imgsz`` ("tiles", built from
+``load_image``, so the image cache feeds it), bounded by ``tile_cache_mb``. A tile is a pure
+function of its index, so this changes speed, never samples. Cached tiles are read-only arrays:
+a transform must not write into its input image.
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +40,7 @@ from detforge.data.images import ImageInfo, read_image
 from detforge.data.rect import letterbox_rect
 from detforge.data.transforms import (
     AugmentParams,
+    Sample,
     Transform,
     build_train_transforms,
     letterbox,
@@ -56,6 +68,36 @@ def xywhn_to_xyxy(labels: np.ndarray, w: float, h: float) -> np.ndarray:
     return out
 
 
+class _TileCache:
+    """Least-recently-used store of read-only tiles, bounded in bytes; empty when pickled (a
+    spawned worker starts with its own)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.nbytes = max_bytes, 0
+        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def get(self, key: int) -> np.ndarray | None:
+        img = self._items.get(key)
+        if img is not None:
+            self._items.move_to_end(key)
+        return img
+
+    def put(self, key: int, img: np.ndarray) -> None:
+        if img.nbytes > self.max_bytes or key in self._items:
+            return
+        img.flags.writeable = False
+        self._items[key] = img
+        self.nbytes += img.nbytes
+        while self.nbytes > self.max_bytes:
+            self.nbytes -= self._items.popitem(last=False)[1].nbytes
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["max_bytes"])
+
+
 class YoloDataset(Dataset):
     """Images and YOLO txt labels of one split.
 
@@ -64,15 +106,21 @@ class YoloDataset(Dataset):
             taken from ``root``.
         names: class names, a list or a dict {id: name}.
         imgsz: square network input size, a multiple of 32.
-        augment: training mode (fit + random scale/translate in one warp onto an imgsz square,
-            HSV, flips, per ``aug``) instead of the letterbox.
+        augment: training mode (the chain of ``build_train_transforms`` per ``aug``: mosaic,
+            random perspective onto an imgsz square, copy-paste, mixup, albumentations, HSV,
+            flips) instead of the letterbox.
         strict: any bad label line or unusable image raises ``DataError`` instead of a warning.
         cache_dir: label cache folder (None: ``$DETFORGE_CACHE`` or ``~/.cache/detforge``);
             ``cache=False`` skips the cache.
         split: name used in messages. seed: base seed of the augmentation.
-        transforms: replaces the default training chain (mosaic etc. later); it receives the
-            original image (shrunk to imgsz first when over twice as large) and must return an
-            (imgsz, imgsz) image.
+        transforms: replaces the default training chain; it receives the image resized to a
+            long side of imgsz (gray as (H, W)) with ``mosaic`` (bool) in the sample, and must
+            return an (imgsz, imgsz) image.
+        mosaic_until_epoch: mosaic and mixup only in epochs before this one (``epochs -
+            close_mosaic``); None: in every epoch.
+        albumentations: extra transforms ``[{name: Blur, p: 0.1, blur_limit: 3}, ...]``
+            (optional package; see ``albument.py``).
+        tile_cache_mb: memory for cached tiles per process (see above); 0 turns it off.
 
     Attributes: ``image_files`` (sorted, usable images), ``labels`` (list of float32 (n, 5)
     [cls, cx, cy, w, h] normalised), ``shapes`` (list of (h0, w0)), ``names``, ``warnings``
@@ -95,6 +143,9 @@ class YoloDataset(Dataset):
         seed: int = 0,
         cache: bool = True,
         transforms: Transform | None = None,
+        mosaic_until_epoch: int | None = None,
+        albumentations: Sequence[Mapping[str, Any]] = (),
+        tile_cache_mb: float = 256.0,
     ) -> None:
         if imgsz <= 0 or imgsz % STRIDE:
             raise ValueError(f"imgsz must be a positive multiple of {STRIDE}, got {imgsz}")
@@ -106,6 +157,8 @@ class YoloDataset(Dataset):
         self.imgsz, self.augment, self.pad_value = imgsz, augment, pad_value
         self.aug = aug if aug is not None else AugmentParams()
         self.seed, self.epoch, self.split = seed, 0, split
+        self.mosaic_until_epoch = mosaic_until_epoch
+        self._tiles = _TileCache(int(tile_cache_mb * 2**20))
 
         entries = list_images(sources, root=root, split=split)
         if not entries:
@@ -130,7 +183,9 @@ class YoloDataset(Dataset):
         self.transforms: Transform = (
             transforms
             if transforms is not None
-            else build_train_transforms(imgsz, self.aug, pad_value)
+            else build_train_transforms(
+                imgsz, self.aug, source=self, pad_value=pad_value, albumentations=albumentations
+            )
         )
 
     @classmethod
@@ -170,6 +225,32 @@ class YoloDataset(Dataset):
             return self.image_cache.get(index, keep_gray=keep_gray)
         return read_image(self.image_files[index], self._info[index], keep_gray=keep_gray)
 
+    def mosaic_enabled(self, epoch: int) -> bool:
+        """Whether mosaic and mixup may run in ``epoch`` (close_mosaic)."""
+        return self.mosaic_until_epoch is None or epoch < self.mosaic_until_epoch
+
+    def load_tile(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``index`` resized to a long side of imgsz (read-only uint8 (h, w, 3), or (h, w)
+        if gray) and its labels float32 (n, 5) [cls, x1, y1, x2, y2] in its pixels (a new array)."""
+        tile = self._tiles.get(index)
+        if tile is None:
+            tile, _ = resize_long_side(self.load_image(index, keep_gray=True), self.imgsz)
+            self._tiles.put(index, tile)
+        h, w = tile.shape[:2]
+        return tile, xywhn_to_xyxy(self.labels[index], w, h)
+
+    def augmented(self, index: int, epoch: int, seed: int | None = None) -> Sample:
+        """Training sample ``index`` of ``epoch`` as the transforms leave it: ``img`` uint8
+        (imgsz, imgsz[, 3]), ``labels`` (n, 5) xyxy pixels, ``ratio``, ``pad``; ``seed``
+        overrides the dataset's (augment previews)."""
+        rng = np.random.default_rng([self.seed if seed is None else seed, epoch, index])
+        tile, labels = self.load_tile(index)
+        sample = {
+            "img": tile, "labels": labels, "ratio": tile.shape[1] / self.shapes[index][1],
+            "pad": (0.0, 0.0), "mosaic": self.mosaic_enabled(epoch),
+        }  # fmt: skip
+        return self.transforms(sample, rng)
+
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
         epoch = self.epoch
         if isinstance(index, tuple):
@@ -177,26 +258,20 @@ class YoloDataset(Dataset):
         index = int(index)
         if index < 0:
             index += len(self)
-        img0 = self.load_image(index, keep_gray=True)
-        h0, w0 = img0.shape[:2]
-        labels = xywhn_to_xyxy(self.labels[index], w0, h0)
+        h0, w0 = self.shapes[index]
         if self.augment:
-            rng = np.random.default_rng([self.seed, epoch, index])
-            img, r = img0, 1.0
-            if self.imgsz < max(h0, w0) / 2:
-                # the warp samples bilinearly: shrink big images first so they do not alias
-                img, r = resize_long_side(img0, self.imgsz)
-                labels[:, 1:5] *= r
-            sample = {"img": img, "labels": labels, "ratio": r, "pad": (0.0, 0.0)}
-            sample = self.transforms(sample, rng)
+            sample = self.augmented(index, epoch)
             img, labels = sample["img"], sample["labels"]
             ratio, pad = float(sample["ratio"]), tuple(float(p) for p in sample["pad"])
-        elif self.rect_shapes is not None:
-            img, labels, ratio, pad = letterbox_rect(
-                img0, labels, self.imgsz, self.rect_shapes[index], self.pad_value
-            )
         else:
-            img, labels, ratio, pad = letterbox(img0, labels, self.imgsz, self.pad_value)
+            img0 = self.load_image(index, keep_gray=True)
+            labels = xywhn_to_xyxy(self.labels[index], w0, h0)
+            if self.rect_shapes is not None:
+                img, labels, ratio, pad = letterbox_rect(
+                    img0, labels, self.imgsz, self.rect_shapes[index], self.pad_value
+                )
+            else:
+                img, labels, ratio, pad = letterbox(img0, labels, self.imgsz, self.pad_value)
         if img.ndim == 2:
             chw = np.repeat(img[None], 3, axis=0)
         else:

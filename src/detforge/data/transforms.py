@@ -1,11 +1,18 @@
-"""Geometric and photometric transforms on a sample dict.
+"""Geometric and photometric transforms on a sample dict, and the training chain builder.
 
 A sample is a dict with at least ``img``: uint8 (H, W, 3) RGB numpy, or (H, W) for a gray
 image (R = G = B, kept to one channel for speed until the end), and ``labels``: float32 (n, 5)
-``[cls, x1, y1, x2, y2]`` in pixels of ``img``. A transform is any callable
+``[cls, x1, y1, x2, y2]`` in pixels of ``img``. Optional keys: ``visible`` float32 (n,), the
+fraction of each box's original area still visible (a mosaic cuts boxes at its canvas edge; absent
+means all ones), and ``mosaic`` (bool), False once ``close_mosaic`` has switched mosaic and mixup
+off for this sample's epoch (absent means allowed). A transform is any callable
 ``t(sample, rng) -> sample`` taking a ``numpy.random.Generator``; all randomness comes from that
-generator so a sample is a pure function of its seed. ``Compose`` chains them; later transforms
-(mosaic, mixup, perspective) plug in the same way.
+generator so a sample is a pure function of its seed. ``Compose`` chains them.
+
+The training chain (``build_train_transforms``): mosaic (4 or 9 images on a 2 * size canvas,
+``mosaic.py``) -> random perspective to (size, size) (``perspective.py``) -> copy-paste ->
+mixup with a second image that went through the same three steps (``mix.py``) -> albumentations
+(``albument.py``) -> HSV -> flips.
 
 Box coordinates are continuous: pixel ``i`` covers ``[i, i + 1)``, so an image of width ``w``
 spans ``[0, w]``. OpenCV warps address pixel centres, hence the half-pixel terms in
@@ -14,12 +21,15 @@ spans ``[0, w]``. OpenCV warps address pixel centres, hence the half-pixel terms
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from detforge.data.mosaic import TileSource
 
 __all__ = [
     "AugmentParams",
@@ -29,10 +39,11 @@ __all__ = [
     "letterbox",
     "resize_long_side",
     "affine_boxes",
+    "clip_boxes",
     "filter_boxes",
+    "box_visible",
     "warp_matrix_for_cv2",
     "RandomHSV",
-    "RandomAffine",
     "RandomFlip",
     "build_train_transforms",
 ]
@@ -43,13 +54,24 @@ Transform = Callable[[Sample, np.random.Generator], Sample]
 
 @dataclass
 class AugmentParams:
-    """Training augmentation settings.
+    """Training augmentation settings (the fields of the ``augment`` config section).
 
     hsv_h: hue shift, fraction of the hue circle (+-); hsv_s, hsv_v: saturation / value gain
     jitter (gain in 1 +- value); fliplr, flipud: flip probabilities; scale: random scale in
-    1 +- scale; translate: random shift in +- translate * imgsz. Boxes left after the affine are
-    kept only if both sides >= min_side px, area >= min_area px^2, aspect ratio (long / short
-    side) <= max_aspect and at least min_visible of their area stays inside the image.
+    1 +- scale; translate: random shift in +- translate * imgsz; degrees: rotation in +- degrees;
+    shear: shear angles in +- shear degrees (x and y); perspective: projective terms in
+    +- perspective per pixel. mosaic: probability of a mosaic, mosaic9: probability that a mosaic
+    has 9 images instead of 4; mixup: probability of blending in a second image (ratio drawn from
+    Beta(mixup_beta, mixup_beta)); copy_paste: probability per object of pasting a mirrored copy
+    of its box region where it covers less than copy_paste_ioa of every other box.
+
+    Boxes left after a geometric transform are kept only if both sides >= min_side px, area >=
+    min_area px^2, aspect ratio (long / short side) <= max_aspect and at least min_visible of
+    their area stays inside the image.
+
+    The defaults of mosaic, mixup, copy-paste and the rotation/shear/perspective terms are off
+    here (a plain-kwargs factory should not surprise); the config section's defaults turn
+    mosaic on.
     """
 
     hsv_h: float = 0.015
@@ -59,10 +81,32 @@ class AugmentParams:
     flipud: float = 0.0
     scale: float = 0.5
     translate: float = 0.1
+    degrees: float = 0.0
+    shear: float = 0.0
+    perspective: float = 0.0
+    mosaic: float = 0.0
+    mosaic9: float = 0.0
+    mixup: float = 0.0
+    mixup_beta: float = 32.0
+    copy_paste: float = 0.0
+    copy_paste_ioa: float = 0.3
     min_area: float = 4.0
     min_side: float = 2.0
     max_aspect: float = 20.0
     min_visible: float = 0.1
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | Any) -> AugmentParams:
+        """Take the fields this class has from a mapping or an object (e.g. the config's
+        ``AugmentSection``); other keys (close_mosaic, multi_scale, albumentations) are ignored."""
+        get = values.get if isinstance(values, Mapping) else lambda k, d: getattr(values, k, d)
+        missing = object()
+        kw = {}
+        for name in cls.__dataclass_fields__:
+            v = get(name, missing)
+            if v is not missing:
+                kw[name] = float(v)
+        return cls(**kw)
 
 
 class Compose:
@@ -89,7 +133,7 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def resize_long_side(img: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Resize (H, W, 3) so the long side is ``size``; return (image, scale factor)."""
+    """Resize (H, W[, 3]) so the long side is ``size``; return (image, scale factor)."""
     h, w = img.shape[:2]
     r = size / max(h, w)
     nw, nh = max(1, round(w * r)), max(1, round(h * r))
@@ -99,7 +143,7 @@ def resize_long_side(img: np.ndarray, size: int) -> tuple[np.ndarray, float]:
 def letterbox(
     img: np.ndarray, labels: np.ndarray, size: int, pad_value: int = 114
 ) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
-    """Fit (H, W, 3) into a (size, size) canvas keeping the aspect ratio, centred, padded.
+    """Fit (H, W[, 3]) into a (size, size) canvas keeping the aspect ratio, centred, padded.
 
     labels: (n, 5) [cls, x1, y1, x2, y2] pixels of ``img``. Returns (canvas, labels in canvas
     pixels, ratio, (left, top)); ``(xyxy - [left, top, left, top]) / ratio`` maps back exactly.
@@ -125,33 +169,63 @@ def affine_boxes(xyxy: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.concatenate([t.min(axis=1), t.max(axis=1)], axis=1).astype(np.float32)
 
 
-def filter_boxes(
-    xyxy: np.ndarray, width: int, height: int, p: AugmentParams
-) -> tuple[np.ndarray, np.ndarray]:
-    """Clip (n, 4) boxes to the image; return (clipped boxes, keep mask (n,)) per ``p``."""
+def box_visible(sample: Sample) -> np.ndarray:
+    """The sample's per-box visible fraction (n,) float32 (ones when it has none)."""
+    v = sample.get("visible")
+    return np.ones(len(sample["labels"]), np.float32) if v is None else v
+
+
+def clip_boxes(
+    xyxy: np.ndarray, width: int, height: int, p: AugmentParams, prior: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clip (n, 4) boxes to a width x height image and apply ``p``'s box rules.
+
+    prior: (n,) fraction of each box already lost before (``box_visible``); the visible
+    fraction checked against ``p.min_visible`` is ``prior * clipped area / area``, so two cuts
+    (mosaic canvas, then the warp) count together. Returns (clipped (n, 4), keep (n,) bool,
+    visible (n,) float32).
+    """
     clipped = xyxy.copy()
     np.clip(clipped[:, 0::2], 0, width, out=clipped[:, 0::2])
     np.clip(clipped[:, 1::2], 0, height, out=clipped[:, 1::2])
     w = clipped[:, 2] - clipped[:, 0]
     h = clipped[:, 3] - clipped[:, 1]
     area0 = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    visible = (w * h / np.maximum(area0, 1e-12)).astype(np.float32)
+    if prior is not None:
+        visible *= prior
     aspect = np.maximum(w / np.maximum(h, 1e-6), h / np.maximum(w, 1e-6))
     keep = (
         (w >= p.min_side)
         & (h >= p.min_side)
         & (w * h >= p.min_area)
+        & (w * h > 0)
         & (aspect <= p.max_aspect)
-        & (w * h >= p.min_visible * area0)
+        & (visible >= p.min_visible)
     )
+    return clipped, keep, visible
+
+
+def filter_boxes(
+    xyxy: np.ndarray, width: int, height: int, p: AugmentParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip (n, 4) boxes to the image; return (clipped boxes, keep mask (n,)) per ``p``."""
+    clipped, keep, _ = clip_boxes(xyxy, width, height, p)
     return clipped, keep
 
 
 def warp_matrix_for_cv2(m: np.ndarray) -> np.ndarray:
-    """Continuous-coordinate affine (2x3) -> the matrix cv2.warpAffine needs (pixel centres)."""
-    # x_c = x_i + 0.5 on both sides: x'_i = A x_i + (A 0.5 + t - 0.5)
-    out = m.astype(np.float64).copy()
-    out[:, 2] += out[:, :2].sum(axis=1) * 0.5 - 0.5
-    return out
+    """Continuous-coordinate 2x3 affine or 3x3 homography -> the matrix OpenCV's warps need.
+
+    OpenCV maps pixel centres: x_i = x_c - 0.5 on both sides, so the matrix becomes
+    T(-0.5) @ m @ T(+0.5).
+    """
+    m = np.asarray(m, np.float64)
+    full = np.vstack([m, [0.0, 0.0, 1.0]]) if m.shape == (2, 3) else m.copy()
+    shift = np.array([[1.0, 0, 0.5], [0, 1.0, 0.5], [0, 0, 1.0]])
+    unshift = np.array([[1.0, 0, -0.5], [0, 1.0, -0.5], [0, 0, 1.0]])
+    out = unshift @ full @ shift
+    return out[:2] if m.shape == (2, 3) else out / out[2, 2]
 
 
 class RandomHSV:
@@ -181,42 +255,6 @@ class RandomHSV:
         return sample
 
 
-class RandomAffine:
-    """Fit, random scale and translation onto a (size, size) canvas in one ``cv2.warpAffine``.
-
-    The image is scaled so its long side is ``size`` times a random ``1 +- scale``, its centre
-    put at the canvas centre shifted by ``+- translate * size``. Folding the fit into the warp
-    saves a resize pass and a second interpolation (give it images at most ~2x ``size``; larger
-    ones alias, so the dataset shrinks those first). Boxes follow the same matrix, are clipped
-    and filtered by ``filter_boxes``. Composes ``ratio`` and ``pad`` (offset) of the sample.
-    """
-
-    def __init__(self, size: int, params: AugmentParams, pad_value: int = 114) -> None:
-        self.size, self.p, self.pad_value = size, params, pad_value
-
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        img, size = sample["img"], self.size
-        h, w = img.shape[:2]
-        s = rng.uniform(1 - self.p.scale, 1 + self.p.scale) * size / max(h, w)
-        tx, ty = rng.uniform(-self.p.translate, self.p.translate, 2) * size
-        ox, oy = size / 2 + tx - s * w / 2, size / 2 + ty - s * h / 2
-        m = np.array([[s, 0.0, ox], [0.0, s, oy]])
-        sample["img"] = cv2.warpAffine(
-            img, warp_matrix_for_cv2(m), (size, size), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=(self.pad_value,) * 3,
-        )  # fmt: skip
-        labels = sample["labels"]
-        if len(labels):
-            boxes, keep = filter_boxes(affine_boxes(labels[:, 1:5], m), size, size, self.p)
-            labels = np.concatenate([labels[:, :1], boxes], axis=1)[keep]
-        sample["labels"] = labels.astype(np.float32, copy=False)
-        # compose with the mapping so far (x = ratio * x0 + pad) so it still maps back
-        px, py = sample.get("pad", (0.0, 0.0))
-        sample["ratio"] = sample.get("ratio", 1.0) * s
-        sample["pad"] = (s * px + ox, s * py + oy)
-        return sample
-
-
 class RandomFlip:
     """Mirror the image left-right (``horizontal``) or top-bottom with probability ``p``."""
 
@@ -239,17 +277,44 @@ class RandomFlip:
         return sample
 
 
-def build_train_transforms(size: int, params: AugmentParams, pad_value: int = 114) -> Compose:
-    """Default training chain: affine (fit + scale + translate), HSV, flips.
+def build_train_transforms(
+    size: int,
+    params: AugmentParams,
+    source: TileSource | None = None,
+    pad_value: int = 114,
+    albumentations: Sequence[Mapping[str, Any]] = (),
+) -> Compose:
+    """The training chain for (size, size) outputs.
 
-    HSV runs on the canvas, whose size is bounded by ``size``, rather than on a source image of
-    any size; the padding is jittered with the image, which carries no information either way.
+    source: where mosaic and mixup take their other images (``YoloDataset``: ``len`` and
+    ``load_tile(index) -> (img, labels)``); None leaves mosaic and mixup out. The input sample is
+    one image whose long side is ``size`` (a "tile"). albumentations: the config's list of
+    ``{name: ..., p: ..., **kwargs}`` (needs the optional package; see ``albument.py``).
+
+    HSV runs on the output canvas, whose size is bounded, rather than on a source image of any
+    size; the padding is jittered with the image, which carries no information either way.
     """
-    return Compose(
-        [
-            RandomAffine(size, params, pad_value),
-            RandomHSV(params.hsv_h, params.hsv_s, params.hsv_v),
-            RandomFlip(params.fliplr, horizontal=True),
-            RandomFlip(params.flipud, horizontal=False),
-        ]
-    )
+    # imported here: these modules build on the primitives above
+    from detforge.data.albument import build_albumentations
+    from detforge.data.mix import CopyPaste, MixUp
+    from detforge.data.mosaic import Mosaic
+    from detforge.data.perspective import RandomPerspective
+
+    geometric: list[Transform] = []
+    if source is not None and params.mosaic > 0:
+        geometric.append(Mosaic(source, size, params.mosaic, params.mosaic9, pad_value))
+    geometric.append(RandomPerspective(size, params, pad_value))
+    if params.copy_paste > 0:
+        geometric.append(CopyPaste(params.copy_paste, params.copy_paste_ioa))
+    chain = list(geometric)
+    if source is not None and params.mixup > 0:
+        chain.append(MixUp(source, Compose(geometric), params.mixup, params.mixup_beta))
+    extra = build_albumentations(albumentations, params)
+    if extra is not None:
+        chain.append(extra)
+    chain += [
+        RandomHSV(params.hsv_h, params.hsv_s, params.hsv_v),
+        RandomFlip(params.fliplr, horizontal=True),
+        RandomFlip(params.flipud, horizontal=False),
+    ]
+    return Compose(chain)

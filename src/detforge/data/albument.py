@@ -1,0 +1,121 @@
+"""Optional per-image albumentations pipeline, named in the config.
+
+``augment.albumentations: [{name: Blur, p: 0.1, blur_limit: 3}, {name: CLAHE, p: 0.05}]`` builds
+``albumentations.Compose`` of those transforms (each ``name`` is a class of the package, the other
+keys its arguments) with bbox handling in ``pascal_voc`` format (pixel xyxy), so spatial
+transforms move the boxes too. The package is optional (``pip install 'detforge[albumentations]'``);
+it is imported only when the list is not empty, and every problem raises ``DataConfigError``
+naming ``augment.albumentations[i]``.
+
+Determinism: before each image the pipeline's own generator is seeded from the sample's
+generator, so the result is still a pure function of (seed, epoch, index). Boxes that a crop or
+rotation cuts below ``min_visible`` of their area are dropped by albumentations
+(``min_visibility``); the others are clipped and filtered by the same size rules as elsewhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from detforge.data.errors import DataConfigError
+from detforge.data.transforms import AugmentParams, Sample, box_visible, clip_boxes
+
+__all__ = ["AlbumentationsTransform", "build_albumentations"]
+
+_KEY = "augment.albumentations"
+
+
+def _import_albumentations() -> Any:
+    try:
+        import albumentations
+    except ImportError as e:
+        raise DataConfigError(
+            f"{_KEY}: the 'albumentations' package is not installed "
+            f"(pip install 'detforge[albumentations]'), or leave {_KEY} empty: {e}"
+        ) from e
+    return albumentations
+
+
+def _transform_classes(alb: Any) -> dict[str, type]:
+    base = alb.BasicTransform
+    return {
+        n: c for n in dir(alb) if isinstance(c := getattr(alb, n), type) and issubclass(c, base)
+    }
+
+
+def build_albumentations(
+    specs: Sequence[Mapping[str, Any]], params: AugmentParams | None = None
+) -> AlbumentationsTransform | None:
+    """Build the pipeline from config entries ``{name: ..., **kwargs}``; None when empty."""
+    if not specs:
+        return None
+    alb = _import_albumentations()
+    known = _transform_classes(alb)
+    transforms = []
+    for i, spec in enumerate(specs):
+        where = f"{_KEY}[{i}]"
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+            raise DataConfigError(f"{where}: expected a mapping with a 'name' key, got {spec!r}")
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        name = spec["name"]
+        cls = known.get(name)
+        if cls is None:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise DataConfigError(f"{where}: unknown albumentations transform '{name}'{hint}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                transforms.append(cls(**kwargs))
+        except Exception as e:  # the package validates arguments with its own error types
+            raise DataConfigError(f"{where}: {name}({kwargs}): {e}") from e
+    params = params or AugmentParams()
+    bbox = alb.BboxParams(
+        format="pascal_voc", label_fields=["cls", "index"], clip=True,
+        min_visibility=params.min_visible,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        # pixel-only pipelines make albumentations warn that the boxes are not processed
+        warnings.simplefilter("ignore")
+        compose = alb.Compose(transforms, bbox_params=bbox)
+    return AlbumentationsTransform(compose, params)
+
+
+class AlbumentationsTransform:
+    """Apply an ``albumentations.Compose`` to a sample; gray images stay (H, W)."""
+
+    def __init__(self, compose: Any, params: AugmentParams) -> None:
+        self.compose, self.p = compose, params
+
+    def __repr__(self) -> str:
+        names = [type(t).__name__ for t in self.compose.transforms]
+        return f"AlbumentationsTransform({names})"
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        self.compose.set_random_seed(int(rng.integers(0, 2**31 - 1)))
+        labels = sample["labels"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = self.compose(
+                image=sample["img"],
+                bboxes=labels[:, 1:5].astype(np.float32),
+                cls=labels[:, 0],
+                index=np.arange(len(labels)),
+            )
+        img = out["image"]
+        h, w = img.shape[:2]
+        index = np.asarray(out["index"], dtype=int)
+        boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+        # albumentations itself drops boxes cut below min_visible (its min_visibility); the size
+        # rules are ours
+        boxes, keep, visible = clip_boxes(boxes, w, h, self.p, box_visible(sample)[index])
+        cls = np.asarray(out["cls"], np.float32).reshape(-1, 1)
+        sample["img"] = np.ascontiguousarray(img)
+        sample["labels"] = np.concatenate([cls, boxes], axis=1)[keep].astype(np.float32)
+        sample["visible"] = visible[keep]
+        return sample

@@ -1,0 +1,170 @@
+"""Mosaic: 4 (or 9) images on one (2 size, 2 size) canvas, cut down later by the perspective.
+
+Images come as "tiles": the decoded image resized so its long side is ``size``, with its labels
+in tile pixels (``YoloDataset.load_tile``). The sample's own tile is one of them; the others are
+drawn at random from the source with the sample's generator, so a mosaic is a pure function of
+(seed, epoch, index) like every other augmentation.
+
+Layouts (our own; the output window of ``RandomPerspective`` is the canvas centre at scale 1):
+
+- 4 images: a random centre point ``(xc, yc)`` in ``[size/2, 3 size/2]^2`` splits the canvas in
+  4 quadrants; each tile touches the centre point with one corner (the bottom-right corner of the
+  top-left tile, and so on) and whatever falls off the canvas is cut. The sample's own image
+  takes a random quadrant. Tiles never overlap, so no object hides another.
+- 9 images: tiles shrunk to a long side of ``2 size / 3``, centred in the cells of a 3 x 3 grid
+  of (2 size / 3) cells covering the canvas, the grid shifted by up to half a cell in x and y
+  (what falls off is cut). The sample's own image is the centre cell. Objects come out smaller,
+  which is the point of the 9-image variant.
+
+Boxes are shifted with their tile, clipped to the canvas, and those cut away entirely are
+dropped; the cut fraction goes into the sample's ``visible`` so that the perspective's
+``min_visible`` rule counts both cuts. Size rules (min_side, min_area) wait for the final warp,
+whose scale is not known here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from detforge.data.transforms import Sample, box_visible, resize_long_side
+
+__all__ = ["TileSource", "Mosaic", "mosaic4", "mosaic9"]
+
+Tile = tuple[np.ndarray, np.ndarray]  # (img (h, w[, 3]) uint8, labels (n, 5) xyxy tile pixels)
+
+
+class TileSource(Protocol):
+    """Where mosaic and mixup take other images: ``YoloDataset`` is one."""
+
+    def __len__(self) -> int: ...
+
+    def load_tile(self, index: int) -> Tile:
+        """Image ``index`` resized to a long side of the training size, and its labels
+        float32 (n, 5) [cls, x1, y1, x2, y2] in pixels of that image."""
+        ...
+
+
+def _paste(
+    canvas: np.ndarray, tiles: list[Tile], origins: np.ndarray, visible: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copy tiles into ``canvas`` at integer top-left ``origins`` (k, 2), cutting at its edges;
+    shift, clip and filter the labels. Returns (labels (m, 5), visible (m,))."""
+    ch, cw = canvas.shape[:2]
+    out_labels, out_visible = [], []
+    for (img, labels), (x0, y0), vis in zip(tiles, origins.tolist(), visible, strict=True):
+        h, w = img.shape[:2]
+        cx1, cy1, cx2, cy2 = max(x0, 0), max(y0, 0), min(x0 + w, cw), min(y0 + h, ch)
+        if cx2 > cx1 and cy2 > cy1:
+            part = img[cy1 - y0 : cy2 - y0, cx1 - x0 : cx2 - x0]
+            # a gray tile on a colour canvas: broadcast its one channel to three
+            canvas[cy1:cy2, cx1:cx2] = part[..., None] if part.ndim < canvas.ndim else part
+        if len(labels):
+            shifted = labels.copy()
+            shifted[:, 1:5] += np.array([x0, y0, x0, y0], np.float32)
+            out_labels.append(shifted)
+            out_visible.append(vis)
+    if not out_labels:
+        return np.zeros((0, 5), np.float32), np.zeros(0, np.float32)
+    labels = np.concatenate(out_labels)
+    vis = np.concatenate(out_visible).astype(np.float32)
+    boxes = labels[:, 1:5]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    np.clip(boxes[:, 0::2], 0, cw, out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, ch, out=boxes[:, 1::2])
+    cut = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    vis *= cut / np.maximum(area, 1e-12)
+    keep = cut > 0
+    return labels[keep], vis[keep]
+
+
+def _canvas(tiles: list[Tile], side: int, pad_value: int) -> np.ndarray:
+    colour = any(img.ndim == 3 for img, _ in tiles)
+    shape = (side, side, 3) if colour else (side, side)
+    return np.full(shape, pad_value, np.uint8)
+
+
+def mosaic4(
+    tiles: list[Tile], visible: list[np.ndarray], size: int, rng: np.random.Generator,
+    pad_value: int = 114,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:  # fmt: skip
+    """4 tiles around a random centre on a (2 size, 2 size[, 3]) canvas (tile 0 is the sample's).
+
+    Returns (canvas, labels (m, 5) canvas pixels, visible (m,), tile 0's top-left origin).
+    """
+    xc, yc = (int(v) for v in np.round(rng.uniform(0.5 * size, 1.5 * size, 2)))
+    quadrant = rng.permutation(4)  # quadrant of each tile: 0 TL, 1 TR, 2 BL, 3 BR
+    sizes = np.array([img.shape[1::-1] for img, _ in tiles])  # (4, 2) as (w, h)
+    right, bottom = quadrant % 2 == 1, quadrant >= 2
+    origins = np.stack(
+        [np.where(right, xc, xc - sizes[:, 0]), np.where(bottom, yc, yc - sizes[:, 1])], axis=1
+    )
+    canvas = _canvas(tiles, 2 * size, pad_value)
+    labels, vis = _paste(canvas, tiles, origins, visible)
+    return canvas, labels, vis, (int(origins[0, 0]), int(origins[0, 1]))
+
+
+def mosaic9(
+    tiles: list[Tile], visible: list[np.ndarray], size: int, rng: np.random.Generator,
+    pad_value: int = 114,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], float]:  # fmt: skip
+    """9 tiles shrunk by 2/3 in a shifted 3 x 3 grid on a (2 size, 2 size[, 3]) canvas.
+
+    Tile 0 (the sample's) takes the centre cell. Returns (canvas, labels, visible, tile 0's
+    origin, shrink factor).
+    """
+    cell = 2 * size / 3
+    shift = rng.uniform(-0.5, 0.5, 2) * cell
+    shrunk: list[Tile] = []
+    for img, labels in tiles:
+        small, _ = resize_long_side(img, round(cell))
+        scaled = labels.copy()
+        # resize_long_side rounds each side: scale boxes by the exact per-axis factors
+        fx, fy = small.shape[1] / img.shape[1], small.shape[0] / img.shape[0]
+        scaled[:, 1:5] *= np.array([fx, fy, fx, fy], np.float32)
+        shrunk.append((small, scaled))
+    # cell order: centre first (tile 0), then the 8 others row by row
+    cells = [(1, 1)] + [(r, c) for r in range(3) for c in range(3) if (r, c) != (1, 1)]
+    sizes = np.array([img.shape[1::-1] for img, _ in shrunk], np.float64)  # (9, 2) (w, h)
+    cell_xy = np.array([(c, r) for r, c in cells], np.float64) * cell + shift
+    origins = np.round(cell_xy + (cell - sizes) / 2).astype(int)
+    canvas = _canvas(shrunk, 2 * size, pad_value)
+    labels, vis = _paste(canvas, shrunk, origins, visible)
+    r0 = shrunk[0][0].shape[1] / tiles[0][0].shape[1]
+    return canvas, labels, vis, (int(origins[0, 0]), int(origins[0, 1])), r0
+
+
+class Mosaic:
+    """With probability ``p``, replace the sample by a mosaic of it and 3 (with probability
+    ``p9`` of a mosaic: 8) random other images of ``source``; skipped when the sample's
+    ``mosaic`` flag is False (close_mosaic). Output: a (2 size, 2 size[, 3]) canvas."""
+
+    def __init__(
+        self, source: TileSource, size: int, p: float = 1.0, p9: float = 0.0, pad_value: int = 114
+    ) -> None:
+        self.source, self.size, self.p, self.p9, self.pad_value = source, size, p, p9, pad_value
+
+    def __repr__(self) -> str:
+        return f"Mosaic(size={self.size}, p={self.p}, p9={self.p9})"
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if not sample.get("mosaic", True):
+            return sample
+        u = rng.random(2)
+        if u[0] >= self.p:
+            return sample
+        nine = bool(u[1] < self.p9)
+        others = rng.integers(0, len(self.source), 8 if nine else 3)
+        tiles = [(sample["img"], sample["labels"])]
+        tiles += [self.source.load_tile(int(i)) for i in others]
+        visible = [box_visible(sample)] + [np.ones(len(t[1]), np.float32) for t in tiles[1:]]
+        ratio = sample.get("ratio", 1.0)
+        px, py = sample.get("pad", (0.0, 0.0))
+        if nine:
+            img, labels, vis, (ox, oy), r = mosaic9(tiles, visible, self.size, rng, self.pad_value)
+            ratio, px, py = ratio * r, px * r, py * r
+        else:
+            img, labels, vis, (ox, oy) = mosaic4(tiles, visible, self.size, rng, self.pad_value)
+        sample.update(img=img, labels=labels, visible=vis, ratio=ratio, pad=(px + ox, py + oy))
+        return sample
