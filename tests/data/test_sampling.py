@@ -103,3 +103,18 @@ def test_bad_weights_rejected() -> None:
             WeightedEpochSampler(bad)
     with pytest.raises(ValueError, match="rank"):
         WeightedEpochSampler([1.0], rank=1, world_size=1)
+
+
+def test_loader_reads_the_weighted_draw(yolo_root, cache_dir) -> None:
+    from detforge.data import YoloDataset, build_dataloader, load_data_yaml
+
+    ds = YoloDataset.from_spec(load_data_yaml(yolo_root / "data.yaml"), "train", imgsz=64,
+                               augment=True, cache_dir=cache_dir)  # fmt: skip
+    sampler = WeightedEpochSampler(image_weights(ds.labels, 2), seed=4)
+    loader = build_dataloader(ds, 2, shuffle=True, workers=0, seed=4, sampler=sampler)
+    ds.set_epoch(2)
+    ids = [i for b in loader for i in b["image_ids"]]
+    sampler.set_epoch(2)
+    assert ids == sampler.order() and len(ids) == len(ds) == 3
+    sampler.resume_at(2, 2)  # resume after the first batch of epoch 2
+    assert [i for b in loader for i in b["image_ids"]] == ids[2:]
