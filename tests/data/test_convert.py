@@ -112,6 +112,16 @@ def test_coco_to_yolo_details(tmp_path: Path) -> None:
         coco_to_yolo(other, tmp_path / "imgs", tmp_path / "out", "val")
 
 
+def test_coco_size_mismatch_is_reported(tmp_path: Path) -> None:
+    images = [{"id": 7, "file_name": "x.png", "width": 120, "height": 50}]
+    rep = coco_to_yolo(_coco(tmp_path, images=images, annotations=[]), tmp_path / "imgs",
+                       tmp_path / "out")  # fmt: skip
+    assert rep.messages == [
+        f"{tmp_path / 'inst.json'}: images[0]: json says 120x50, the image is 100x50"
+    ]
+    assert "1 warnings (see messages)" in rep.summary()
+
+
 @pytest.mark.parametrize(
     ("over", "message"),
     [

@@ -78,6 +78,8 @@ class ConvertReport:
                          ("empty after clipping", self.degenerate_skipped)):  # fmt: skip
             if n:
                 parts.append(f"{n} {label} boxes skipped")
+        if self.messages:
+            parts.append(f"{len(self.messages)} warnings (see messages)")
         return ", ".join(parts) + f" -> {self.out_dir}"
 
 
