@@ -46,15 +46,20 @@ def draw_boxes(
     return img
 
 
-def fit_width(img: np.ndarray, max_width: int = 640) -> tuple[np.ndarray, float]:
-    """Shrink an RGB image to at most ``max_width`` pixels wide; returns (image, scale)."""
+def fit_width(
+    img: np.ndarray, max_width: int = 640, min_width: int = 480
+) -> tuple[np.ndarray, float]:
+    """Resize an RGB image to a width within [min_width, max_width] (small images are enlarged
+    so labels stay legible); returns (image, scale applied to its coordinates)."""
     import cv2
 
     h, w = img.shape[:2]
-    if w <= max_width:
+    target = min(max(w, min_width), max_width)
+    if target == w:
         return img.copy(), 1.0
-    s = max_width / w
-    return cv2.resize(img, (max_width, max(1, round(h * s))), interpolation=cv2.INTER_AREA), s
+    s = target / w
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return cv2.resize(img, (target, max(1, round(h * s))), interpolation=interp), s
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray, quality: int = 90) -> Path:
