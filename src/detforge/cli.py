@@ -23,6 +23,10 @@ commands:
   val        validate weights          detforge val weights=runs/train/weights/best.pt [data=...]
   predict    detect objects in images  detforge predict weights=best.pt source=<image|folder|glob>
   eval-json  score COCO results json   detforge eval-json gt=gt.json pred=pred.json [--json]
+  data-stats per-class boxes, sizes, aspect ratios, empty and duplicate images (+ plots)
+  convert    from=coco json=.. images=.. out=.. | from=voc xml=.. images=.. out=.. |
+             to=coco data=data.yaml split=val out=gt.json
+  split      split a flat folder into train/val by seed, stratified   src=.. out=.. val=0.2
   models     list built-in models
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
@@ -186,7 +190,16 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "recipes": cmd_recipes,
     "schedule": cmd_schedule,
     "lr-find": cmd_lr_find,
+    "data-stats": lambda a: _data_cmd("cmd_data_stats", a),
+    "convert": lambda a: _data_cmd("cmd_convert", a),
+    "split": lambda a: _data_cmd("cmd_split", a),
 }
+
+
+def _data_cmd(name: str, args: Sequence[str]) -> int:
+    from . import cli_data
+
+    return getattr(cli_data, name)(args)
 
 
 def _quiet_openmp() -> None:

@@ -149,10 +149,6 @@ def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
 # Settings whose machinery is still being built: a non-default value is rejected, never ignored.
 PENDING: set[str] = {
     "train.stages",
-    "data.sampler",
-    "data.weighting",
-    "data.cache",
-    "data.rect_val",
     "augment.degrees",
     "augment.shear",
     "augment.perspective",

@@ -39,6 +39,13 @@ class DataSection:
         "weighted sampler: an image's weight is that of the rarest class it holds, or "
         "the mean inverse frequency of its boxes' classes.",
     )
+    weight_power: float = setting(
+        0.5,
+        "weighted sampler: weights are raised to this power (1: pure inverse frequency; "
+        "on hituav the 15 images with the rarest class took 67% of draws at 1, 22% at 0.5).",
+        gt=0,
+        le=1,
+    )
     cache: Literal["none", "ram", "disk"] = setting(
         "none",
         "Cache decoded images: in RAM, or as .npy files under cache_dir; the memory or "

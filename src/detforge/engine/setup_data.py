@@ -12,7 +12,10 @@ import torch
 from ..config import RunConfig
 from ..data.dataset import YoloDataset
 from ..data.datayaml import load_data_yaml
+from ..data.imcache import cache_images
 from ..data.loader import build_dataloader
+from ..data.rect import enable_rect
+from ..data.sampling import WeightedEpochSampler, image_weights
 from ..data.transforms import AugmentParams
 from ..eval.validator import Validator
 from .device import resolve_amp, select_device
@@ -98,6 +101,18 @@ def build_val_set(cfg: RunConfig, spec, split: str = "val") -> YoloDataset:
     )
 
 
+def build_val_loader(cfg: RunConfig, val_set: YoloDataset, workers: int):
+    """Validation loader; with data.rect_val, batches of similar aspect ratio letterboxed to a
+    shared rectangle (less padding, same scale as the square letterbox)."""
+    batch = cfg.eval.batch or 2 * cfg.train.batch
+    stride = 32
+    batches = enable_rect(val_set, batch, stride=stride) if cfg.data.rect_val else None
+    return build_dataloader(
+        val_set, batch_size=batch, shuffle=False, workers=workers, seed=cfg.train.seed,
+        batches=batches,
+    )  # fmt: skip
+
+
 def build_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataBundle:
     yaml_path = resolve_data_yaml(cfg)
     spec = load_data_yaml(yaml_path)
@@ -105,9 +120,27 @@ def build_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataBundle
     val_set = build_val_set(cfg, spec)
     device = select_device(cfg.train.device)
     workers = resolve_workers(cfg.data.workers, device)
-    sampler = EpochSampler(
-        len(train_set), shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world_size
-    )
+    if cfg.data.sampler == "weighted":
+        weights = image_weights(
+            train_set.labels, len(spec.names), mode=cfg.data.weighting, power=cfg.data.weight_power
+        )
+        sampler = WeightedEpochSampler(
+            weights, seed=cfg.train.seed, rank=rank, world_size=world_size
+        )
+        log.info(
+            "weighted sampler (%s, power %g): image weights %.3g to %.3g",
+            cfg.data.weighting,
+            cfg.data.weight_power,
+            weights.min(),
+            weights.max(),
+        )
+    else:
+        sampler = EpochSampler(
+            len(train_set), shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world_size
+        )
+    if cfg.data.cache != "none":  # before any loader forks its workers
+        for ds in (train_set, val_set):
+            cache_images(ds, cfg.data.cache, cache_dir=cfg.data.cache_dir)
     train_loader = build_dataloader(
         train_set,
         batch_size=cfg.train.batch,
@@ -117,13 +150,7 @@ def build_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataBundle
         sampler=sampler,
         drop_last=False,
     )
-    val_loader = build_dataloader(
-        val_set,
-        batch_size=cfg.eval.batch or 2 * cfg.train.batch,
-        shuffle=False,
-        workers=workers,
-        seed=cfg.train.seed,
-    )
+    val_loader = build_val_loader(cfg, val_set, workers)
     validator = Validator(
         val_set,
         val_loader,

@@ -14,9 +14,13 @@ log = logging.getLogger("detforge")
 def run_validation(cfg: RunConfig, weights: str, split: str = "val"):
     from ..api import Detector
     from ..data.datayaml import load_data_yaml
-    from ..data.loader import build_dataloader
     from ..engine.device import resolve_amp
-    from ..engine.setup_data import build_val_set, resolve_data_yaml, resolve_workers
+    from ..engine.setup_data import (
+        build_val_loader,
+        build_val_set,
+        resolve_data_yaml,
+        resolve_workers,
+    )
     from .cocojson import format_stats_table
     from .report import export_run_predictions, format_per_class
     from .validator import Validator
@@ -26,13 +30,7 @@ def run_validation(cfg: RunConfig, weights: str, split: str = "val"):
     if len(spec.names) != det.model.nc:
         log.warning("data has %d classes but the weights have %d", len(spec.names), det.model.nc)
     dataset = build_val_set(cfg, spec, split)
-    loader = build_dataloader(
-        dataset,
-        batch_size=cfg.eval.batch or 2 * cfg.train.batch,
-        shuffle=False,
-        workers=resolve_workers(cfg.data.workers, det.device),
-        seed=cfg.train.seed,
-    )
+    loader = build_val_loader(cfg, dataset, resolve_workers(cfg.data.workers, det.device))
     validator = Validator(
         dataset,
         loader,
