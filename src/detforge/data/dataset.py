@@ -74,15 +74,15 @@ class _TileCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes, self.nbytes = max_bytes, 0
-        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
-    def get(self, key: int) -> np.ndarray | None:
+    def get(self, key: tuple[int, int]) -> np.ndarray | None:
         img = self._items.get(key)
         if img is not None:
             self._items.move_to_end(key)
         return img
 
-    def put(self, key: int, img: np.ndarray) -> None:
+    def put(self, key: tuple[int, int], img: np.ndarray) -> None:
         if img.nbytes > self.max_bytes or key in self._items:
             return
         img.flags.writeable = False
@@ -232,10 +232,11 @@ class YoloDataset(Dataset):
     def load_tile(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image ``index`` resized to a long side of imgsz (read-only uint8 (h, w, 3), or (h, w)
         if gray) and its labels float32 (n, 5) [cls, x1, y1, x2, y2] in its pixels (a new array)."""
-        tile = self._tiles.get(index)
+        key = (index, self.imgsz)  # a stage with another imgsz must not reuse old tiles
+        tile = self._tiles.get(key)
         if tile is None:
             tile, _ = resize_long_side(self.load_image(index, keep_gray=True), self.imgsz)
-            self._tiles.put(index, tile)
+            self._tiles.put(key, tile)
         h, w = tile.shape[:2]
         return tile, xywhn_to_xyxy(self.labels[index], w, h)
 
