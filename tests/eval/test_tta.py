@@ -64,9 +64,16 @@ def _image(batch: int = 1) -> torch.Tensor:
 
 
 VIEWS = [
-    View(flip=True), View(vflip=True), View(rot=1), View(rot=2), View(rot=3),
-    View(scale=0.5), View(scale=2.0), View(scale=0.5, flip=True), View(scale=2.0, vflip=True),
-]  # fmt: skip
+    View(flip=True),
+    View(vflip=True),
+    View(rot=1),
+    View(rot=2),
+    View(rot=3),
+    View(scale=0.5),
+    View(scale=2.0),
+    View(scale=0.5, flip=True),
+    View(scale=2.0, vflip=True),
+]
 
 
 @pytest.mark.parametrize("view", VIEWS, ids=str)
@@ -160,3 +167,45 @@ def test_parse_transforms():
     assert parse_transforms(None) == () and build_views(()) == [View()]
     with pytest.raises(ValueError, match="rot45"):
         parse_transforms("flip,rot45")
+
+
+def test_bench_tta_effect_runs_on_any_checkpoint(tmp_path):
+    import importlib.util
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from detforge.data.demo import CLASS_NAMES, generate_demo_dataset
+    from detforge.models import build_model
+
+    data = generate_demo_dataset(tmp_path / "data", num_train=1, num_val=3, imgsz=64)
+    model = build_model("yolo-n", len(CLASS_NAMES))
+    ckpt = {
+        "format": "detforge-checkpoint-1",
+        "model_spec": asdict(model.spec),
+        "num_classes": model.nc,
+        "names": list(CLASS_NAMES),
+        "model": model.state_dict(),
+        "ema": None,
+        "config": {"train": {"imgsz": 64}},
+    }
+    torch.save(ckpt, tmp_path / "w.pt")
+    path = Path(__file__).resolve().parents[2] / "bench" / "tta_effect.py"
+    spec = importlib.util.spec_from_file_location("tta_effect", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "r.json"
+    args = [
+        "--weights",
+        f"{tmp_path / 'w.pt'},{tmp_path / 'w.pt'}",
+        "--data",
+        str(data),
+        "--modes",
+        "plain,flip+rot90:wbf,none:nms",
+        "--out",
+        str(out),
+    ]
+    assert bench.main(args) == 0
+    res = json.loads(out.read_text())["results"]
+    assert [r["mode"] for r in res] == ["plain", "flip+rot90:wbf", "none:nms"]
+    assert all(r["images"] == 3 and "map50_95" in r["stats"] for r in res)
