@@ -40,6 +40,9 @@ def fake_albumentations(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
         def __init__(self, transforms, bbox_params=None) -> None:
             self.transforms, self.bbox_params = transforms, bbox_params
 
+        def set_random_seed(self, seed: int) -> None:
+            self.seed = seed
+
     for obj in (BasicTransform, Blur, BboxParams, Compose):
         setattr(mod, obj.__name__, obj)
     monkeypatch.setitem(sys.modules, "albumentations", mod)
@@ -69,6 +72,9 @@ def test_unknown_transform_bad_arguments_and_bad_entries(fake_albumentations) ->
     t = build_albumentations([{"name": "Blur", "p": 0.2}], AugmentParams(min_visible=0.3))
     bbox = t.compose.bbox_params.kw
     assert bbox["format"] == "pascal_voc" and bbox["min_visibility"] == 0.3
+    del fake_albumentations.Compose.set_random_seed  # as in albumentations 1.x
+    with pytest.raises(DataConfigError, match=r"augment\.albumentations: .*too old"):
+        build_albumentations([{"name": "Blur"}])
 
 
 def rect_sample(gray: bool = False) -> dict:

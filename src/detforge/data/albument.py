@@ -38,6 +38,12 @@ def _import_albumentations() -> Any:
             f"{_KEY}: the 'albumentations' package is not installed "
             f"(pip install 'detforge[albumentations]'), or leave {_KEY} empty: {e}"
         ) from e
+    if not hasattr(albumentations.Compose, "set_random_seed"):
+        # per-sample seeding (our determinism) arrived with albumentations 2.0
+        raise DataConfigError(
+            f"{_KEY}: albumentations {getattr(albumentations, '__version__', '?')} is too old; "
+            "version 2.0 or newer is needed (pip install 'detforge[albumentations]')"
+        )
     return albumentations
 
 
