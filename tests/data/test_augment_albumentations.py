@@ -106,12 +106,14 @@ def test_real_package_moves_boxes_and_is_reproducible() -> None:
 def test_real_package_crop_cuts_boxes_per_min_visible(min_visible: float, kept: bool) -> None:
     pytest.importorskip("albumentations")
     crop = [{"name": "Crop", "x_min": 0, "y_min": 0, "x_max": 60, "y_max": 160}]
-    t = build_albumentations(crop, AugmentParams(min_visible=min_visible))
+    t = build_albumentations(crop, AugmentParams(min_visible=min_visible), pad_value=0)
     out = t(rect_sample(), np.random.default_rng(0))  # half of the box is cut away
-    assert out["img"].shape[:2] == (160, 60)
+    # the 60 x 160 crop is fitted back into 200 x 160: centred, 70 px of padding on the left
+    assert out["img"].shape[:2] == (160, 200)
     assert (len(out["labels"]) == 1) is kept
     if kept:
-        np.testing.assert_allclose(out["labels"][0, 1:], [20, 30, 60, 120], atol=1e-4)
+        np.testing.assert_allclose(out["labels"][0, 1:], [90, 30, 130, 120], atol=1e-4)
+        np.testing.assert_allclose(drawn_box(out["img"]), out["labels"][0, 1:], atol=1e-4)
 
 
 def test_real_package_in_the_dataset_chain(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from detforge.data.errors import DataConfigError
@@ -55,9 +56,13 @@ def _transform_classes(alb: Any) -> dict[str, type]:
 
 
 def build_albumentations(
-    specs: Sequence[Mapping[str, Any]], params: AugmentParams | None = None
+    specs: Sequence[Mapping[str, Any]], params: AugmentParams | None = None, pad_value: int = 114
 ) -> AlbumentationsTransform | None:
-    """Build the pipeline from config entries ``{name: ..., **kwargs}``; None when empty."""
+    """Build the pipeline from config entries ``{name: ..., **kwargs}``; None when empty.
+
+    params: the box rules (min_visible goes to albumentations' min_visibility); pad_value: the
+    padding when an image that a transform resized or cropped is fitted back to its size.
+    """
     if not specs:
         return None
     alb = _import_albumentations()
@@ -89,14 +94,34 @@ def build_albumentations(
         # pixel-only pipelines make albumentations warn that the boxes are not processed
         warnings.simplefilter("ignore")
         compose = alb.Compose(transforms, bbox_params=bbox)
-    return AlbumentationsTransform(compose, params)
+    return AlbumentationsTransform(compose, params, pad_value)
+
+
+def _fit_back(
+    img: np.ndarray, boxes: np.ndarray, h: int, w: int, pad_value: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scale (H', W'[, 3]) to fit (h, w), centred and padded; boxes (n, 4) follow."""
+    r = min(h / img.shape[0], w / img.shape[1])
+    nw, nh = max(1, round(img.shape[1] * r)), max(1, round(img.shape[0] * r))
+    if (nh, nw) != img.shape[:2]:
+        boxes = boxes * np.array([nw / img.shape[1], nh / img.shape[0]] * 2, np.float32)
+        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    img = cv2.copyMakeBorder(
+        img, top, h - nh - top, left, w - nw - left, cv2.BORDER_CONSTANT, value=(pad_value,) * 3
+    )
+    return img, boxes + np.array([left, top, left, top], np.float32)
 
 
 class AlbumentationsTransform:
-    """Apply an ``albumentations.Compose`` to a sample; gray images stay (H, W)."""
+    """Apply an ``albumentations.Compose`` to a sample; gray images stay (H, W).
 
-    def __init__(self, compose: Any, params: AugmentParams) -> None:
-        self.compose, self.p = compose, params
+    An image whose size a transform changed (a crop, a resize) is fitted back into the input
+    size, letterbox-style, so batches keep one shape.
+    """
+
+    def __init__(self, compose: Any, params: AugmentParams, pad_value: int = 114) -> None:
+        self.compose, self.p, self.pad_value = compose, params, pad_value
 
     def __repr__(self) -> str:
         names = [type(t).__name__ for t in self.compose.transforms]
@@ -114,9 +139,11 @@ class AlbumentationsTransform:
                 index=np.arange(len(labels)),
             )
         img = out["image"]
-        h, w = img.shape[:2]
         index = np.asarray(out["index"], dtype=int)
         boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+        h, w = sample["img"].shape[:2]
+        if img.shape[:2] != (h, w):
+            img, boxes = _fit_back(img, boxes, h, w, self.pad_value)
         # albumentations itself drops boxes cut below min_visible (its min_visibility); the size
         # rules are ours
         boxes, keep, visible = clip_boxes(boxes, w, h, self.p, box_visible(sample)[index])

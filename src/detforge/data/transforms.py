@@ -309,7 +309,7 @@ def build_train_transforms(
     chain = list(geometric)
     if source is not None and params.mixup > 0:
         chain.append(MixUp(source, Compose(geometric), params.mixup, params.mixup_beta))
-    extra = build_albumentations(albumentations, params)
+    extra = build_albumentations(albumentations, params, pad_value)
     if extra is not None:
         chain.append(extra)
     chain += [
