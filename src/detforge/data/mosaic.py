@@ -120,12 +120,12 @@ def mosaic9(
     shrunk: list[Tile] = []
     for img, labels in tiles:
         h, w = img.shape[:2]
-        r = cell / max(h, w)
+        k = cell / max(h, w)
         # bilinear: INTER_AREA at this non-integer factor costs ~5x more, 9 times per sample
-        small = cv2.resize(img, (max(1, round(w * r)), max(1, round(h * r))))
+        small = cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))))
         scaled = labels.copy()
-        # resize_long_side rounds each side: scale boxes by the exact per-axis factors
-        fx, fy = small.shape[1] / img.shape[1], small.shape[0] / img.shape[0]
+        # the sides were rounded: scale boxes by the exact per-axis factors
+        fx, fy = small.shape[1] / w, small.shape[0] / h
         scaled[:, 1:5] *= np.array([fx, fy, fx, fy], np.float32)
         shrunk.append((small, scaled))
     # cell order: centre first (tile 0), then the 8 others row by row
