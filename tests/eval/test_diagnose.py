@@ -162,3 +162,13 @@ def test_diagnose_coco_json_matches_in_memory(tmp_path):
     assert s["counts"]["cls"] == 1 and sum(s["counts"].values()) == 1
     assert s["false_positives"] == 1 and s["false_negatives"] == 1  # the Cls target is unmatched
     assert [r["class"] for r in s["per_class"]] == ["b", "a"]
+
+
+def test_miss_fix_that_leaves_no_ground_truth_counts_as_perfect(tmp_path):
+    # one class, its only object missed, one background box: fixing the miss leaves nothing
+    s = diagnose({0: ([D], [0.9], [0])}, {0: ([A], [0])}, ["a"], tmp_path, gallery=0)
+    assert s["map50"] == 0.0 and s["dap"]["miss"] == 1.0 and s["dap"]["bkg"] == 0.0
+    assert s["counts"] == {"cls": 0, "loc": 0, "both": 0, "dupe": 0, "bkg": 1, "miss": 1}
+    empty = diagnose({}, {0: (np.zeros((0, 4)), [])}, ["a"], tmp_path / "e", gallery=0)
+    assert empty["map50"] == -1.0 and set(empty["dap"].values()) == {0.0}
+    assert "undefined" in format_diagnosis(empty)

@@ -21,8 +21,10 @@ move it onto its target (either becomes a true positive if the target is still f
 suppressed, as a duplicate would be); Both, Dupe, Bkg - suppress the detection; Miss - remove
 the missed ground truth from the count. dAP = AP50 with the fix - baseline AP50, both with
 pycocotools' 101-point interpolation over the "all" area range (classes without ground truth
-are left out of the mean, as in COCO). The special errors "fp" (suppress every false positive)
-and "fn" (remove every unmatched ground truth) are reported alongside.
+are left out of the mean, as in COCO; a class whose every ground truth a Miss fix removes
+drops out too, and if no class is left the fixed AP counts as 1: nothing is left to miss).
+The special errors "fp" (suppress every false positive) and "fn" (remove every unmatched
+ground truth) are reported alongside.
 """
 
 from __future__ import annotations
@@ -238,4 +240,18 @@ def oracle_ap(t: TideData) -> dict[str, np.ndarray]:
     unmatched = ~t.g_crowd & ~t.g_matched
     gts = n_gt - np.bincount(t.g_cls[unmatched], minlength=k)
     out["fn"] = coco_ap(t.d_cls[valid], t.d_score[valid], t.d_tp[valid], gts, k)
+    return out
+
+
+def delta_ap(aps: dict[str, np.ndarray]) -> dict[str, float]:
+    """{fix: mAP50 with the fix - baseline mAP50} from :func:`oracle_ap`'s tables (0 when the
+    baseline itself is undefined: no ground truth at all)."""
+    base = mean_defined(aps["base"])
+    if base < 0:
+        return {k: 0.0 for k in aps if k != "base"}
+    out = {}
+    for k, ap in aps.items():
+        if k != "base":
+            fixed = mean_defined(ap)
+            out[k] = (1.0 if fixed < 0 else fixed) - base
     return out

@@ -41,6 +41,12 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
+def _legend(ax) -> None:
+    """A legend only when something is labelled (matplotlib warns on an empty one)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize=7)
+
+
 def _class_lines(ax, x: np.ndarray, ys: np.ndarray, labels: Sequence[str]) -> None:
     """One line per row of ys (K, C); rows that are all NaN are skipped."""
     many = len(ys) > _MAX_LEGEND
@@ -85,7 +91,7 @@ def plot_pr_curves(
         title=f"Precision-recall curve (IoU {iou:g})",
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=7)
+    _legend(ax)
     return _save(fig, path)
 
 
@@ -116,7 +122,7 @@ def plot_conf_curve(
         title=f"{ylabel} against confidence",
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=7)
+    _legend(ax)
     return _save(fig, path)
 
 
@@ -218,6 +224,5 @@ def plot_series(
         ax.set_yscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
-    if series:
-        ax.legend(fontsize=7)
+    _legend(ax)
     return _save(fig, path)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._io import write_csv, write_json
 from ._match import ImageRecord, to_records
-from ._tide import _DET_TYPES, ERROR_TYPES, TideData, classify, mean_defined, oracle_ap
+from ._tide import _DET_TYPES, ERROR_TYPES, TideData, classify, delta_ap, mean_defined, oracle_ap
 from .coco import DEFAULT_AREA_RANGES, COCOEvaluator
 
 __all__ = ["ERROR_TYPES", "diagnose", "diagnose_records", "diagnose_coco_json", "format_diagnosis"]
@@ -172,7 +172,7 @@ def diagnose_records(
     t = classify(records, k, t_f, t_b, max_dets)
     aps = oracle_ap(t)
     base = mean_defined(aps["base"])
-    dap = {e: mean_defined(aps[e]) - base for e in (*ERROR_TYPES, "fp", "fn")}
+    dap = delta_ap(aps)
     counts = {e: int((t.d_err == c).sum()) for c, e in enumerate(_DET_TYPES)}
     counts["miss"] = int(t.g_missed.sum())
     ap50_size = _ap50_by_size(records, k)
@@ -299,8 +299,9 @@ def format_diagnosis(summary: Mapping[str, Any]) -> str:
     """A short text table of a diagnosis (for the console)."""
     dap, cnt, sp = summary["dap"], summary["counts"], summary["special_dap"]
     head = "".join(f"{e.capitalize():>8}" for e in ERROR_TYPES)
+    ap = f"{summary['map50'] * 100:.2f}" if summary["map50"] >= 0 else "undefined (no ground truth)"
     lines = [
-        f"AP50 {summary['map50'] * 100:.2f}   (TIDE: dAP50 = AP50 gained by fixing each type)",
+        f"AP50 {ap}   (TIDE: dAP50 = AP50 gained by fixing each type)",
         f"{'':<8}{head}",
         f"{'dAP50':<8}" + "".join(f"{dap[e] * 100:>8.2f}" for e in ERROR_TYPES),
         f"{'count':<8}" + "".join(f"{cnt[e]:>8d}" for e in ERROR_TYPES),

@@ -163,7 +163,7 @@ def _evaluation(d: Path) -> str:
 
 def _points(v: float) -> str:
     """AP as TIDE prints it: in points (x 100), two decimals."""
-    return f"{v * 100:.2f}"
+    return f"{v * 100:.2f}" if v >= 0 else "-"
 
 
 def _diagnosis(d: Path, max_images: int) -> str:
