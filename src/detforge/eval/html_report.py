@@ -31,6 +31,7 @@ from ..utils.atomic import write_text_atomic
 __all__ = ["write_report", "CSP"]
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+_SUMMARY = ("map50_95", "map50", "map_small", "precision", "recall", "f1", "mean_iou")
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 _STYLE = """
 body{font-family:sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 12px}
@@ -40,7 +41,7 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}
 .grid{display:flex;flex-wrap:wrap;gap:10px}.grid figure{margin:0;flex:1 1 360px;max-width:590px}
 img{max-width:100%;border:1px solid #eee}figcaption{font-size:.8em;color:#555}
-.note{color:#555;font-size:.85em}
+.note{color:#555;font-size:.85em}.scroll{overflow-x:auto}
 """
 
 
@@ -69,7 +70,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
     body = "".join(
         "<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def _read_results(path: Path) -> dict[str, list[float]]:
@@ -123,8 +124,9 @@ def _training(run_dir: Path, tmp: Path) -> str:
         if series:
             plot_series(x, series, tmp / file, title, ylabel)
             figs.append(_img(tmp / file, title))
-    last = {k: v[-1] for k, v in cols.items() if v and k.startswith(("metrics/", "fitness"))}
-    summary = _table([{"epochs": n, **last}]) if last else ""
+    keys = [f"metrics/{k}" for k in _SUMMARY] + ["fitness"]
+    last = {k.split("/")[-1]: cols[k][-1] for k in keys if k in cols and cols[k]}
+    summary = _table([{"epochs": n, **last}]) + "<p class='note'>last epoch</p>" if last else ""
     return f"<h2>Training</h2>{summary}<div class='grid'>{''.join(figs)}</div>"
 
 
