@@ -12,6 +12,8 @@ dropped (min_side=40), so every compared box is large enough for that bound to b
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 from pathlib import Path
 
 import cv2
@@ -22,8 +24,8 @@ from PIL import Image
 
 from detforge.data import YoloDataset
 from detforge.data.loader import build_dataloader
-from detforge.data.mosaic import Mosaic
-from detforge.data.transforms import AugmentParams
+from detforge.data.mosaic import Mosaic, TileCache
+from detforge.data.transforms import AugmentParams, resize_long_side
 
 PALETTE = np.array(
     [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255],
@@ -205,3 +207,28 @@ def test_same_seed_epoch_index_gives_the_same_sample(tmp_path: Path) -> None:
     assert not torch.equal(
         a[(0, 3)]["img"], make_dataset(tmp_path / "c", aug, seed=6)[(0, 3)]["img"]
     )
+
+
+def test_tile_cache_is_shared_with_forked_workers(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path, mosaic_params())
+    assert ds._tiles.get(3, IMGSZ) is None
+    child = multiprocessing.get_context("fork").Process(target=ds.load_tile, args=(3,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    cached = ds._tiles.get(3, IMGSZ)  # decoded in the child, visible here
+    assert cached is not None and not cached.flags.writeable
+    tile, _ = resize_long_side(ds.load_image(3, keep_gray=True), IMGSZ)
+    np.testing.assert_array_equal(cached, tile)
+    assert ds._tiles.get(3, IMGSZ + 32) is None  # another training size is another tile
+    assert pickle.loads(pickle.dumps(ds._tiles)).get(3, IMGSZ) is None  # spawn: private, empty
+
+
+def test_tile_cache_out_of_room_stores_nothing() -> None:
+    cache = TileCache(3, max_bytes=1000)
+    small, big = np.ones((20, 30), np.uint8), np.ones((20, 30, 3), np.uint8)
+    cache.put(0, 64, small)
+    cache.put(1, 64, big)  # 1800 bytes: does not fit
+    cache.put(2, 64, small)  # 600 + 600 > 1000: does not fit either
+    np.testing.assert_array_equal(cache.get(0, 64), small)
+    assert cache.get(1, 64) is None and cache.get(2, 64) is None

@@ -1,10 +1,12 @@
 """``YoloDataset``: YOLO-format images and labels, validated, cached and turned into samples.
 
-A sample is the dict of docs/architecture.md: ``img`` uint8 (3, H, W) RGB, ``labels`` float32
-(n, 5) ``[cls, x1, y1, x2, y2]`` pixels of ``img``, ``path``, ``image_id``, ``orig_shape``
-(h0, w0), ``ratio``, ``pad`` (left, top), with ``(xyxy - [left, top] * 2) / ratio`` mapping a
-box back to the original image. In training mode ``ratio``/``pad`` describe the resize, the
-random scale and the shift (exact without mosaic, rotation, shear and perspective), flips aside.
+A sample is the dict of docs/architecture.md: ``img`` uint8 (3, H, W) RGB (for colour images a
+channels-first view of (H, W, 3) pixels, not contiguous: ``collate`` copies it once, into the
+batch), ``labels`` float32 (n, 5) ``[cls, x1, y1, x2, y2]`` pixels of ``img``, ``path``,
+``image_id``, ``orig_shape`` (h0, w0), ``ratio``, ``pad`` (left, top), with
+``(xyxy - [left, top] * 2) / ratio`` mapping a box back to the original image. In training mode
+``ratio``/``pad`` describe the resize, the random scale and the shift (exact without mosaic,
+rotation, shear and perspective), flips aside.
 
 Randomness: the augmentation of sample ``i`` in epoch ``e`` uses
 ``numpy.random.default_rng([seed, e, i])``, so it does not depend on worker count or order. The
@@ -15,17 +17,17 @@ close_mosaic: mosaic and mixup run only for epochs ``< mosaic_until_epoch`` (the
 ``epochs - close_mosaic``). Each sample decides from the epoch it is asked for, which persistent
 workers receive with the index, so no state has to be pushed into the workers at the switch.
 
-Tiles: mosaic and mixup read 3 to 9 other images per sample. Each process (main or loader worker)
-keeps an LRU of decoded images already resized to a long side of ``imgsz`` ("tiles", built from
-``load_image``, so the image cache feeds it), bounded by ``tile_cache_mb``. A tile is a pure
-function of its index, so this changes speed, never samples. Cached tiles are read-only arrays:
-a transform must not write into its input image.
+Tiles: mosaic and mixup read 3 to 9 other images per sample. In training mode the dataset keeps
+the decoded images already resized to a long side of ``imgsz`` ("tiles", built from
+``load_image``, so the image cache feeds it) in a ``mosaic.TileCache`` of ``tile_cache_mb``
+shared by the forked loader workers. A tile is a pure function of its index, so this changes
+speed, never samples. Cached tiles are read-only arrays: a transform must not write into its
+input image.
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,7 @@ from detforge.data.cache import cache_path, fingerprint, load_cache, save_cache
 from detforge.data.datayaml import DataSpec, list_images
 from detforge.data.errors import DataError
 from detforge.data.images import ImageInfo, read_image
+from detforge.data.mosaic import TileCache
 from detforge.data.rect import letterbox_rect
 from detforge.data.transforms import (
     AugmentParams,
@@ -68,36 +71,6 @@ def xywhn_to_xyxy(labels: np.ndarray, w: float, h: float) -> np.ndarray:
     return out
 
 
-class _TileCache:
-    """Least-recently-used store of read-only tiles, bounded in bytes; empty when pickled (a
-    spawned worker starts with its own)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes, self.nbytes = max_bytes, 0
-        self._items: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-
-    def get(self, key: tuple[int, int]) -> np.ndarray | None:
-        img = self._items.get(key)
-        if img is not None:
-            self._items.move_to_end(key)
-        return img
-
-    def put(self, key: tuple[int, int], img: np.ndarray) -> None:
-        if img.nbytes > self.max_bytes or key in self._items:
-            return
-        img.flags.writeable = False
-        self._items[key] = img
-        self.nbytes += img.nbytes
-        while self.nbytes > self.max_bytes:
-            self.nbytes -= self._items.popitem(last=False)[1].nbytes
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"max_bytes": self.max_bytes}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["max_bytes"])
-
-
 class YoloDataset(Dataset):
     """Images and YOLO txt labels of one split.
 
@@ -120,7 +93,8 @@ class YoloDataset(Dataset):
             close_mosaic``); None: in every epoch.
         albumentations: extra transforms ``[{name: Blur, p: 0.1, blur_limit: 3}, ...]``
             (optional package; see ``albument.py``).
-        tile_cache_mb: memory for cached tiles per process (see above); 0 turns it off.
+        tile_cache_mb: memory for cached tiles, shared by the loader workers (see above); taken
+            only as tiles arrive; 0 turns the cache off.
 
     Attributes: ``image_files`` (sorted, usable images), ``labels`` (list of float32 (n, 5)
     [cls, cx, cy, w, h] normalised), ``shapes`` (list of (h0, w0)), ``names``, ``warnings``
@@ -158,8 +132,6 @@ class YoloDataset(Dataset):
         self.aug = aug if aug is not None else AugmentParams()
         self.seed, self.epoch, self.split = seed, 0, split
         self.mosaic_until_epoch = mosaic_until_epoch
-        self._tiles = _TileCache(int(tile_cache_mb * 2**20))
-
         entries = list_images(sources, root=root, split=split)
         if not entries:
             src = sources if isinstance(sources, (str, os.PathLike)) else list(map(str, sources))
@@ -180,6 +152,9 @@ class YoloDataset(Dataset):
         self.labels = [r.labels for r in used]
         self.shapes = [r.shape for r in used]
         self._info = [ImageInfo(r.shape, r.orientation, r.gray) for r in used]
+        # made here, in the main process, so that forked loader workers share it
+        max_bytes = int(tile_cache_mb * 2**20)
+        self._tiles = TileCache(len(self), max_bytes) if augment and max_bytes > 0 else None
         self.transforms: Transform = (
             transforms
             if transforms is not None
@@ -232,11 +207,11 @@ class YoloDataset(Dataset):
     def load_tile(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image ``index`` resized to a long side of imgsz (read-only uint8 (h, w, 3), or (h, w)
         if gray) and its labels float32 (n, 5) [cls, x1, y1, x2, y2] in its pixels (a new array)."""
-        key = (index, self.imgsz)  # a stage with another imgsz must not reuse old tiles
-        tile = self._tiles.get(key)
+        tile = self._tiles.get(index, self.imgsz) if self._tiles is not None else None
         if tile is None:
             tile, _ = resize_long_side(self.load_image(index, keep_gray=True), self.imgsz)
-            self._tiles.put(key, tile)
+            if self._tiles is not None:
+                self._tiles.put(index, self.imgsz, tile)
         h, w = tile.shape[:2]
         return tile, xywhn_to_xyxy(self.labels[index], w, h)
 
@@ -274,11 +249,14 @@ class YoloDataset(Dataset):
             else:
                 img, labels, ratio, pad = letterbox(img0, labels, self.imgsz, self.pad_value)
         if img.ndim == 2:
-            chw = np.repeat(img[None], 3, axis=0)
+            chw = torch.from_numpy(np.repeat(img[None], 3, axis=0))
         else:
-            chw = np.ascontiguousarray(img.transpose(2, 0, 1))
+            if not img.flags.writeable:  # cached pixels: the sample must not alias them
+                img = img.copy()
+            # a (3, H, W) view, not a copy: collate's copy into the batch does the transpose
+            chw = torch.from_numpy(img).permute(2, 0, 1)
         return {
-            "img": torch.from_numpy(chw),
+            "img": chw,
             "labels": torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32)),
             "path": self.image_files[index],
             "image_id": index,

@@ -24,14 +24,16 @@ whose scale is not known here.
 
 from __future__ import annotations
 
-from typing import Protocol
+import mmap
+import multiprocessing
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from detforge.data.transforms import Sample, box_visible
 
-__all__ = ["TileSource", "Mosaic", "mosaic4", "mosaic9"]
+__all__ = ["TileSource", "TileCache", "Mosaic", "mosaic4", "mosaic9"]
 
 Tile = tuple[np.ndarray, np.ndarray]  # (img (h, w[, 3]) uint8, labels (n, 5) xyxy tile pixels)
 
@@ -45,6 +47,60 @@ class TileSource(Protocol):
         """Image ``index`` resized to a long side of the training size, and its labels
         float32 (n, 5) [cls, x1, y1, x2, y2] in pixels of that image."""
         ...
+
+
+class TileCache:
+    """Tiles shared by all loader workers: one anonymous shared memory block, made in the main
+    process (before the workers fork), filled by whichever process first decodes a tile.
+
+    Without it each worker would decode and keep its own copy of every tile: W times the decoding
+    in the first epoch and W times the memory. Layout: a table (n, 5) int64 ``[offset, h, w,
+    channels (0: gray), imgsz]`` (offset -1: not cached), then the pixels, appended (no eviction:
+    mosaic partners are uniformly random, and for uniform access any cache of C of N tiles hits
+    C / N whatever it evicts). A lock inherited by the forked workers guards the table and the
+    append position; cached tiles come back as read-only views. Tiles are pure functions of their
+    index, so the cache changes speed, never samples. Memory is taken from the OS only as tiles
+    arrive. Pickled (the ``spawn`` start method) it becomes an empty cache private to the process.
+    """
+
+    def __init__(self, n: int, max_bytes: int) -> None:
+        self.n, self.max_bytes = n, max_bytes
+        self._head = (1 + 5 * n) * 8  # append position, then the table
+        self._mm = mmap.mmap(-1, self._head + max_bytes)  # anonymous, MAP_SHARED: survives fork
+        words = np.frombuffer(self._mm, np.int64, 1 + 5 * n)
+        self._used, self._table = words[:1], words[1:].reshape(n, 5)
+        self._table[:, 0] = -1
+        self._lock = multiprocessing.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"n": self.n, "max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["n"], state["max_bytes"])
+
+    def get(self, index: int, imgsz: int) -> np.ndarray | None:
+        """The cached tile of ``index`` at ``imgsz`` (read-only), or None."""
+        with self._lock:
+            offset, h, w, c, size = self._table[index].tolist()
+        if offset < 0 or size != imgsz:
+            return None
+        shape = (h, w, c) if c else (h, w)
+        tile = np.frombuffer(self._mm, np.uint8, h * w * max(c, 1), self._head + offset)
+        tile = tile.reshape(shape)
+        tile.flags.writeable = False
+        return tile
+
+    def put(self, index: int, imgsz: int, tile: np.ndarray) -> None:
+        """Store ``tile`` (uint8 (h, w) or (h, w, c)) unless cached already or out of room."""
+        with self._lock:
+            used = int(self._used[0])
+            if self._table[index, 0] >= 0 or used + tile.nbytes > self.max_bytes:
+                return
+            dst = np.frombuffer(self._mm, np.uint8, tile.nbytes, self._head + used)
+            dst[:] = tile.reshape(-1)
+            c = tile.shape[2] if tile.ndim == 3 else 0
+            self._table[index] = (used, tile.shape[0], tile.shape[1], c, imgsz)
+            self._used[0] = used + tile.nbytes
 
 
 def _paste(
