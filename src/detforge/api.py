@@ -77,6 +77,13 @@ class Detector:
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         self.names, self.imgsz = list(names), imgsz
         self.amp_dtype = resolve_amp(amp, self.device)
+        self.extra_models: list[YOLODetector] = []
+
+    def add_ensemble_member(self, other: Detector) -> None:
+        """Merge another detector's predictions into this one's (same classes)."""
+        if other.names != self.names:
+            raise ValueError("ensembled weights must have the same class names")
+        self.extra_models.append(other.model.to(self.device))
 
     @classmethod
     def load(
@@ -112,10 +119,17 @@ class Detector:
         iou: float = 0.7,
         max_det: int = 300,
         batch: int = 8,
+        tta: dict | None = None,
     ) -> list[Prediction]:
-        """Detect objects in image files or RGB uint8 arrays (H, W, 3)."""
+        """Detect objects in image files or RGB uint8 arrays (H, W, 3).
+
+        tta: test-time augmentation, keyword arguments of
+        :func:`~detforge.eval.tta.ensemble_predict` (transforms, scales, merge, wbf_iou); also
+        used to merge ensemble members (see :meth:`add_ensemble_member`).
+        """
         from .data.images import read_image
         from .data.transforms import letterbox
+        from .eval.tta import ensemble_predict
 
         if isinstance(images, str | os.PathLike | np.ndarray):
             images = [images]
@@ -135,11 +149,18 @@ class Detector:
             x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
             x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.amp_dtype):
-                outputs = self.model(x)
-            boxes, scores = decode(
-                [o.float() for o in outputs], self.model.strides, self.model.reg_max
-            )
-            dets = postprocess(boxes, scores, conf, iou, max_det)
+                if tta is not None or self.extra_models:
+                    dets = ensemble_predict(
+                        [self.model, *self.extra_models], x, conf=conf, iou=iou,
+                        max_det=max_det, **(tta or {}),
+                    )  # fmt: skip
+                else:
+                    outputs = self.model(x)
+            if tta is None and not self.extra_models:
+                boxes, scores = decode(
+                    [o.float() for o in outputs], self.model.strides, self.model.reg_max
+                )
+                dets = postprocess(boxes, scores, conf, iou, max_det)
             ms = (time.perf_counter() - t0) * 1000 / len(chunk)
             for det, (ratio, pad, shape, path) in zip(dets, metas, strict=True):
                 b = scale_boxes_to_original(det.boxes, ratio, pad, shape)

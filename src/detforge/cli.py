@@ -21,8 +21,11 @@ USAGE = """usage: detforge <command> [key=value ...]
 commands:
   train      train a detector          detforge train [data=data.yaml] [model=yolo-n] [epochs=100]
   val        validate weights          detforge val weights=runs/train/weights/best.pt [data=...]
+             (weights=a.pt,b.pt ensembles; augment=true for test-time augmentation)
   predict    detect objects in images  detforge predict weights=best.pt source=<image|folder|glob>
   eval-json  score COCO results json   detforge eval-json gt=gt.json pred=pred.json [--json]
+  diagnose   TIDE-style error analysis  detforge diagnose weights=best.pt [data=...]
+             or from files: detforge diagnose gt=gt.json pred=pred.json [images=DIR]
   data-stats per-class boxes, sizes, aspect ratios, empty and duplicate images (+ plots)
   convert    from=coco json=.. images=.. out=.. | from=voc xml=.. images=.. out=.. |
              to=coco data=data.yaml split=val out=gt.json
@@ -81,16 +84,46 @@ def cmd_train(args: Sequence[str]) -> int:
     return 0
 
 
+def _weights_list(special: dict, command: str) -> list[str]:
+    weights = _require(special, "weights", command, "weights=runs/train/weights/best.pt")
+    return [w for w in weights.split(",") if w]
+
+
 def cmd_val(args: Sequence[str]) -> int:
     from .api import config_from_checkpoint
     from .eval.validate_cmd import run_validation
 
     special, rest = _split_args(args, {"weights", "split"})
-    weights = _require(special, "weights", "val", "weights=runs/train/weights/best.pt")
-    cfg = config_from_checkpoint(
-        weights, ["train.name=val", *rest], {"conf": "eval.conf", "iou": "eval.iou"}
-    )
+    weights = _weights_list(special, "val")
+    aliases = {"conf": "eval.conf", "iou": "eval.iou", "augment": "eval.augment"}
+    cfg = config_from_checkpoint(weights[0], ["train.name=val", *rest], aliases)
     run_validation(cfg, weights, special.get("split", "val"))
+    return 0
+
+
+def cmd_diagnose(args: Sequence[str]) -> int:
+    from .api import config_from_checkpoint
+
+    special, rest = _split_args(args, {"weights", "split", "gt", "pred", "images", "out"})
+    if special.get("gt") or special.get("pred"):
+        from .eval.diagnose import diagnose_coco_json, format_diagnosis
+
+        gt = _require(special, "gt", "diagnose", "gt=instances_val.json")
+        pred = _require(special, "pred", "diagnose", "pred=predictions.json")
+        if rest:
+            raise ConfigError(f"detforge diagnose: unexpected argument(s) {' '.join(rest)}")
+        out = special.get("out", "runs/diagnose")
+        summary = diagnose_coco_json(gt, pred, out, image_dir=special.get("images"))
+        print(format_diagnosis(summary))
+        print(f"\ndiagnosis written to {out}")
+        return 0
+    from .eval.validate_cmd import run_diagnosis
+
+    weights = _weights_list(special, "diagnose")
+    cfg = config_from_checkpoint(
+        weights[0], ["train.name=diagnose", *rest], {"conf": "eval.conf", "iou": "eval.iou"}
+    )
+    run_diagnosis(cfg, weights, special.get("split", "val"))
     return 0
 
 
@@ -99,15 +132,16 @@ def cmd_predict(args: Sequence[str]) -> int:
     from .predict_cmd import run_predict
 
     special, rest = _split_args(args, {"weights", "source"})
-    weights = _require(special, "weights", "predict", "weights=best.pt")
+    weights = _weights_list(special, "predict")
     source = _require(special, "source", "predict", "source=images/ or source='*.jpg'")
     aliases = {
         "conf": "predict.conf",
         "iou": "predict.iou",
         "max_det": "predict.max_det",
+        "augment": "predict.augment",
         "name": "train.name",
     }
-    cfg = config_from_checkpoint(weights, ["train.name=predict", *rest], aliases)
+    cfg = config_from_checkpoint(weights[0], ["train.name=predict", *rest], aliases)
     run_predict(cfg, weights, source)
     return 0
 
@@ -185,6 +219,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "val": cmd_val,
     "predict": cmd_predict,
     "eval-json": cmd_eval_json,
+    "diagnose": cmd_diagnose,
     "models": cmd_models,
     "config": cmd_config,
     "recipes": cmd_recipes,

@@ -67,12 +67,26 @@ def draw_detections(img_rgb: np.ndarray, pred) -> np.ndarray:
     return out
 
 
-def run_predict(cfg: RunConfig, weights: str, source: str) -> Path:
+def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
     from .api import Detector
     from .data.images import read_image
 
     files = resolve_source(source)
-    det = Detector.load(weights, device=cfg.train.device, imgsz=cfg.train.imgsz)
+    weights = [weights] if isinstance(weights, str) else list(weights)
+    det = Detector.load(weights[0], device=cfg.train.device, imgsz=cfg.train.imgsz)
+    for w in weights[1:]:
+        det.add_ensemble_member(Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz))
+    t = cfg.tta
+    tta = None
+    if cfg.predict.augment:
+        tta = {
+            "transforms": t.transforms,
+            "scales": t.scales,
+            "merge": t.merge,
+            "wbf_iou": t.wbf_iou,
+        }
+    elif len(weights) > 1:
+        tta = {"merge": t.merge, "wbf_iou": t.wbf_iou}
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
     p = cfg.predict
     if p.save_txt:
@@ -80,7 +94,7 @@ def run_predict(cfg: RunConfig, weights: str, source: str) -> Path:
     results, latencies = [], []
     for i, f in enumerate(files):
         img = read_image(f)
-        pred = det.predict(img, conf=p.conf, iou=p.iou, max_det=p.max_det)[0]
+        pred = det.predict(img, conf=p.conf, iou=p.iou, max_det=p.max_det, tta=tta)[0]
         latencies.append(pred.latency_ms)
         log.info("%s: %d objects, %.1f ms", f, len(pred), pred.latency_ms)
         if p.save_images:

@@ -24,4 +24,5 @@ def tiny_args(tiny_data, tmp_path):
         "train.progress=false",
         "train.deterministic=true",
         "amp=off",
+        "eval.report=false",
     ]

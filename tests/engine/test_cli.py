@@ -109,3 +109,56 @@ def test_schedule_and_lr_find_commands(capsys, tiny_args, tmp_path):
     assert rows[0] == "lr,loss,smoothed" and 2 <= len(rows) <= 9
     code, _, err = _run(capsys, "lr-find", *tiny_args, "iters=-3")
     assert code == 2 and "iters must be a positive number" in err
+
+
+def test_report_val_augment_ensemble_and_diagnose(capsys, tiny_args, tiny_data, tmp_path):
+    code, out, err = _run(capsys, "train", *tiny_args, "epochs=1", "eval.report=true")
+    assert code == 0, err
+    run = tmp_path / "runs" / "train"
+    assert (run / "report.html").is_file()
+    assert (run / "eval" / "confusion_matrix.png").is_file()
+    assert (run / "diagnosis").is_dir()
+    rows = (run / "results.csv").read_text().splitlines()
+    assert all(k in rows[0] for k in ("metrics/precision", "metrics/f1", "metrics/mean_iou"))
+
+    w = run / "weights" / "best.pt"
+    code, out, err = _run(
+        capsys,
+        "val",
+        f"weights={w}",
+        "workers=0",
+        "augment=true",
+        "tta.transforms=[flip]",
+        "train.progress=false",
+    )
+    assert code == 0, err
+    assert "test-time augmentation" in err or "Average Precision" in out
+    metrics = json.loads((tmp_path / "runs" / "val" / "metrics.json").read_text())
+    assert metrics["augment"] is True
+    assert (tmp_path / "runs" / "val" / "eval" / "pr_curve.png").is_file()
+
+    code, out, err = _run(capsys, "val", f"weights={w},{w}", "workers=0", "train.progress=false")
+    assert code == 0, err
+    assert (
+        len(json.loads((tmp_path / "runs" / "val2" / "metrics.json").read_text())["weights"]) == 2
+    )
+
+    code, out, err = _run(capsys, "diagnose", f"weights={w}", "workers=0", "train.progress=false")
+    assert code == 0, err
+    assert "dAP" in out or "Cls" in out
+    code, out, err = _run(
+        capsys,
+        "diagnose",
+        f"gt={run / 'val_gt.json'}",
+        f"pred={run / 'val_predictions.json'}",
+        f"out={tmp_path / 'dg'}",
+    )
+    assert code == 0, err
+    code, _, err = _run(capsys, "val", f"weights={w}", "tta.transforms=[flop]")
+    assert code == 2 and "did you mean 'flip'" in err
+
+    images = tiny_data.parent / "images" / "val"
+    code, out, err = _run(
+        capsys, "predict", f"weights={w},{w}", f"source={images}", "augment=true", "conf=0.01"
+    )
+    assert code == 0, err

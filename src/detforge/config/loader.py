@@ -204,6 +204,13 @@ def _cross_check(cfg: RunConfig) -> None:
             f"augment.multi_scale: expected [min, max] with 0 < min <= max, got "
             f"{cfg.augment.multi_scale}"
         )
+    views = ("flip", "vflip", "scale", "rot90")
+    bad = [t for t in cfg.tta.transforms if t not in views]
+    if bad:
+        raise ConfigError(
+            f"tta.transforms: unknown view '{bad[0]}'{suggest(bad[0], views)}; choose from "
+            + ", ".join(views)
+        )
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"train.device: {dev!r} is not one of auto, cpu, cuda, cuda:N")

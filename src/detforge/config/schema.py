@@ -371,6 +371,32 @@ class EvalSection:
     save_json: bool = setting(
         True, "Write the final validation predictions and ground truth as COCO json."
     )
+    augment: bool = setting(
+        False,
+        "detforge val: test-time augmentation with the tta.* settings (never during "
+        "training's per-epoch validation).",
+    )
+    report: bool = setting(
+        True,
+        "At the end of training: P/R/F1, curves, confusion matrix, TIDE diagnosis and "
+        "report.html in the run folder.",
+    )
+
+
+@dataclass
+class TTASection:
+    transforms: list[str] = setting(
+        ["flip", "scale"],
+        "Test-time augmentation views: flip, vflip, scale (one view per tta.scales entry) and "
+        "rot90 (90/180/270 degrees, for overhead imagery).",
+    )
+    scales: list[float] = setting(
+        [0.83, 1.0, 1.2], "Image scales of the 'scale' view (rounded to the model stride).", gt=0
+    )
+    merge: Literal["nms", "wbf"] = setting(
+        "wbf", "How views (and ensembled weights) merge: class-aware NMS or weighted box fusion."
+    )
+    wbf_iou: float = setting(0.55, "IoU that clusters boxes in weighted box fusion.", gt=0, le=1)
 
 
 @dataclass
@@ -381,6 +407,7 @@ class PredictSection:
     save_images: bool = setting(True, "Write annotated images.")
     save_txt: bool = setting(True, "Write YOLO txt labels (class cx cy w h conf, normalised).")
     save_json: bool = setting(True, "Write predictions.json in COCO results format.")
+    augment: bool = setting(False, "Test-time augmentation with the tta.* settings.")
 
 
 @dataclass
@@ -396,6 +423,7 @@ class RunConfig:
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
     predict: PredictSection = field(default_factory=PredictSection)
+    tta: TTASection = field(default_factory=TTASection)
 
 
 # Short names for the settings people type every day.

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 from ..config.fields import ConfigError, suggest
 
-# Validation metrics a fitness may weigh (the 12 COCO stats).
+# Validation metrics a fitness may weigh: the 12 COCO stats, then P/R/F1 at the confidence
+# of best mean F1 and the mean IoU of matched detections (eval/metrics.py).
 METRIC_KEYS = (
     "map50_95",
     "map50",
@@ -20,6 +21,10 @@ METRIC_KEYS = (
     "ar_small",
     "ar_medium",
     "ar_large",
+    "precision",
+    "recall",
+    "f1",
+    "mean_iou",
 )
 
 

@@ -18,6 +18,8 @@ import torch
 from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict, dump_config
+from ..eval.metrics import scalar_metrics
+from ..eval.report import dataset_ground_truth
 from .checkpoint import load_checkpoint, load_model_state, save_atomic
 from .components import (
     accumulation_steps,
@@ -99,6 +101,7 @@ class Trainer:
         self.optimizer, wd = build_optimizer_from_config(cfg, self.model, eff_batch)
         log.info("parameter groups:\n%s", describe_param_groups(self.optimizer))
         self.batches_per_epoch = len(self.data.train_loader)
+        self._val_gt = dataset_ground_truth(self.data.val_set)
         self.schedule = build_schedule_from_config(cfg, self.batches_per_epoch, self.accumulate)
         log.info("schedule: %s", self.schedule.describe())
         self.scaler = torch.amp.GradScaler(
@@ -346,11 +349,12 @@ class Trainer:
         last = self.epoch == cfg.train.epochs
         metrics: dict[str, float] = {}
         if last or self.epoch % cfg.train.val_interval == 0:
-            val = self.data.validator.run(
-                self.eval_model(), self.loss_fn, keep_predictions=last and cfg.eval.save_json
-            )
+            val = self.data.validator.run(self.eval_model(), self.loss_fn, keep_predictions=True)
             self.last_val = val
-            metrics = val.metrics
+            metrics = {
+                **val.metrics,
+                **scalar_metrics(val.predictions, self._val_gt, len(self.data.names)),
+            }
             row.update({f"val/{k}": v for k, v in val.losses.items()})
             row.update({f"metrics/{k}": v for k, v in metrics.items()})
             fit = fitness(metrics, cfg.train.fitness)
@@ -400,7 +404,7 @@ class Trainer:
 
     def finish(self) -> TrainResult:
         """Validate ``best.pt`` once more, print per-class metrics, export COCO json."""
-        from ..eval.report import export_run_predictions, format_per_class
+        from ..eval.report import export_run_predictions, format_per_class, write_run_analysis
 
         if self.best_epoch == self.epoch and self.last_val is not None:
             val = self.last_val  # best.pt is the model just validated: do not repeat it
@@ -408,7 +412,7 @@ class Trainer:
             best = load_checkpoint(self.weights_dir / "best.pt", map_location=self.device)
             model = self.eval_model()
             load_model_state(model, best["ema"] or best["model"], "best.pt")
-            val = self.data.validator.run(model, keep_predictions=self.cfg.eval.save_json)
+            val = self.data.validator.run(model, keep_predictions=True)
         log.info(
             "best epoch %d, validation of best.pt:\n%s",
             self.best_epoch,
@@ -416,6 +420,14 @@ class Trainer:
         )
         if self.cfg.eval.save_json:
             export_run_predictions(self.run_dir, self.data.val_set, val.predictions)
+        if self.cfg.eval.report:
+            try:
+                report = write_run_analysis(
+                    self.run_dir, val.result, val.predictions, self.data.val_set
+                )
+                log.info("report: %s", report)
+            except Exception as e:  # a finished run must not fail because a plot did
+                log.warning("could not write the run report: %s", e)
         return TrainResult(
             self.run_dir, self.best_epoch, self.best_fitness, val.metrics, val.result.per_class
         )

@@ -1,17 +1,25 @@
-"""``detforge val``: validate saved weights on a split and write the metrics next to them."""
+"""``detforge val`` and ``detforge diagnose``: score saved weights on a split and explain it."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
 from ..config import RunConfig
 from ..engine.rundir import make_run_dir, write_text_atomic
 
 log = logging.getLogger("detforge")
 
+__all__ = ["run_validation", "run_diagnosis", "evaluate_weights"]
 
-def run_validation(cfg: RunConfig, weights: str, split: str = "val"):
+
+def evaluate_weights(cfg: RunConfig, weights: Sequence[str], split: str = "val"):
+    """Validate one checkpoint (or an ensemble of several) on a split of the configured data.
+
+    Returns (ValResult with predictions kept, dataset, class names).
+    """
     from ..api import Detector
     from ..data.datayaml import load_data_yaml
     from ..engine.device import resolve_amp
@@ -21,48 +29,75 @@ def run_validation(cfg: RunConfig, weights: str, split: str = "val"):
         resolve_data_yaml,
         resolve_workers,
     )
-    from .cocojson import format_stats_table
-    from .report import export_run_predictions, format_per_class
     from .validator import Validator
 
-    det = Detector.load(weights, device=cfg.train.device, imgsz=cfg.train.imgsz)
+    dets = [Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz) for w in weights]
     spec = load_data_yaml(resolve_data_yaml(cfg))
-    if len(spec.names) != det.model.nc:
-        log.warning("data has %d classes but the weights have %d", len(spec.names), det.model.nc)
+    for w, det in zip(weights, dets, strict=True):
+        if len(spec.names) != det.model.nc:
+            log.warning("%s: data has %d classes, the weights %d", w, len(spec.names), det.model.nc)
     dataset = build_val_set(cfg, spec, split)
-    loader = build_val_loader(cfg, dataset, resolve_workers(cfg.data.workers, det.device))
-    validator = Validator(
-        dataset,
-        loader,
-        det.device,
-        resolve_amp(cfg.train.amp, det.device),
-        cfg.eval.conf,
-        cfg.eval.iou,
-        cfg.eval.max_det,
-        progress=cfg.train.progress,
+    loader = build_val_loader(cfg, dataset, resolve_workers(cfg.data.workers, dets[0].device))
+    t = cfg.tta
+    tta = (
+        {"transforms": t.transforms, "scales": t.scales, "merge": t.merge, "wbf_iou": t.wbf_iou}
+        if cfg.eval.augment
+        else ({"merge": t.merge, "wbf_iou": t.wbf_iou} if len(dets) > 1 else None)
     )
-    val = validator.run(det.model, keep_predictions=cfg.eval.save_json)
+    validator = Validator(
+        dataset, loader, dets[0].device, resolve_amp(cfg.train.amp, dets[0].device),
+        cfg.eval.conf, cfg.eval.iou, cfg.eval.max_det, progress=cfg.train.progress,
+        tta=tta, extra_models=[d.model for d in dets[1:]],
+    )  # fmt: skip
+    if tta:
+        log.info("test-time augmentation / ensemble: %s", tta)
+    return validator.run(dets[0].model, keep_predictions=True), dataset, list(spec.names)
+
+
+def run_validation(cfg: RunConfig, weights: Sequence[str], split: str = "val"):
+    from .cocojson import format_stats_table
+    from .explain import explain
+    from .report import (
+        dataset_ground_truth,
+        dataset_image_paths,
+        export_run_predictions,
+        format_per_class,
+    )
+
+    val, dataset, names = evaluate_weights(cfg, weights, split)
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
+    explained = explain(
+        val.result, val.predictions, dataset_ground_truth(dataset), names, out / "eval",
+        images=dataset_image_paths(dataset),
+    )  # fmt: skip
     print(format_stats_table(val.result.stats))
     print()
-    print(format_per_class(val.result, spec.names))
-    write_text_atomic(
-        out / "metrics.json",
-        json.dumps(
-            {
-                "weights": str(weights),
-                "split": split,
-                "stats": val.result.stats,
-                "per_class": {
-                    spec.names[int(k)]: v
-                    for k, v in val.result.per_class.items()
-                    if int(k) < len(spec.names)
-                },
-            },
-            indent=2,
-        ),
-    )
+    print(format_per_class(val.result, names, explained))
+    per_class = {names[int(k)]: v for k, v in val.result.per_class.items() if int(k) < len(names)}
+    summary = {
+        "weights": list(map(str, weights)),
+        "split": split,
+        "stats": val.result.stats,
+        "per_class": per_class,
+        "augment": cfg.eval.augment,
+    }
+    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2))
     if cfg.eval.save_json:
         export_run_predictions(out, dataset, val.predictions)
     print(f"\nresults written to {out} ({val.seconds:.1f} s)")
     return val
+
+
+def run_diagnosis(cfg: RunConfig, weights: Sequence[str], split: str = "val") -> Path:
+    from .diagnose import diagnose, format_diagnosis
+    from .report import dataset_ground_truth, dataset_image_paths
+
+    val, dataset, names = evaluate_weights(cfg, weights, split)
+    out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
+    summary = diagnose(
+        val.predictions, dataset_ground_truth(dataset), names, out,
+        images=dataset_image_paths(dataset),
+    )  # fmt: skip
+    print(format_diagnosis(summary))
+    print(f"\ndiagnosis written to {out}")
+    return out

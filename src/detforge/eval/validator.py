@@ -12,6 +12,7 @@ from tqdm import tqdm
 from ..models.decode import decode
 from .coco import COCOEvaluator, EvalResult
 from .postprocess import Detections, postprocess, scale_boxes_to_original
+from .tta import ensemble_predict
 
 __all__ = ["Validator", "ValResult", "ground_truth_xyxy", "prepare_images"]
 
@@ -57,10 +58,16 @@ class Validator:
         iou: float = 0.7,
         max_det: int = 300,
         progress: bool = False,
+        tta: dict | None = None,
+        extra_models: list[nn.Module] = (),
     ):
+        """tta: keyword arguments of :func:`~detforge.eval.tta.ensemble_predict` (transforms,
+        scales, merge, wbf_iou) for test-time augmentation; extra_models: more detectors to
+        ensemble with the validated one (merged the same way)."""
         self.dataset, self.loader, self.device = dataset, loader, device
         self.amp_dtype = amp_dtype
         self.conf, self.iou, self.max_det, self.progress = conf, iou, max_det, progress
+        self.tta, self.extra_models = tta, list(extra_models)
 
     @torch.no_grad()
     def run(self, model: nn.Module, loss_fn=None, keep_predictions: bool = False) -> ValResult:
@@ -78,16 +85,24 @@ class Validator:
         it = tqdm(self.loader, desc="val", leave=False, disable=not self.progress)
         for batch in it:
             x = prepare_images(batch["img"], self.device)
-            with autocast(self.device, self.amp_dtype):
-                outputs = model(x)
-            outputs = [o.float() for o in outputs]
+            merged = self.tta is not None or bool(self.extra_models)
+            if loss_fn is not None or not merged:
+                with autocast(self.device, self.amp_dtype):
+                    outputs = [o.float() for o in model(x)]
             if loss_fn is not None:
                 terms = loss_fn(outputs, batch["targets"].to(self.device))
                 for k, v in terms.items():
                     loss_sums[k] = loss_sums.get(k, 0.0) + float(v)
                 batches += 1
-            boxes, scores = decode(outputs, model.strides, model.reg_max)
-            dets = postprocess(boxes, scores, self.conf, self.iou, self.max_det)
+            if merged:
+                with autocast(self.device, self.amp_dtype):
+                    dets = ensemble_predict(
+                        [model, *self.extra_models], x, conf=self.conf, iou=self.iou,
+                        max_det=self.max_det, **(self.tta or {}),
+                    )  # fmt: skip
+            else:
+                boxes, scores = decode(outputs, model.strides, model.reg_max)
+                dets = postprocess(boxes, scores, self.conf, self.iou, self.max_det)
             for i, det in enumerate(dets):
                 image_id = int(batch["image_ids"][i])
                 orig = tuple(batch["orig_shapes"][i])
