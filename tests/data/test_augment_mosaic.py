@@ -25,7 +25,8 @@ from PIL import Image
 from detforge.data import YoloDataset
 from detforge.data.loader import build_dataloader
 from detforge.data.mosaic import Mosaic, TileCache
-from detforge.data.transforms import AugmentParams, resize_long_side
+from detforge.data.perspective import RandomPerspective
+from detforge.data.transforms import AugmentParams, Compose, resize_long_side
 
 PALETTE = np.array(
     [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255],
@@ -232,3 +233,22 @@ def test_tile_cache_out_of_room_stores_nothing() -> None:
     cache.put(2, 64, small)  # 600 + 600 > 1000: does not fit either
     np.testing.assert_array_equal(cache.get(0, 64), small)
     assert cache.get(1, 64) is None and cache.get(2, 64) is None
+
+
+@pytest.mark.parametrize("extra", [{}, {"degrees": 10.0}, {"mosaic9": 1.0}])
+def test_perspective_drawing_only_its_window_equals_the_full_canvas(
+    tmp_path: Path, extra: dict
+) -> None:
+    # zoomed out and shifted enough for windows that reach beyond the canvas
+    ds = make_dataset(tmp_path, mosaic_params(scale=0.6, translate=0.3, **extra))
+    mosaic = Mosaic(ds, IMGSZ, p=1.0, p9=ds.aug.mosaic9, pad_value=0)
+    fused = RandomPerspective(IMGSZ, ds.aug, 0, mosaic=mosaic)
+    chained = Compose([mosaic, RandomPerspective(IMGSZ, ds.aug, 0)])
+    for i in range(len(ds)):
+        tile, labels = ds.load_tile(i)
+        a = fused({"img": tile, "labels": labels}, np.random.default_rng(i))
+        b = chained({"img": tile, "labels": labels}, np.random.default_rng(i))
+        np.testing.assert_array_equal(a["img"], b["img"])
+        np.testing.assert_array_equal(a["labels"], b["labels"])
+        np.testing.assert_array_equal(a["visible"], b["visible"])
+        assert a["pad"] == b["pad"] and a["ratio"] == b["ratio"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cv2
@@ -33,7 +34,7 @@ import numpy as np
 
 from detforge.data.transforms import Sample, box_visible
 
-__all__ = ["TileSource", "TileCache", "Mosaic", "mosaic4", "mosaic9"]
+__all__ = ["TileSource", "TileCache", "Layout", "Mosaic", "mosaic4", "mosaic9"]
 
 Tile = tuple[np.ndarray, np.ndarray]  # (img (h, w[, 3]) uint8, labels (n, 5) xyxy tile pixels)
 
@@ -103,52 +104,76 @@ class TileCache:
             self._used[0] = used + tile.nbytes
 
 
-def _paste(
-    canvas: np.ndarray, tiles: list[Tile], origins: np.ndarray, visible: list[np.ndarray]
+@dataclass
+class Layout:
+    """Images placed on a virtual (height, width) canvas, nothing copied yet: image k's top-left
+    pixel at ``origins[k]`` = (x, y); whatever falls off the canvas is cut, the rest is pad.
+
+    ``render`` draws any window of it, so a warp that shows only part of a mosaic canvas needs
+    only that part drawn (``RandomPerspective`` does this).
+    """
+
+    images: list[np.ndarray]
+    origins: np.ndarray  # (k, 2) int
+    height: int
+    width: int
+
+    @classmethod
+    def single(cls, img: np.ndarray) -> Layout:
+        return cls([img], np.zeros((1, 2), int), img.shape[0], img.shape[1])
+
+    def render(self, x0: int, y0: int, w: int, h: int, pad_value: int = 114) -> np.ndarray:
+        """Pixels of the canvas window [x0, x0 + w) x [y0, y0 + h) (which may reach beyond the
+        canvas): uint8 (h, w, 3), or (h, w) if every image is gray. A window inside a single
+        image is returned as a view of it."""
+        inside = x0 >= 0 and y0 >= 0 and x0 + w <= self.width and y0 + h <= self.height
+        if len(self.images) == 1 and not self.origins.any() and inside:
+            return self.images[0][y0 : y0 + h, x0 : x0 + w]
+        colour = any(img.ndim == 3 for img in self.images)
+        out = np.full((h, w, 3) if colour else (h, w), pad_value, np.uint8)
+        for img, (ox, oy) in zip(self.images, self.origins.tolist(), strict=True):
+            ih, iw = img.shape[:2]
+            # the image, cut by the canvas and by the window, in canvas coordinates
+            ax1, ay1 = max(ox, 0, x0), max(oy, 0, y0)
+            ax2, ay2 = min(ox + iw, self.width, x0 + w), min(oy + ih, self.height, y0 + h)
+            if ax2 <= ax1 or ay2 <= ay1:
+                continue
+            part = img[ay1 - oy : ay2 - oy, ax1 - ox : ax2 - ox]
+            # a gray image on a colour canvas: broadcast its one channel to three
+            out[ay1 - y0 : ay2 - y0, ax1 - x0 : ax2 - x0] = (
+                part[..., None] if part.ndim < out.ndim else part
+            )
+        return out
+
+
+def _place_labels(
+    tiles: list[Tile], origins: np.ndarray, visible: list[np.ndarray], side: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Copy tiles into ``canvas`` at integer top-left ``origins`` (k, 2), cutting at its edges;
-    shift, clip and filter the labels. Returns (labels (m, 5), visible (m,))."""
-    ch, cw = canvas.shape[:2]
-    out_labels, out_visible = [], []
-    for (img, labels), (x0, y0), vis in zip(tiles, origins.tolist(), visible, strict=True):
-        h, w = img.shape[:2]
-        cx1, cy1, cx2, cy2 = max(x0, 0), max(y0, 0), min(x0 + w, cw), min(y0 + h, ch)
-        if cx2 > cx1 and cy2 > cy1:
-            part = img[cy1 - y0 : cy2 - y0, cx1 - x0 : cx2 - x0]
-            # a gray tile on a colour canvas: broadcast its one channel to three
-            canvas[cy1:cy2, cx1:cx2] = part[..., None] if part.ndim < canvas.ndim else part
-        if len(labels):
-            shifted = labels.copy()
-            shifted[:, 1:5] += np.array([x0, y0, x0, y0], np.float32)
-            out_labels.append(shifted)
-            out_visible.append(vis)
-    if not out_labels:
+    """Shift each tile's labels by its origin (k, 2), clip them to the (side, side) canvas and
+    drop those cut away; the kept fraction multiplies ``visible``. Returns (labels (m, 5),
+    visible (m,))."""
+    shift = np.concatenate([origins, origins], axis=1).astype(np.float32)  # (k, 4)
+    counts = [len(labels) for _, labels in tiles]
+    if not sum(counts):
         return np.zeros((0, 5), np.float32), np.zeros(0, np.float32)
-    labels = np.concatenate(out_labels)
-    vis = np.concatenate(out_visible).astype(np.float32)
+    labels = np.concatenate([lab for _, lab in tiles]).astype(np.float32)
+    labels[:, 1:5] += np.repeat(shift, counts, axis=0)
+    vis = np.concatenate(visible).astype(np.float32)
     boxes = labels[:, 1:5]
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    np.clip(boxes[:, 0::2], 0, cw, out=boxes[:, 0::2])
-    np.clip(boxes[:, 1::2], 0, ch, out=boxes[:, 1::2])
+    np.clip(boxes, 0, side, out=boxes)
     cut = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     vis *= cut / np.maximum(area, 1e-12)
     keep = cut > 0
     return labels[keep], vis[keep]
 
 
-def _canvas(tiles: list[Tile], side: int, pad_value: int) -> np.ndarray:
-    colour = any(img.ndim == 3 for img, _ in tiles)
-    shape = (side, side, 3) if colour else (side, side)
-    return np.full(shape, pad_value, np.uint8)
-
-
 def mosaic4(
-    tiles: list[Tile], visible: list[np.ndarray], size: int, rng: np.random.Generator,
-    pad_value: int = 114,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:  # fmt: skip
-    """4 tiles around a random centre on a (2 size, 2 size[, 3]) canvas (tile 0 is the sample's).
+    tiles: list[Tile], visible: list[np.ndarray], size: int, rng: np.random.Generator
+) -> tuple[Layout, np.ndarray, np.ndarray]:
+    """4 tiles around a random centre on a (2 size, 2 size) canvas (tile 0 is the sample's).
 
-    Returns (canvas, labels (m, 5) canvas pixels, visible (m,), tile 0's top-left origin).
+    Returns (layout, labels (m, 5) canvas pixels, visible (m,)).
     """
     xc, yc = (int(v) for v in np.round(rng.uniform(0.5 * size, 1.5 * size, 2)))
     quadrant = rng.permutation(4)  # quadrant of each tile: 0 TL, 1 TR, 2 BL, 3 BR
@@ -157,19 +182,17 @@ def mosaic4(
     origins = np.stack(
         [np.where(right, xc, xc - sizes[:, 0]), np.where(bottom, yc, yc - sizes[:, 1])], axis=1
     )
-    canvas = _canvas(tiles, 2 * size, pad_value)
-    labels, vis = _paste(canvas, tiles, origins, visible)
-    return canvas, labels, vis, (int(origins[0, 0]), int(origins[0, 1]))
+    labels, vis = _place_labels(tiles, origins, visible, 2 * size)
+    return Layout([img for img, _ in tiles], origins, 2 * size, 2 * size), labels, vis
 
 
 def mosaic9(
-    tiles: list[Tile], visible: list[np.ndarray], size: int, rng: np.random.Generator,
-    pad_value: int = 114,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], float]:  # fmt: skip
-    """9 tiles shrunk by 2/3 in a shifted 3 x 3 grid on a (2 size, 2 size[, 3]) canvas.
+    tiles: list[Tile], visible: list[np.ndarray], size: int, rng: np.random.Generator
+) -> tuple[Layout, np.ndarray, np.ndarray, float]:
+    """9 tiles shrunk by 2/3 in a shifted 3 x 3 grid on a (2 size, 2 size) canvas.
 
-    Tile 0 (the sample's) takes the centre cell. Returns (canvas, labels, visible, tile 0's
-    origin, shrink factor).
+    Tile 0 (the sample's) takes the centre cell. Returns (layout, labels, visible, tile 0's
+    shrink factor).
     """
     cell = 2 * size / 3
     shift = rng.uniform(-0.5, 0.5, 2) * cell
@@ -189,16 +212,19 @@ def mosaic9(
     sizes = np.array([img.shape[1::-1] for img, _ in shrunk], np.float64)  # (9, 2) (w, h)
     cell_xy = np.array([(c, r) for r, c in cells], np.float64) * cell + shift
     origins = np.round(cell_xy + (cell - sizes) / 2).astype(int)
-    canvas = _canvas(shrunk, 2 * size, pad_value)
-    labels, vis = _paste(canvas, shrunk, origins, visible)
-    r0 = shrunk[0][0].shape[1] / tiles[0][0].shape[1]
-    return canvas, labels, vis, (int(origins[0, 0]), int(origins[0, 1])), r0
+    labels, vis = _place_labels(shrunk, origins, visible, 2 * size)
+    layout = Layout([img for img, _ in shrunk], origins, 2 * size, 2 * size)
+    return layout, labels, vis, shrunk[0][0].shape[1] / tiles[0][0].shape[1]
 
 
 class Mosaic:
     """With probability ``p``, replace the sample by a mosaic of it and 3 (with probability
     ``p9`` of a mosaic: 8) random other images of ``source``; skipped when the sample's
-    ``mosaic`` flag is False (close_mosaic). Output: a (2 size, 2 size[, 3]) canvas."""
+    ``mosaic`` flag is False (close_mosaic). Output: a (2 size, 2 size[, 3]) canvas.
+
+    ``place`` does the same without drawing the canvas (for ``RandomPerspective(mosaic=...)``,
+    which draws only the part it shows); both consume the generator identically.
+    """
 
     def __init__(
         self, source: TileSource, size: int, p: float = 1.0, p9: float = 0.0, pad_value: int = 114
@@ -208,12 +234,15 @@ class Mosaic:
     def __repr__(self) -> str:
         return f"Mosaic(size={self.size}, p={self.p}, p9={self.p9})"
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+    def place(self, sample: Sample, rng: np.random.Generator) -> Layout | None:
+        """Draw the mosaic's images and layout; update the sample's ``labels``, ``visible``,
+        ``ratio`` and ``pad`` (of the sample's own image) and return the layout, or None (and
+        the sample untouched) when there is no mosaic this time."""
         if not sample.get("mosaic", True):
-            return sample
+            return None
         u = rng.random(2)
         if u[0] >= self.p:
-            return sample
+            return None
         nine = bool(u[1] < self.p9)
         others = rng.integers(0, len(self.source), 8 if nine else 3)
         tiles = [(sample["img"], sample["labels"])]
@@ -222,9 +251,16 @@ class Mosaic:
         ratio = sample.get("ratio", 1.0)
         px, py = sample.get("pad", (0.0, 0.0))
         if nine:
-            img, labels, vis, (ox, oy), r = mosaic9(tiles, visible, self.size, rng, self.pad_value)
+            layout, labels, vis, r = mosaic9(tiles, visible, self.size, rng)
             ratio, px, py = ratio * r, px * r, py * r
         else:
-            img, labels, vis, (ox, oy) = mosaic4(tiles, visible, self.size, rng, self.pad_value)
-        sample.update(img=img, labels=labels, visible=vis, ratio=ratio, pad=(px + ox, py + oy))
+            layout, labels, vis = mosaic4(tiles, visible, self.size, rng)
+        ox, oy = layout.origins[0].tolist()
+        sample.update(labels=labels, visible=vis, ratio=ratio, pad=(px + ox, py + oy))
+        return layout
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        layout = self.place(sample, rng)
+        if layout is not None:
+            sample["img"] = layout.render(0, 0, layout.width, layout.height, self.pad_value)
         return sample

@@ -31,6 +31,7 @@ import math
 import cv2
 import numpy as np
 
+from detforge.data.mosaic import Layout, Mosaic
 from detforge.data.transforms import (
     AugmentParams,
     Sample,
@@ -90,31 +91,14 @@ def random_perspective_matrix(
     return place @ shear @ rot_scale @ persp @ centre, scale
 
 
-def _scale_shift_by_resize(
-    img: np.ndarray, m: np.ndarray, size: int, pad_value: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render ``x' = s x + t`` (``m`` 3x3, s = m[0, 0] = m[1, 1]) by resizing a source window.
-
-    Returns (image (size, size[, 3]), the matrix actually applied: s and t rounded so the window
-    is n x n whole source pixels).
-    """
+def _whole_pixel_window(m: np.ndarray, size: int) -> tuple[int, int, int, np.ndarray]:
+    """For ``x' = s x + t`` (``m`` 3x3, s = m[0, 0] = m[1, 1]): the n x n source window at
+    (x0, y0) that a resize to (size, size) maps onto the output, s and t rounded so that n is a
+    whole number of pixels. Returns (x0, y0, n, the matrix the resize applies)."""
     n = max(1, round(size / m[0, 0]))
     s = size / n
     x0, y0 = round(-m[0, 2] / s), round(-m[1, 2] / s)
-    h, w = img.shape[:2]
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + n, w), min(y0 + n, h)
-    if ix1 <= ix0 or iy1 <= iy0:
-        window = np.full((n, n, *img.shape[2:]), pad_value, np.uint8)
-    else:
-        window = img[iy0:iy1, ix0:ix1]
-        if (ix0, iy0, ix1, iy1) != (x0, y0, x0 + n, y0 + n):
-            window = cv2.copyMakeBorder(
-                window, iy0 - y0, y0 + n - iy1, ix0 - x0, x0 + n - ix1, cv2.BORDER_CONSTANT,
-                value=(pad_value,) * 3,
-            )  # fmt: skip
-    out = cv2.resize(window, (size, size), interpolation=cv2.INTER_LINEAR)
-    applied = np.array([[s, 0.0, -x0 * s], [0.0, s, -y0 * s], [0.0, 0.0, 1.0]])
-    return out, applied
+    return x0, y0, n, np.array([[s, 0.0, -x0 * s], [0.0, s, -y0 * s], [0.0, 0.0, 1.0]])
 
 
 class RandomPerspective:
@@ -124,31 +108,51 @@ class RandomPerspective:
     min_area, max_aspect, min_visible counting earlier cuts through ``visible``). ``ratio`` and
     ``pad`` are composed with the scale and the shift of the input's origin: exact (``x = ratio
     * x0 + pad``) when rotation, shear and perspective are off and the input was a single image.
+
+    mosaic: when given, the mosaic is placed first (``Mosaic.place``) and only the part of its
+    canvas that the output shows is drawn (on average a third of it at scale 1 +- 0.5); samples
+    are identical to ``Compose([mosaic, RandomPerspective(...)])``.
     """
 
-    def __init__(self, size: int, params: AugmentParams, pad_value: int = 114) -> None:
-        self.size, self.p, self.pad_value = size, params, pad_value
+    def __init__(
+        self, size: int, params: AugmentParams, pad_value: int = 114, mosaic: Mosaic | None = None
+    ) -> None:
+        self.size, self.p, self.pad_value, self.mosaic = size, params, pad_value, mosaic
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        img, size = sample["img"], self.size
-        h, w = img.shape[:2]
-        m, scale = random_perspective_matrix(rng, w, h, size, self.p)
-        border = (self.pad_value,) * 3
-        cv_m = warp_matrix_for_cv2(m)
+    def __repr__(self) -> str:
+        return f"RandomPerspective(size={self.size}, mosaic={self.mosaic!r})"
+
+    def _render(self, layout: Layout, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Output image (size, size[, 3]) and the matrix actually applied."""
+        size, pad = self.size, self.pad_value
         if m[0, 1] == 0 and m[1, 0] == 0 and m[2, 0] == 0 and m[2, 1] == 0 and m[0, 0] == m[1, 1]:
-            sample["img"], m = _scale_shift_by_resize(img, m, size, self.pad_value)
-            scale = m[0, 0]
-        elif m[2, 0] == 0 and m[2, 1] == 0:
+            x0, y0, n, m = _whole_pixel_window(m, size)
+            window = layout.render(x0, y0, n, n, pad)
+            return cv2.resize(window, (size, size), interpolation=cv2.INTER_LINEAR), m
+        src = layout.render(0, 0, layout.width, layout.height, pad)
+        cv_m, border = warp_matrix_for_cv2(m), (pad,) * 3
+        if m[2, 0] == 0 and m[2, 1] == 0:
             # affine: the cheaper warp (about 25% faster on a 640 px RGB output)
-            sample["img"] = cv2.warpAffine(
-                img, cv_m[:2], (size, size), flags=cv2.INTER_LINEAR,
+            out = cv2.warpAffine(
+                src, cv_m[:2], (size, size), flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_CONSTANT, borderValue=border,
             )  # fmt: skip
         else:
-            sample["img"] = cv2.warpPerspective(
-                img, cv_m, (size, size), flags=cv2.INTER_LINEAR,
+            out = cv2.warpPerspective(
+                src, cv_m, (size, size), flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_CONSTANT, borderValue=border,
             )  # fmt: skip
+        return out, m
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        layout = self.mosaic.place(sample, rng) if self.mosaic is not None else None
+        if layout is None:
+            layout = Layout.single(sample["img"])
+        size = self.size
+        m, scale = random_perspective_matrix(rng, layout.width, layout.height, size, self.p)
+        sample["img"], applied = self._render(layout, m)
+        if applied is not m:
+            m, scale = applied, applied[0, 0]
         labels = sample["labels"]
         visible = box_visible(sample)
         if len(labels):

@@ -300,10 +300,11 @@ def build_train_transforms(
     from detforge.data.mosaic import Mosaic
     from detforge.data.perspective import RandomPerspective
 
-    geometric: list[Transform] = []
+    mosaic = None
     if source is not None and params.mosaic > 0:
-        geometric.append(Mosaic(source, size, params.mosaic, params.mosaic9, pad_value))
-    geometric.append(RandomPerspective(size, params, pad_value))
+        mosaic = Mosaic(source, size, params.mosaic, params.mosaic9, pad_value)
+    # the perspective places the mosaic itself and draws only the part of it that it shows
+    geometric: list[Transform] = [RandomPerspective(size, params, pad_value, mosaic=mosaic)]
     if params.copy_paste > 0:
         geometric.append(CopyPaste(params.copy_paste, params.copy_paste_ioa))
     chain = list(geometric)
