@@ -23,7 +23,12 @@ label cache, go to a temporary folder that is removed at the end.
 
 The machine's cores are shared with other jobs, whose load moves single figures by 20-40%: each
 system is measured ``--repeats`` times, alternating detforge and peer runs, and the table shows
-the median of each (every run, with the load average before and after it, is in the json).
+the median of each (every run, with the load average before and after it, is in the json). It
+also shows CPU ms per image, which such load disturbs much less: the CPU time (user + system) of
+the main process and its workers over the timed batches, per image. For detforge it is read with
+psutil around the timed batches; for the peer it is the rusage of its harness process (its
+workers are waited for, so they are included), median over the repeats, minus the median of
+as many runs with ``--batches 0`` (start-up, dataset mirror and warm-up batch).
 Prints a markdown table and writes ``--out`` (json).
 """
 
@@ -63,6 +68,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its live children (loader workers)."""
+    import psutil
+
+    me = psutil.Process()
+    procs = [me, *me.children(recursive=True)]
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
 def time_detforge(args: argparse.Namespace, data_yaml: str, cache_dir: Path) -> dict[str, Any]:
     """images/s of detforge's training loader with the config section's default augmentation."""
     import torch
@@ -97,10 +118,12 @@ def time_detforge(args: argparse.Namespace, data_yaml: str, cache_dir: Path) -> 
     next(batches)
     warmup = time.perf_counter() - start
     images = 0
+    cpu0 = _tree_cpu_seconds()
     start = time.perf_counter()
     for _ in range(args.batches):
         images += next(batches)["img"].shape[0]
     seconds = time.perf_counter() - start
+    cpu = _tree_cpu_seconds() - cpu0
     batches.close()  # drops the loader iterator, which stops its workers
     return {
         "system": "detforge",
@@ -111,24 +134,38 @@ def time_detforge(args: argparse.Namespace, data_yaml: str, cache_dir: Path) -> 
         "timed_images": images,
         "seconds": round(seconds, 3),
         "images_per_s": round(images / seconds, 2),
+        "cpu_ms_per_image": round(cpu / images * 1e3, 2),
         "load_avg_1min_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "torch_version": torch.__version__,
     }
 
 
-def time_peer(args: argparse.Namespace, data_yaml: str, work: Path, name: str) -> dict[str, Any]:
-    """Run the peer's loader harness in its own venv; return its json plus the load average."""
+def time_peer(
+    args: argparse.Namespace, data_yaml: str, work: Path, name: str, batches: int | None = None
+) -> dict[str, Any]:
+    """Run the peer's loader harness in its own venv; return its json plus the load average and
+    ``cpu_seconds``, the CPU time of the whole process tree (its workers are waited for, so
+    their time is in the process's rusage)."""
     out = work / f"peer-{name}.json"
+    log = work / f"peer-{name}.log"
     cmd = [
         args.peer_python, str(HERE / "peer" / "ultralytics_loader.py"), "--data", data_yaml,
         "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--workers", str(args.workers),
-        "--batches", str(args.batches), "--seed", str(args.seed), "--out", str(out),
+        "--batches", str(args.batches if batches is None else batches), "--seed", str(args.seed),
+        "--out", str(out),
     ]  # fmt: skip
     load0 = os.getloadavg()[0]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        return {"system": "ultralytics", "error": proc.stderr[-2000:], "command": shlex.join(cmd)}
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return {
+            "system": "ultralytics",
+            "error": log.read_text()[-2000:],
+            "command": shlex.join(cmd),
+        }
     result = json.loads(out.read_text())
+    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 3)
     result["load_avg_1min_before_after"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     return result
 
@@ -145,14 +182,23 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"workers, {args.batches} batches after 1 warm-up, default augmentation with mosaic "
         f"(median of {args.repeats} alternating runs each)",
         "",
-        "| dataset | detforge images/s | peer images/s | detforge / peer |",
-        "|---|---|---|---|",
+        "| dataset | detforge images/s | peer images/s | detforge / peer "
+        "| CPU ms/image detforge | CPU ms/image peer | peer / detforge CPU |",
+        "|---|---|---|---|---|---|---|",
     ]
+
+    def fmt(v: float | None, spec: str = ".1f") -> str:
+        return "-" if v is None else format(v, spec)
+
     for r in rows:
         ours, peer = r["detforge_images_per_s"], r["peer_images_per_s"]
+        cpu_ours, cpu_peer = r["detforge_cpu_ms_per_image"], r["peer_cpu_ms_per_image"]
         ratio = f"{ours / peer:.2f}x" if peer else "-"
-        peer_text = f"{peer:.1f}" if peer else "-"
-        lines.append(f"| {r['dataset']} | {ours:.1f} | {peer_text} | {ratio} |")
+        cpu_ratio = f"{cpu_peer / cpu_ours:.2f}x" if cpu_peer else "-"
+        lines.append(
+            f"| {r['dataset']} | {ours:.1f} | {fmt(peer)} | {ratio} | {cpu_ours:.2f} "
+            f"| {fmt(cpu_peer, '.2f')} | {cpu_ratio} |"
+        )
     return "\n".join(lines)
 
 
@@ -166,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="loader_speed_") as tmp:
         for data_yaml in args.data:
             name = Path(data_yaml).resolve().parent.name
-            ours, peer = [], []
+            ours, peer, base = [], [], []
             for k in range(args.repeats):
                 ours.append(time_detforge(args, data_yaml, Path(tmp) / "cache"))
                 print(f"{name} #{k}: detforge {ours[-1]['images_per_s']} images/s", flush=True)
@@ -174,14 +220,26 @@ def main(argv: list[str] | None = None) -> int:
                     peer.append(time_peer(args, data_yaml, Path(tmp), name))
                     got = peer[-1].get("images_per_s", peer[-1].get("error"))
                     print(f"{name} #{k}: peer {got}", flush=True)
-            peer_ok = [p["images_per_s"] for p in peer if "images_per_s" in p]
+                    # the same without timed batches (start-up, mirror, warm-up): the peer's
+                    # CPU time of the timed batches is the difference of the medians
+                    base.append(time_peer(args, data_yaml, Path(tmp), name, batches=0))
+            peer_ok = [p for p in peer if "images_per_s" in p]
+            base_ok = [b["cpu_seconds"] for b in base if "cpu_seconds" in b]
+            peer_rate = [p["images_per_s"] for p in peer_ok]
+            peer_cpu = []
+            if peer_ok and base_ok:
+                spent = median([p["cpu_seconds"] for p in peer_ok]) - median(base_ok)
+                peer_cpu = [spent / peer_ok[0]["timed_images"] * 1e3]
             rows.append({
                 "dataset": name,
                 "data": data_yaml,
                 "detforge_images_per_s": median([o["images_per_s"] for o in ours]),
-                "peer_images_per_s": median(peer_ok) if peer_ok else None,
+                "peer_images_per_s": median(peer_rate) if peer_rate else None,
+                "detforge_cpu_ms_per_image": median([o["cpu_ms_per_image"] for o in ours]),
+                "peer_cpu_ms_per_image": round(median(peer_cpu), 2) if peer_cpu else None,
                 "detforge_runs": ours,
                 "peer_runs": peer,
+                "peer_baseline_runs": base,
             })  # fmt: skip
     text = table(rows, args)
     print("\n" + text)
