@@ -30,9 +30,10 @@ Systems:
                                  (``detforge models``) trains that model unless model= is given.
 
 Protocol (same for every system, see bench/README.md):
-- detforge trains on CPU in fp32 (``device=cpu amp=off``, like the peer's ``amp=False``; a system
-  may override, e.g. ``detforge:yolo-n-bf16:model=yolo-n,amp=auto``) and validates only after the
-  last epoch (``train.val_interval=<epochs>``), as the peer trains with ``val=False``.
+- detforge trains on CPU with its own defaults (``amp=auto``: bf16 autocast on CPUs with
+  AVX-512-BF16 or AMX, as here; a system may override, e.g. ``detforge:yolo-n-fp32:amp=off``;
+  the peer trains in fp32 on CPU) and validates only after the last epoch
+  (``train.val_interval=<epochs>``), as the peer trains with ``val=False``.
 - Training time is the sum of the per-epoch training timers: detforge's results.csv ``epoch_time``
   (the trainer measures it around ``train_one_epoch`` only: validation and checkpoints excluded),
   the peer's epoch callbacks. images/s = train images x epochs / training time.
@@ -44,7 +45,7 @@ Protocol (same for every system, see bench/README.md):
 
 Outputs in ``--out`` (default bench/results/<dataset>_<timestamp>/): results.json, table.md,
 ground_truth.json, logs/<label>.<step>.log, systems/<label>.json (what --skip-existing reuses),
-peer/<label>/ (the peer harness output), runs/<label>/ (detforge run), scoring/val/<label>/
+peer/<label>/ (the peer harness output), runs/<label>/ (detforge run), scoring/<label>/
 (detforge val), cache/ (detforge label cache). Nothing is written anywhere else.
 """
 
@@ -311,7 +312,7 @@ def detforge_commands(
         f"batch={budget.batch}", f"seed={budget.seed}", f"workers={budget.workers}",
         f"project={out / 'runs'}", f"name={system.label}",
         "train.exist_ok=true", "train.progress=false",
-        f"train.val_interval={budget.epochs}", "device=cpu", "amp=off", cache,
+        f"train.val_interval={budget.epochs}", "device=cpu", cache,
         *system.overrides,
     ]  # fmt: skip
     weights = out / "runs" / system.label / "weights" / "last.pt"
@@ -404,7 +405,7 @@ def run_detforge(system: System, budget: Budget, ctx: Context) -> dict:
     train_cmd, val_cmd = detforge_commands(system, budget, ctx.out, ctx.detforge)
     # exist_ok=true would append to an old results.csv: start from an empty run folder
     shutil.rmtree(ctx.out / "runs" / system.label, ignore_errors=True)
-    shutil.rmtree(ctx.out / "scoring" / "val" / system.label, ignore_errors=True)
+    shutil.rmtree(ctx.out / "scoring" / system.label, ignore_errors=True)
     logs = [ctx.out / "logs" / f"{system.label}.{step}.log" for step in ("train", "val")]
     for log in logs:
         log.unlink(missing_ok=True)
@@ -434,7 +435,7 @@ def run_detforge(system: System, budget: Budget, ctx: Context) -> dict:
 def collect_detforge(system: System, budget: Budget, ctx: Context) -> dict:
     """Figures of a finished detforge system, from its run folder, val folder and train log."""
     run_dir = ctx.out / "runs" / system.label
-    val_dir = ctx.out / "scoring" / "val" / system.label
+    val_dir = ctx.out / "scoring" / system.label
     weights = run_dir / "weights" / "last.pt"
     rows = read_results_csv(run_dir / "results.csv")
     epoch_seconds = [float(r["epoch_time"]) for r in rows]
@@ -832,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "budget": asdict(budget),
         "protocol": {
-            "detforge_train_defaults": "device=cpu amp=off train.val_interval=<epochs>",
+            "detforge_train_defaults": "device=cpu train.val_interval=<epochs> (amp: detforge's default)",
             "train_seconds": "sum of per-epoch training timers (no validation, no checkpoints)",
             "train_images_per_s": "train_images x epochs / train_seconds",
             "predictions": "last-epoch (EMA) weights, fp32, conf 0.001, NMS IoU 0.7, max_det 300",

@@ -149,20 +149,7 @@ def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
 # Settings whose machinery is still being built: a non-default value is rejected, never ignored.
 PENDING: set[str] = {
     "train.stages",
-    "augment.degrees",
-    "augment.shear",
-    "augment.perspective",
-    "augment.mosaic",
-    "augment.mosaic9",
-    "augment.mixup",
-    "augment.copy_paste",
-    "augment.close_mosaic",
-    "augment.min_area",
-    "augment.min_side",
-    "augment.max_aspect",
-    "augment.min_visible",
     "augment.multi_scale",
-    "augment.albumentations",
 }
 
 

@@ -103,7 +103,8 @@ class AugmentSection:
     mixup: float = setting(0.0, "Probability of mixing a second (mosaic) image in.", ge=0, le=1)
     copy_paste: float = setting(
         0.0,
-        "Probability per object of pasting it, flipped, where it overlaps no other object.",
+        "Probability per object of pasting its box region, mirrored, where it covers less than "
+        "30% of every other box.",
         ge=0,
         le=1,
     )

@@ -21,7 +21,7 @@ from ..eval.validator import Validator
 from .device import resolve_amp, select_device
 from .sampler import EpochSampler
 
-__all__ = ["DataBundle", "build_data", "resolve_data_yaml", "augment_params"]
+__all__ = ["DataBundle", "build_data", "resolve_data_yaml", "build_train_set", "build_val_set"]
 
 log = logging.getLogger("detforge")
 
@@ -64,29 +64,20 @@ def resolve_workers(workers: int | str, device: torch.device) -> int:
     return max(0, min(8, cores - torch.get_num_threads()))
 
 
-def augment_params(cfg: RunConfig) -> AugmentParams:
-    a = cfg.augment
-    return AugmentParams(
-        hsv_h=a.hsv_h,
-        hsv_s=a.hsv_s,
-        hsv_v=a.hsv_v,
-        fliplr=a.fliplr,
-        flipud=a.flipud,
-        scale=a.scale,
-        translate=a.translate,
-    )
-
-
-def build_train_set(cfg: RunConfig, spec) -> YoloDataset:
+def build_train_set(cfg: RunConfig, spec, imgsz: int | None = None) -> YoloDataset:
+    """The augmented training split; mosaic and mixup stop for the last augment.close_mosaic
+    epochs (each sample decides from its epoch, so persistent workers follow)."""
     return YoloDataset.from_spec(
         spec,
         "train",
-        imgsz=cfg.train.imgsz,
+        imgsz=imgsz or cfg.train.imgsz,
         augment=True,
-        aug=augment_params(cfg),
+        aug=AugmentParams.from_mapping(cfg.augment),
         strict=cfg.data.strict,
         cache_dir=cfg.data.cache_dir,
         seed=cfg.train.seed,
+        mosaic_until_epoch=max(0, cfg.train.epochs - cfg.augment.close_mosaic),
+        albumentations=cfg.augment.albumentations,
     )
 
 
