@@ -26,6 +26,7 @@ commands:
   eval-json  score COCO results json   detforge eval-json gt=gt.json pred=pred.json [--json]
   diagnose   TIDE-style error analysis  detforge diagnose weights=best.pt [data=...]
              or from files: detforge diagnose gt=gt.json pred=pred.json [images=DIR]
+  augment-preview  a grid of augmented training images   detforge augment-preview data=.. n=16
   data-stats per-class boxes, sizes, aspect ratios, empty and duplicate images (+ plots)
   convert    from=coco json=.. images=.. out=.. | from=voc xml=.. images=.. out=.. |
              to=coco data=data.yaml split=val out=gt.json
@@ -199,6 +200,31 @@ def cmd_lr_find(args: Sequence[str]) -> int:
     return 0
 
 
+def cmd_augment_preview(args: Sequence[str]) -> int:
+    from .config import load_config
+    from .config.loader import parse_value
+    from .data.datayaml import load_data_yaml
+    from .data.preview import augment_preview
+    from .engine.setup_data import build_train_set, resolve_data_yaml
+
+    special, rest = _split_args(args, {"cfg", "n", "out", "epoch"})
+    cfg = load_config(rest, cfg_file=special.get("cfg"))
+    n, epoch = parse_value(special.get("n", "16")), parse_value(special.get("epoch", "0"))
+    for key, v in (("n", n), ("epoch", epoch)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < (1 if key == "n" else 0):
+            raise ConfigError(f"augment-preview: {key} must be a whole number, got {v!r}")
+    dataset = build_train_set(cfg, load_data_yaml(resolve_data_yaml(cfg)))
+    out = augment_preview(
+        dataset,
+        n=n,
+        out_png=special.get("out", "augment_preview.png"),
+        seed=cfg.train.seed,
+        epoch=epoch,
+    )
+    print(f"{n} augmented training images (epoch {epoch}) drawn to {out}")
+    return 0
+
+
 def cmd_recipes(args: Sequence[str]) -> int:
     from .config.recipes import available_recipes, recipe_description
 
@@ -225,6 +251,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "recipes": cmd_recipes,
     "schedule": cmd_schedule,
     "lr-find": cmd_lr_find,
+    "augment-preview": cmd_augment_preview,
     "data-stats": lambda a: _data_cmd("cmd_data_stats", a),
     "convert": lambda a: _data_cmd("cmd_convert", a),
     "split": lambda a: _data_cmd("cmd_split", a),

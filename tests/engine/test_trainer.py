@@ -232,3 +232,35 @@ def test_plateau_schedule_is_fed_the_validation_value(tiny_args):
     assert lrs[1] == pytest.approx(0.005) and lrs[2] == pytest.approx(0.0025)
     ck = load_checkpoint(res.run_dir / "weights" / "last.pt")
     assert ck["schedule"]
+
+
+def test_stages_and_multi_scale(tiny_args, caplog):
+    from detforge.config import ConfigError
+
+    caplog.set_level("INFO", logger="detforge")
+    stages = "[{epochs: 1, imgsz: 32, batch: 8}, {epochs: 1, imgsz: 64}]"
+    res = _train(
+        tiny_args, epochs=2, **{"train.stages": stages, "augment.multi_scale": "[0.5, 1.5]"}
+    )
+    assert "stage: 64 px, batch 4 from epoch 2" in caplog.text
+    ck = load_checkpoint(res.run_dir / "weights" / "last.pt")
+    assert ck["step"] == 2 + 4  # 16 images: 2 batches of 8, then 4 batches of 4
+    with pytest.raises(ConfigError, match=r"the stages have 3 epochs, train.epochs is 2"):
+        load_config(tiny_args + ["train.stages=[{epochs: 3}]"], env={})
+    with pytest.raises(ConfigError, match=r"train.stages\[0\]: unknown key 'imgz'"):
+        load_config(tiny_args + ["train.stages=[{epochs: 2, imgz: 64}]"], env={})
+
+
+def test_multi_scale_sizes_are_stride_multiples_in_range():
+    import numpy as np
+
+    from detforge.engine.stages import random_batch_size, resize_batch
+
+    rng = np.random.default_rng(0)
+    sizes = {random_batch_size(640, [0.5, 1.5], 32, rng) for _ in range(200)}
+    assert min(sizes) >= 320 and max(sizes) <= 960 and all(s % 32 == 0 for s in sizes)
+    assert len(sizes) > 10
+    x = torch.zeros(1, 3, 64, 64)
+    t = torch.tensor([[0, 1, 8.0, 16.0, 32.0, 48.0]])
+    y, t2 = resize_batch(x, t, 32)
+    assert y.shape[-2:] == (32, 32) and t2[0, 2:].tolist() == [4.0, 8.0, 16.0, 24.0]

@@ -137,28 +137,12 @@ def _apply(
 
 def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     """Build and cross-check a RunConfig from ``{"section.key": value}``."""
-    _reject_pending(values)
     cfg = RunConfig()
     for full, value in values.items():
         sec, key = full.split(".", 1)
         setattr(getattr(cfg, sec), key, value)
     _cross_check(cfg)
     return cfg
-
-
-# Settings whose machinery is still being built: a non-default value is rejected, never ignored.
-PENDING: set[str] = {
-    "train.stages",
-    "augment.multi_scale",
-}
-
-
-def _reject_pending(values: Mapping[str, Any]) -> None:
-    defaults = config_to_dict(RunConfig())
-    for key in sorted(PENDING):
-        sec, name = key.split(".")
-        if key in values and values[key] != defaults[sec][name]:
-            raise ConfigError(f"{key}: not available yet in this version of detforge")
 
 
 def _cross_check(cfg: RunConfig) -> None:
@@ -191,6 +175,9 @@ def _cross_check(cfg: RunConfig) -> None:
             f"augment.multi_scale: expected [min, max] with 0 < min <= max, got "
             f"{cfg.augment.multi_scale}"
         )
+    from ..engine.stages import plan_stages
+
+    plan_stages(cfg.train.stages, cfg.train.epochs, cfg.train.imgsz, cfg.train.batch)
     views = ("flip", "vflip", "scale", "rot90")
     bad = [t for t in cfg.tta.transforms if t not in views]
     if bad:

@@ -36,6 +36,8 @@ class DataBundle:
     val_loader: torch.utils.data.DataLoader
     validator: Validator
     data_yaml: Path
+    spec: object = None  # the parsed data.yaml (DataSpec)
+    workers: int = 0
 
 
 def resolve_data_yaml(cfg: RunConfig) -> Path:
@@ -104,60 +106,56 @@ def build_val_loader(cfg: RunConfig, val_set: YoloDataset, workers: int):
     )  # fmt: skip
 
 
-def build_data(cfg: RunConfig, rank: int = 0, world_size: int = 1) -> DataBundle:
+def build_train_sampler(cfg: RunConfig, train_set: YoloDataset, rank: int, world_size: int):
+    """Uniform or class-weighted sampling, both pure functions of (seed, epoch)."""
+    if cfg.data.sampler != "weighted":
+        return EpochSampler(
+            len(train_set), shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world_size
+        )
+    d = cfg.data
+    weights = image_weights(
+        train_set.labels, len(train_set.names), mode=d.weighting, power=d.weight_power
+    )
+    log.info(
+        "weighted sampler (%s, power %g): image weights %.3g to %.3g",
+        d.weighting, d.weight_power, weights.min(), weights.max(),
+    )  # fmt: skip
+    return WeightedEpochSampler(weights, seed=cfg.train.seed, rank=rank, world_size=world_size)
+
+
+def build_train_loader(cfg: RunConfig, train_set: YoloDataset, sampler, batch: int, workers: int):
+    return build_dataloader(
+        train_set, batch_size=batch, shuffle=True, workers=workers, seed=cfg.train.seed,
+        sampler=sampler, drop_last=False,
+    )  # fmt: skip
+
+
+def build_data(
+    cfg: RunConfig,
+    rank: int = 0,
+    world_size: int = 1,
+    imgsz: int | None = None,
+    batch: int | None = None,
+) -> DataBundle:
+    """Datasets, loaders and validator; imgsz / batch of the training loader may differ from
+    train.imgsz / train.batch (the first of train.stages); validation uses train.imgsz."""
     yaml_path = resolve_data_yaml(cfg)
     spec = load_data_yaml(yaml_path)
-    train_set = build_train_set(cfg, spec)
+    train_set = build_train_set(cfg, spec, imgsz)
     val_set = build_val_set(cfg, spec)
     device = select_device(cfg.train.device)
     workers = resolve_workers(cfg.data.workers, device)
-    if cfg.data.sampler == "weighted":
-        weights = image_weights(
-            train_set.labels, len(spec.names), mode=cfg.data.weighting, power=cfg.data.weight_power
-        )
-        sampler = WeightedEpochSampler(
-            weights, seed=cfg.train.seed, rank=rank, world_size=world_size
-        )
-        log.info(
-            "weighted sampler (%s, power %g): image weights %.3g to %.3g",
-            cfg.data.weighting,
-            cfg.data.weight_power,
-            weights.min(),
-            weights.max(),
-        )
-    else:
-        sampler = EpochSampler(
-            len(train_set), shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world_size
-        )
+    sampler = build_train_sampler(cfg, train_set, rank, world_size)
     if cfg.data.cache != "none":  # before any loader forks its workers
         for ds in (train_set, val_set):
             cache_images(ds, cfg.data.cache, cache_dir=cfg.data.cache_dir)
-    train_loader = build_dataloader(
-        train_set,
-        batch_size=cfg.train.batch,
-        shuffle=True,
-        workers=workers,
-        seed=cfg.train.seed,
-        sampler=sampler,
-        drop_last=False,
-    )
+    train_loader = build_train_loader(cfg, train_set, sampler, batch or cfg.train.batch, workers)
     val_loader = build_val_loader(cfg, val_set, workers)
     validator = Validator(
-        val_set,
-        val_loader,
-        device,
-        resolve_amp(cfg.train.amp, device),
-        conf=cfg.eval.conf,
-        iou=cfg.eval.iou,
-        max_det=cfg.eval.max_det,
-    )
+        val_set, val_loader, device, resolve_amp(cfg.train.amp, device),
+        conf=cfg.eval.conf, iou=cfg.eval.iou, max_det=cfg.eval.max_det,
+    )  # fmt: skip
     return DataBundle(
-        list(spec.names),
-        train_set,
-        val_set,
-        sampler,
-        train_loader,
-        val_loader,
-        validator,
-        yaml_path,
-    )
+        list(spec.names), train_set, val_set, sampler, train_loader, val_loader, validator,
+        yaml_path, spec, workers,
+    )  # fmt: skip

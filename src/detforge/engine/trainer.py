@@ -36,7 +36,21 @@ from .freeze import freeze_active, freeze_norm_stats, unfreeze
 from .gradients import GradientClipper
 from .optim import describe_param_groups
 from .rundir import ResultsCSV, attach_log_file, make_run_dir, write_text_atomic
-from .setup_data import DataBundle, build_data
+from .setup_data import (
+    DataBundle,
+    build_data,
+    build_train_loader,
+    build_train_sampler,
+    build_train_set,
+)
+from .stages import (
+    Stage,
+    StagePlan,
+    multi_scale_rng,
+    plan_stages,
+    random_batch_size,
+    resize_batch,
+)
 from .state import restore_rng_state, rng_state, seed_everything, set_deterministic
 
 __all__ = ["Trainer", "TrainResult"]
@@ -89,7 +103,9 @@ class Trainer:
         write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
         log.info("run folder: %s", self.run_dir)
 
-        self.data: DataBundle = build_data(cfg)
+        stages = plan_stages(cfg.train.stages, cfg.train.epochs, cfg.train.imgsz, cfg.train.batch)
+        self.data: DataBundle = build_data(cfg, imgsz=stages[0].imgsz, batch=stages[0].batch)
+        self._train_shape = (stages[0].imgsz, stages[0].batch)
         self.model = build_model_from_config(
             cfg, len(self.data.names), self.device, load_weights=resume_ckpt is None
         )
@@ -100,9 +116,23 @@ class Trainer:
         eff_batch = cfg.train.batch * self.accumulate
         self.optimizer, wd = build_optimizer_from_config(cfg, self.model, eff_batch)
         log.info("parameter groups:\n%s", describe_param_groups(self.optimizer))
-        self.batches_per_epoch = len(self.data.train_loader)
+        n_train = len(self.data.train_set)
+        self.plan = StagePlan(
+            stages, [math.ceil(math.ceil(n_train / st.batch) / self.accumulate) for st in stages]
+        )
+        if len(stages) > 1:
+            log.info(
+                "stages: %s",
+                ", ".join(
+                    f"epochs {st.first_epoch + 1}-{st.first_epoch + st.epochs} at {st.imgsz} px, "
+                    f"batch {st.batch}"
+                    for st in stages
+                ),
+            )
         self._val_gt = dataset_ground_truth(self.data.val_set)
-        self.schedule = build_schedule_from_config(cfg, self.batches_per_epoch, self.accumulate)
+        self.schedule = build_schedule_from_config(
+            cfg, self.plan.steps_per_epoch * self.accumulate, self.accumulate
+        )
         log.info("schedule: %s", self.schedule.describe())
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.device.type == "cuda" and self.amp_dtype == torch.float16
@@ -223,9 +253,10 @@ class Trainer:
             unfreeze(model, cfg.optim.freeze)  # idempotent, so resuming past unfreeze_at works
         model.train()
         freeze_norm_stats(model)  # frozen parts keep their BatchNorm statistics
+        stage = self._enter_stage()
         data = self.data
         data.train_set.set_epoch(self.epoch)
-        data.train_sampler.resume_at(self.epoch, self.batch_in_epoch * cfg.train.batch)
+        data.train_sampler.resume_at(self.epoch, self.batch_in_epoch * stage.batch)
         sums: dict[str, float] = {}
         grad_norms: list[float] = []
         n_batches = n_images = 0
@@ -237,15 +268,17 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
-        total_batches = self.batches_per_epoch
+        total_batches = math.ceil(len(data.train_set) / stage.batch)
         window: list[dict[str, float]] = []
         mass = 0.0
         images = 0
         for batch in bar:
             if not window:
                 self._save_buffers()
-                self.schedule.apply(self.optimizer, self.step)
-            terms, batch_mass, b = self._forward_backward(batch)
+                steps_done = math.ceil(self.batch_in_epoch / self.accumulate)
+                self.schedule.apply(self.optimizer, self.plan.schedule_step(self.epoch, steps_done))
+            index = self.batch_in_epoch + len(window)
+            terms, batch_mass, b = self._forward_backward(batch, index)
             window.append(terms)
             mass += batch_mass
             images += b
@@ -278,18 +311,38 @@ class Trainer:
             row[f"lr/{g['name']}"] = g["lr"]
         return row, n_images
 
-    def _forward_backward(self, batch: dict) -> tuple[dict[str, float], float, int]:
-        """One micro-batch: forward, loss, backward of the un-normalised sums.
+    def _enter_stage(self) -> Stage:
+        """Rebuild the training set and loader when the epoch starts a new stage."""
+        cfg, stage = self.cfg, self.plan.stage(self.epoch)
+        if (stage.imgsz, stage.batch) != self._train_shape:
+            d = self.data
+            d.train_set = build_train_set(cfg, d.spec, stage.imgsz)
+            d.train_sampler = build_train_sampler(cfg, d.train_set, rank=0, world_size=1)
+            d.train_loader = build_train_loader(
+                cfg, d.train_set, d.train_sampler, stage.batch, d.workers
+            )
+            self._train_shape = (stage.imgsz, stage.batch)
+            log.info(
+                "stage: %d px, batch %d from epoch %d", stage.imgsz, stage.batch, self.epoch + 1
+            )
+        return stage
 
-        Returns the batch's normalised terms (for logging), its target mass and its size.
-        """
+    def _forward_backward(self, batch: dict, index: int) -> tuple[dict[str, float], float, int]:
+        """One micro-batch (the ``index``-th of the epoch): forward, loss, backward of the
+        un-normalised sums. Returns the batch's normalised terms (for logging), its target
+        mass and its size."""
         x = batch["img"].to(self.device, non_blocking=True).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
+        targets = batch["targets"].to(self.device)
+        if self.cfg.augment.multi_scale:
+            rng = multi_scale_rng(self.cfg.train.seed, self.epoch, index)
+            size = random_batch_size(
+                x.shape[-1], self.cfg.augment.multi_scale, self.model.max_stride, rng
+            )
+            x, targets = resize_batch(x, targets, size)
         with autocast(self.device, self.amp_dtype):
             outputs = self.model(x)
-        sums, mass = self.loss_fn.compute(
-            [o.float() for o in outputs], batch["targets"].to(self.device)
-        )
+        sums, mass = self.loss_fn.compute([o.float() for o in outputs], targets)
         self.scaler.scale(sum(sums.values())).backward()
         norm = max(float(mass), 1.0)
         return {k: float(v.detach()) / norm for k, v in sums.items()}, float(mass), x.shape[0]
@@ -364,7 +417,8 @@ class Trainer:
                 self.best_fitness, self.best_epoch = fit, self.epoch
             if self.schedule.needs_metric:
                 watched = monitored_value(cfg.schedule.monitor, row, "schedule.monitor")
-                if self.schedule.observe(watched, self.step):
+                position = self.plan.schedule_step(self.epoch, 0)
+                if self.schedule.observe(watched, position):
                     log.info(
                         "plateau: %s stalled at %.5g, learning rate cut by %g",
                         cfg.schedule.monitor,
