@@ -16,7 +16,7 @@ from detforge.engine.ema import ModelEMA
 from detforge.engine.gradients import GradientClipper
 from detforge.engine.optim import build_param_groups
 from detforge.engine.rundir import ResultsCSV, make_run_dir
-from detforge.engine.sampler import EpochSampler
+from detforge.data.order import EpochSampler
 from detforge.models import build_model
 
 

@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 
 from .fields import ConfigError, check_constraints, coerce, suggest, yaml_load
+from .metrics import check_fitness_weights, check_monitor
 from .schema import ALIASES, DEMO_PRESET, RunConfig
+from .stages import plan_stages
 
 __all__ = [
     "load_config",
@@ -152,7 +154,6 @@ def _cross_check(cfg: RunConfig) -> None:
             f"train.imgsz: {cfg.train.imgsz} is not a multiple of 32 "
             f"(nearest: {max(32, round(cfg.train.imgsz / 32) * 32)})"
         )
-    from ..engine.fitness import check_fitness_weights, check_monitor
 
     check_fitness_weights(cfg.train.fitness, key="train.fitness")
     check_monitor(cfg.early_stop.monitor, "early_stop.monitor")
@@ -175,8 +176,6 @@ def _cross_check(cfg: RunConfig) -> None:
             f"augment.multi_scale: expected [min, max] with 0 < min <= max, got "
             f"{cfg.augment.multi_scale}"
         )
-    from ..engine.stages import plan_stages
-
     plan_stages(cfg.train.stages, cfg.train.epochs, cfg.train.imgsz, cfg.train.batch)
     views = ("flip", "vflip", "scale", "rot90")
     bad = [t for t in cfg.tta.transforms if t not in views]

@@ -3,7 +3,7 @@
 ``image_weights`` turns the labels of a split into one weight per image; ``WeightedEpochSampler``
 draws ``len(dataset)`` indices per epoch with replacement in proportion to them. The draw is a
 pure function of (seed, epoch), so an interrupted epoch resumes on exactly the remaining indices
-(the ``resume_at`` protocol of :class:`~detforge.engine.sampler.EpochSampler`, which it extends).
+(the ``resume_at`` protocol of :class:`~detforge.data.order.EpochSampler`, which it extends).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from detforge.engine.sampler import EpochSampler
+from detforge.data.order import EpochSampler
 
 __all__ = ["class_counts", "image_weights", "WeightedEpochSampler"]
 

@@ -14,12 +14,12 @@ from ..data.dataset import YoloDataset
 from ..data.datayaml import load_data_yaml
 from ..data.imcache import cache_images
 from ..data.loader import build_dataloader
+from ..data.order import EpochSampler
 from ..data.rect import enable_rect
 from ..data.sampling import WeightedEpochSampler, image_weights
 from ..data.transforms import AugmentParams
 from ..eval.validator import Validator
 from .device import resolve_amp, select_device
-from .sampler import EpochSampler
 
 __all__ = ["DataBundle", "build_data", "resolve_data_yaml", "build_train_set", "build_val_set"]
 

@@ -1,4 +1,4 @@
-"""Training sampler: the order is a pure function of (seed, epoch), so it can resume mid-epoch."""
+"""Training order: a pure function of (seed, epoch), so an epoch can resume mid-way."""
 
 from __future__ import annotations
 
