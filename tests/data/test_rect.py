@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from detforge.data import YoloDataset, build_dataloader, letterbox
-from detforge.data.rect import enable_rect, fitted_size, letterbox_rect, rect_batches
+from detforge.data.rect import enable_rect, fitted_size, rect_batches
 
 SHAPES = [(512, 640), (480, 640), (640, 480), (300, 900), (640, 640), (100, 50), (513, 640)]
 
@@ -46,7 +46,7 @@ def test_bad_arguments() -> None:
         rect_batches(SHAPES, 0, imgsz=416)
     img = np.zeros((512, 640, 3), np.uint8)
     with pytest.raises(ValueError, match="does not fit"):
-        letterbox_rect(img, np.zeros((0, 5), np.float32), 416, (320, 416))
+        letterbox(img, np.zeros((0, 5), np.float32), 416, shape=(320, 416))
 
 
 def test_letterbox_rect_square_equals_letterbox() -> None:
@@ -54,7 +54,7 @@ def test_letterbox_rect_square_equals_letterbox() -> None:
     img = rng.integers(0, 255, (300, 500, 3), dtype=np.uint8)
     labels = np.array([[1, 10, 20, 110, 220]], np.float32)
     a = letterbox(img, labels, 320)
-    b = letterbox_rect(img, labels, 320, (320, 320))
+    b = letterbox(img, labels, 320, shape=(320, 320))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2:] == b[2:]
 
 

@@ -40,7 +40,6 @@ from detforge.data.datayaml import DataSpec, list_images
 from detforge.data.errors import DataError
 from detforge.data.images import ImageInfo, read_image
 from detforge.data.mosaic import TileCache
-from detforge.data.rect import letterbox_rect
 from detforge.data.transforms import (
     AugmentParams,
     Sample,
@@ -243,8 +242,8 @@ class YoloDataset(Dataset):
             img0 = self.load_image(index, keep_gray=True)
             labels = xywhn_to_xyxy(self.labels[index], w0, h0)
             if self.rect_shapes is not None:
-                img, labels, ratio, pad = letterbox_rect(
-                    img0, labels, self.imgsz, self.rect_shapes[index], self.pad_value
+                img, labels, ratio, pad = letterbox(
+                    img0, labels, self.imgsz, self.pad_value, shape=self.rect_shapes[index]
                 )
             else:
                 img, labels, ratio, pad = letterbox(img0, labels, self.imgsz, self.pad_value)

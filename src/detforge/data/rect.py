@@ -16,12 +16,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 
-from detforge.data.transforms import resize_long_side
-
-__all__ = ["fitted_size", "rect_batches", "letterbox_rect", "enable_rect"]
+__all__ = ["fitted_size", "rect_batches", "enable_rect"]
 
 
 def fitted_size(h0: int, w0: int, imgsz: int) -> tuple[int, int]:
@@ -59,36 +56,6 @@ def rect_batches(
         for i in idx.tolist():
             targets[i] = (h, w)
     return batches, targets
-
-
-def letterbox_rect(
-    img: np.ndarray,
-    labels: np.ndarray,
-    imgsz: int,
-    shape: tuple[int, int],
-    pad_value: int = 114,
-) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
-    """Resize (H0, W0[, 3]) so its long side is ``imgsz``, centre it on an (H, W) = ``shape``
-    canvas.
-
-    labels: (n, 5) [cls, x1, y1, x2, y2] pixels of ``img``. Returns (canvas, labels in canvas
-    pixels, ratio, (left, top)); ``(xyxy - [left, top, left, top]) / ratio`` maps back exactly.
-    For shape (imgsz, imgsz) this is :func:`~detforge.data.transforms.letterbox`.
-    """
-    out, r = resize_long_side(img, imgsz)
-    h, w = out.shape[:2]
-    H, W = shape
-    if h > H or w > W:
-        raise ValueError(f"image resized to {h}x{w} does not fit the {H}x{W} canvas")
-    left, top = (W - w) // 2, (H - h) // 2
-    if (h, w) != (H, W):
-        out = cv2.copyMakeBorder(
-            out, top, H - h - top, left, W - w - left, cv2.BORDER_CONSTANT,
-            value=(pad_value,) * 3,
-        )  # fmt: skip
-    labels = labels.copy()
-    labels[:, 1:5] = labels[:, 1:5] * r + np.array([left, top, left, top], np.float32)
-    return out, labels, r, (left, top)
 
 
 def enable_rect(dataset: Any, batch_size: int, stride: int = 32) -> list[list[int]]:

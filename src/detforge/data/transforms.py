@@ -141,19 +141,28 @@ def resize_long_side(img: np.ndarray, size: int) -> tuple[np.ndarray, float]:
 
 
 def letterbox(
-    img: np.ndarray, labels: np.ndarray, size: int, pad_value: int = 114
+    img: np.ndarray,
+    labels: np.ndarray,
+    size: int,
+    pad_value: int = 114,
+    shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
-    """Fit (H, W[, 3]) into a (size, size) canvas keeping the aspect ratio, centred, padded.
+    """Resize (H, W[, 3]) so its long side is ``size`` and centre it, padded, on a canvas of
+    ``shape`` (H, W) (default square ``size`` x ``size``; rectangular validation passes the
+    batch's shared rectangle).
 
     labels: (n, 5) [cls, x1, y1, x2, y2] pixels of ``img``. Returns (canvas, labels in canvas
     pixels, ratio, (left, top)); ``(xyxy - [left, top, left, top]) / ratio`` maps back exactly.
     """
     out, r = resize_long_side(img, size)
     h, w = out.shape[:2]
-    left, top = (size - w) // 2, (size - h) // 2
-    if (h, w) != (size, size):
+    H, W = shape or (size, size)
+    if h > H or w > W:
+        raise ValueError(f"image resized to {h}x{w} does not fit the {H}x{W} canvas")
+    left, top = (W - w) // 2, (H - h) // 2
+    if (h, w) != (H, W):
         out = cv2.copyMakeBorder(
-            out, top, size - h - top, left, size - w - left, cv2.BORDER_CONSTANT,
+            out, top, H - h - top, left, W - w - left, cv2.BORDER_CONSTANT,
             value=(pad_value,) * 3,
         )  # fmt: skip
     labels = labels.copy()
