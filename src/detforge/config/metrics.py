@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from .fields import ConfigError, suggest
 
-__all__ = ["METRIC_KEYS", "check_fitness_weights", "check_monitor"]
+__all__ = ["METRIC_KEYS", "check_fitness_weights", "check_monitor", "resolve_mode"]
 
 # Validation metrics a fitness may weigh: the 12 COCO stats, then P/R/F1 at the confidence
 # of best mean F1 and the mean IoU of matched detections (eval/metrics.py).
@@ -55,3 +55,10 @@ def check_monitor(name: str, key: str) -> None:
             f"{key}: cannot monitor '{name}'{suggest(name, allowed)}; choose from "
             f"{', '.join(allowed)}"
         )
+
+
+def resolve_mode(monitor: str, mode: str) -> str:
+    """``auto`` means ``min`` for anything named like a loss and ``max`` for metrics."""
+    if mode != "auto":
+        return mode
+    return "min" if "loss" in monitor.lower() else "max"

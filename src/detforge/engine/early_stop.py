@@ -6,15 +6,9 @@ import math
 from collections.abc import Mapping
 
 from ..config.fields import ConfigError
+from ..config.metrics import resolve_mode
 
-__all__ = ["EarlyStopping", "monitored_value", "resolve_mode"]
-
-
-def resolve_mode(monitor: str, mode: str) -> str:
-    """``auto`` means ``min`` for losses and ``max`` for everything else."""
-    if mode != "auto":
-        return mode
-    return "min" if "loss" in monitor else "max"
+__all__ = ["EarlyStopping", "monitored_value"]
 
 
 def monitored_value(monitor: str, values: Mapping[str, float], key: str) -> float:

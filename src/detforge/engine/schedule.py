@@ -45,10 +45,11 @@ from __future__ import annotations
 import math
 
 from ..config.fields import ConfigError
+from ..config.metrics import resolve_mode
 from ..config.schema import ScheduleSection
 from .lr_schedule import LRSchedule, is_bias_group
 from .schedule_curves import DecayCurve
-from .schedule_plateau import PlateauTracker, resolve_mode
+from .schedule_plateau import PlateauTracker
 
 __all__ = ["LRSchedule", "build_lr_schedule", "is_bias_group"]
 
@@ -168,7 +169,7 @@ def build_lr_schedule(
     plateau = None
     if cfg.name == "plateau":
         plateau = PlateauTracker(
-            mode=resolve_mode(cfg.mode, cfg.monitor),
+            mode=resolve_mode(cfg.monitor, cfg.mode),
             factor=cfg.factor,
             patience=cfg.patience,
             cooldown=cfg.cooldown,

@@ -21,14 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["PlateauTracker", "resolve_mode"]
-
-
-def resolve_mode(mode: str, monitor: str) -> str:
-    """``auto`` means ``min`` for anything named like a loss, ``max`` for metrics."""
-    if mode != "auto":
-        return mode
-    return "min" if "loss" in monitor.lower() else "max"
+__all__ = ["PlateauTracker"]
 
 
 @dataclass
