@@ -162,3 +162,13 @@ def test_report_val_augment_ensemble_and_diagnose(capsys, tiny_args, tiny_data, 
         capsys, "predict", f"weights={w},{w}", f"source={images}", "augment=true", "conf=0.01"
     )
     assert code == 0, err
+
+
+def test_recipes_and_models_are_listed(capsys):
+    code, out, _ = _run(capsys, "recipes")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert {"default", "finetune", "small-objects", "plateau"} <= set(names)
+    assert "AdamW" in out
+    code, out, _ = _run(capsys, "models")
+    assert code == 0 and "yolo-n-p2" in out.split()

@@ -76,34 +76,56 @@ def _final_weights(run):
     return load_checkpoint(run / "weights" / "last.pt")["model"]
 
 
-def test_resume_after_interruption_is_exact(tiny_args, tmp_path, monkeypatch):
-    full = _train(tiny_args, name="full", epochs=3)
+@pytest.mark.parametrize(
+    "epochs, crash_at, where, extra",
+    [
+        (3, 7, (1, 2, 6), []),  # mid-epoch: after 6 of 12 steps, inside epoch 2
+        # 6 epochs interrupted after 3, with a plateau schedule and early stopping whose state
+        # must survive the restart
+        (
+            6,
+            13,
+            (3, 0, 12),
+            [
+                "schedule.name=plateau",
+                "schedule.patience=1",
+                "early_stop.patience=10",
+                "schedule.warmup_epochs=1",
+            ],
+        ),
+    ],
+)
+def test_resume_after_interruption_is_exact(tiny_args, monkeypatch, epochs, crash_at, where, extra):
+    args = tiny_args + extra
+    full = _train(args, name="full", epochs=epochs)
 
-    # interrupt the second run in the middle of epoch 2 (after 6 of 12 steps)
     calls = {"n": 0}
     real = torch.optim.SGD.step
 
     def flaky_step(self, *a, **k):
         calls["n"] += 1
-        if calls["n"] == 7:
+        if calls["n"] == crash_at:
             raise KeyboardInterrupt("simulated crash")
         return real(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.SGD, "step", flaky_step)
     with pytest.raises(KeyboardInterrupt):
-        _train(tiny_args, name="part", epochs=3)
+        _train(args, name="part", epochs=epochs)
     monkeypatch.setattr(torch.optim.SGD, "step", real)
     part = full.run_dir.parent / "part"
     ck = load_checkpoint(part / "weights" / "last.pt")
-    assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == (1, 2, 6)
+    assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == where
 
-    resumed = _train(tiny_args, name="part", resume=part / "weights" / "last.pt", epochs=3)
+    resumed = _train(args, name="part", resume=part / "weights" / "last.pt", epochs=epochs)
     assert resumed.run_dir == part
     a, b = _final_weights(full.run_dir), _final_weights(part)
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
     rows = list(csv.DictReader((part / "results.csv").open()))
-    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [r["epoch"] for r in rows] == [str(e) for e in range(1, epochs + 1)]
+    full_ck, part_ck = (load_checkpoint(r / "weights" / "last.pt") for r in (full.run_dir, part))
+    assert full_ck["schedule"] == part_ck["schedule"]
+    assert full_ck["early_stop"] == part_ck["early_stop"]
 
 
 def test_nonfinite_steps_are_skipped_then_stop_with_a_checkpoint(tiny_args, monkeypatch):
