@@ -46,6 +46,7 @@ def test_run_folder_contents(tiny_args):
         "fitness",
         "epoch_time",
         "peak_mem_mb",
+        "val_time",
         "grad_norm/mean",
         "grad_norm/max",
         "skipped_steps",

@@ -404,6 +404,7 @@ class Trainer:
         if last or self.epoch % cfg.train.val_interval == 0:
             val = self.data.validator.run(self.eval_model(), self.loss_fn, keep_predictions=True)
             self.last_val = val
+            row["val_time"] = val.seconds
             metrics = {
                 **val.metrics,
                 **scalar_metrics(val.predictions, self._val_gt, len(self.data.names)),
