@@ -28,7 +28,7 @@ from .components import (
     build_optimizer_from_config,
     build_schedule_from_config,
 )
-from .device import autocast, resolve_amp, select_device
+from .device import resolve_amp, select_device
 from .early_stop import EarlyStopping, monitored_value
 from .ema import ModelEMA
 from .fitness import fitness
@@ -52,6 +52,7 @@ from .stages import (
     resize_batch,
 )
 from .state import restore_rng_state, rng_state, seed_everything, set_deterministic
+from .stepper import Stepper
 
 __all__ = ["Trainer", "TrainResult"]
 
@@ -143,11 +144,14 @@ class Trainer:
         self.ema = (
             ModelEMA(self.model, cfg.train.ema_decay, cfg.train.ema_tau) if cfg.train.ema else None
         )
+        self.stepper = Stepper(
+            self.model, self.loss_fn, self.optimizer, self.scaler, self.clipper, self.ema,
+            self.device, self.amp_dtype, cfg.train.max_nonfinite,
+        )  # fmt: skip
         es = cfg.early_stop
         self.early_stop = EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta)
         self.stop_reason = ""
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
-        self.skipped_steps = self.nonfinite_run = 0
         self.best_fitness, self.best_epoch = -math.inf, -1
         # a fresh run starts a fresh results.csv even in a reused folder (exist_ok)
         self.results = ResultsCSV(self.run_dir / "results.csv")
@@ -180,7 +184,7 @@ class Trainer:
         self.best_fitness, self.best_epoch = ckpt["best_fitness"], ckpt["best_epoch"]
         self.early_stop.load_state_dict(ckpt["early_stop"])
         self.schedule.load_state_dict(ckpt["schedule"])
-        self.skipped_steps = ckpt.get("skipped_steps", 0)
+        self.stepper.skipped_steps = ckpt.get("skipped_steps", 0)
         self.results.truncate(self.epoch)
         restore_rng_state(ckpt["rng"])
         log.info(
@@ -209,7 +213,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "early_stop": self.early_stop.state_dict(),
             "schedule": self.schedule.state_dict(),
-            "skipped_steps": self.skipped_steps,
+            "skipped_steps": self.stepper.skipped_steps,
             "metrics": metrics or {},
             "config": config_to_dict(self.cfg),
             "rng": rng_state(),
@@ -230,7 +234,7 @@ class Trainer:
         except BaseException:
             # counters move only after a whole optimizer step, and BN statistics of an unfinished
             # step are rolled back, so last.pt is exactly the state after the last whole step
-            self._restore_buffers()
+            self.stepper.restore_buffers()
             save_atomic(self.checkpoint(), self.weights_dir / "last.pt")
             log.error(
                 "training stopped in epoch %d after %d batches; checkpoint saved. Resume with: "
@@ -274,18 +278,20 @@ class Trainer:
         images = 0
         for batch in bar:
             if not window:
-                self._save_buffers()
+                self.stepper.save_buffers()
                 steps_done = math.ceil(self.batch_in_epoch / self.accumulate)
                 self.schedule.apply(self.optimizer, self.plan.schedule_step(self.epoch, steps_done))
             index = self.batch_in_epoch + len(window)
-            terms, batch_mass, b = self._forward_backward(batch, index)
+            x, targets = self._batch_inputs(batch, index)
+            terms, batch_mass = self.stepper.forward_backward(x, targets)
+            b = x.shape[0]
             window.append(terms)
             mass += batch_mass
             images += b
             position = self.batch_in_epoch + len(window)
             if len(window) < self.accumulate and position < total_batches:
                 continue
-            norm, finite = self._optimizer_step(mass, images)
+            norm, finite = self.stepper.step(mass, images, self.step)
             grad_norms.append(norm)
             if finite:
                 for terms in window:
@@ -294,7 +300,6 @@ class Trainer:
                 n_batches += len(window)
             # a skipped step still advances the schedule: it is a function of batches consumed
             self.step += 1
-            self._buffer_backup = None
             self.batch_in_epoch += len(window)
             n_images += images
             window, mass, images = [], 0.0, 0
@@ -306,7 +311,7 @@ class Trainer:
         if finite:
             row["grad_norm/mean"] = sum(finite) / len(finite)
             row["grad_norm/max"] = max(finite)
-        row["skipped_steps"] = self.skipped_steps
+        row["skipped_steps"] = self.stepper.skipped_steps
         for g in self.optimizer.param_groups:
             row[f"lr/{g['name']}"] = g["lr"]
         return row, n_images
@@ -327,10 +332,9 @@ class Trainer:
             )
         return stage
 
-    def _forward_backward(self, batch: dict, index: int) -> tuple[dict[str, float], float, int]:
-        """One micro-batch (the ``index``-th of the epoch): forward, loss, backward of the
-        un-normalised sums. Returns the batch's normalised terms (for logging), its target
-        mass and its size."""
+    def _batch_inputs(self, batch: dict, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images as floats in [0, 1] (channels-last) and targets on the device; with
+        augment.multi_scale, resized to the size drawn for (seed, epoch, batch index)."""
         x = batch["img"].to(self.device, non_blocking=True).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
         targets = batch["targets"].to(self.device)
@@ -340,59 +344,7 @@ class Trainer:
                 x.shape[-1], self.cfg.augment.multi_scale, self.model.max_stride, rng
             )
             x, targets = resize_batch(x, targets, size)
-        with autocast(self.device, self.amp_dtype):
-            outputs = self.model(x)
-        sums, mass = self.loss_fn.compute([o.float() for o in outputs], targets)
-        self.scaler.scale(sum(sums.values())).backward()
-        norm = max(float(mass), 1.0)
-        return {k: float(v.detach()) / norm for k, v in sums.items()}, float(mass), x.shape[0]
-
-    def _optimizer_step(self, mass: float, images: int) -> tuple[float, bool]:
-        """Scale the summed gradients of a window, clip, step, update the EMA.
-
-        The gradient of ``images x sums / mass`` is taken over the whole window, so batch 8 with
-        accumulate 2 gives the same update as batch 16 (without BatchNorm, which sees the
-        micro-batches). Returns the gradient norm and whether the step was finite.
-        """
-        cfg = self.cfg
-        self.scaler.unscale_(self.optimizer)
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if grads:
-            torch._foreach_mul_(grads, images / max(mass, 1.0))
-        norm = self.clipper(self.model.parameters())
-        finite = math.isfinite(norm)
-        if finite or self.scaler.is_enabled():  # the fp16 scaler skips inf steps itself
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        if finite or self.scaler.is_enabled():
-            self.nonfinite_run = 0
-            if self.ema is not None:
-                self.ema.update(self.model)
-            return norm, finite
-        self._restore_buffers()  # a non-finite forward may have poisoned BN statistics
-        self.skipped_steps += 1
-        self.nonfinite_run += 1
-        log.warning("non-finite loss or gradient at step %d: step skipped", self.step)
-        if self.nonfinite_run >= cfg.train.max_nonfinite:
-            raise FloatingPointError(
-                f"{self.nonfinite_run} consecutive non-finite steps (train.max_nonfinite="
-                f"{cfg.train.max_nonfinite}): lower optim.lr0, or check the data"
-            )
-        return norm, False
-
-    def _save_buffers(self) -> None:
-        """Copy BN running statistics before a forward pass (they change during it)."""
-        bufs = [b for b in self.model.buffers()]
-        self._buffer_backup = (bufs, [b.clone() for b in bufs])
-
-    def _restore_buffers(self) -> None:
-        if getattr(self, "_buffer_backup", None) is not None:
-            bufs, saved = self._buffer_backup
-            with torch.no_grad():
-                for b, v in zip(bufs, saved, strict=True):
-                    b.copy_(v)
-            self._buffer_backup = None
+        return x, targets
 
     def end_epoch(self, row: dict, seconds: float) -> None:
         cfg = self.cfg

@@ -1,0 +1,97 @@
+"""One optimizer step over a window of micro-batches: forward, backward, scale, clip, step, EMA.
+
+Kept apart from the epoch loop so the step's contract is in one place: gradients of a window
+are summed un-normalised and divided by the window's target mass before clipping (exact
+accumulation); a non-finite step is skipped, its BatchNorm statistics are rolled back, and
+``max_nonfinite`` of them in a row stop training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .device import autocast
+from .ema import ModelEMA
+from .gradients import GradientClipper
+
+__all__ = ["Stepper"]
+
+log = logging.getLogger("detforge")
+
+
+class Stepper:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        clipper: GradientClipper,
+        ema: ModelEMA | None,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        max_nonfinite: int,
+    ):
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.scaler, self.clipper, self.ema = scaler, clipper, ema
+        self.device, self.amp_dtype, self.max_nonfinite = device, amp_dtype, max_nonfinite
+        self.skipped_steps = self.nonfinite_run = 0
+        self._buffer_backup = None
+
+    def forward_backward(self, x: Tensor, targets: Tensor) -> tuple[dict[str, float], float]:
+        """x: (B, 3, H, W) float in [0, 1]; targets: (M, 6). Back-propagates the un-normalised
+        loss sums; returns this batch's normalised terms (for logging) and its target mass."""
+        with autocast(self.device, self.amp_dtype):
+            outputs = self.model(x)
+        sums, mass = self.loss_fn.compute([o.float() for o in outputs], targets)
+        self.scaler.scale(sum(sums.values())).backward()
+        norm = max(float(mass), 1.0)
+        return {k: float(v.detach()) / norm for k, v in sums.items()}, float(mass)
+
+    def step(self, mass: float, images: int, step_index: int) -> tuple[float, bool]:
+        """Finish a window: gradients x images / mass (so batch 8 with accumulate 2 updates
+        exactly like batch 16, BatchNorm aside), clip, step, EMA. Returns the gradient norm and
+        whether the step was finite."""
+        self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, images / max(mass, 1.0))
+        norm = self.clipper(self.model.parameters())
+        finite = math.isfinite(norm)
+        if finite or self.scaler.is_enabled():  # the fp16 scaler skips inf steps itself
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if finite or self.scaler.is_enabled():
+            self.nonfinite_run = 0
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self._buffer_backup = None
+            return norm, finite
+        self.restore_buffers()  # a non-finite forward may have poisoned BN statistics
+        self.skipped_steps += 1
+        self.nonfinite_run += 1
+        log.warning("non-finite loss or gradient at step %d: step skipped", step_index)
+        if self.nonfinite_run >= self.max_nonfinite:
+            raise FloatingPointError(
+                f"{self.nonfinite_run} consecutive non-finite steps (train.max_nonfinite="
+                f"{self.max_nonfinite}): lower optim.lr0, or check the data"
+            )
+        return norm, False
+
+    def save_buffers(self) -> None:
+        """Copy BN running statistics before a window's forward passes (they change in them)."""
+        bufs = list(self.model.buffers())
+        self._buffer_backup = (bufs, [b.clone() for b in bufs])
+
+    def restore_buffers(self) -> None:
+        """Roll BN statistics back to the start of the unfinished window, if any."""
+        if self._buffer_backup is not None:
+            bufs, saved = self._buffer_backup
+            with torch.no_grad():
+                torch._foreach_copy_(bufs, saved)
+            self._buffer_backup = None
