@@ -76,6 +76,8 @@ def cmd_train(args: Sequence[str]) -> int:
     else:
         cfg = load_config(rest, cfg_file=special.get("cfg"))
     result = Trainer(cfg).fit()
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun the main process reports
     m = result.metrics
     print(
         f"\ndone: {result.run_dir}  best epoch {result.best_epoch}  "
@@ -294,7 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-h" in args or "--help" in args:
         print(USAGE)
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # under torchrun only the main process talks; the others report warnings and errors
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     from .data.errors import DataError
     from .engine.checkpoint import CheckpointError
 

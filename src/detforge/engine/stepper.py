@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .device import autocast
+from .distributed import DistInfo, all_reduce_sum
 from .ema import ModelEMA
 from .gradients import GradientClipper
 
@@ -35,8 +36,19 @@ class Stepper:
         device: torch.device,
         amp_dtype: torch.dtype | None,
         max_nonfinite: int,
+        dist: DistInfo | None = None,
     ):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.dist = dist or DistInfo()
+        # under torchrun the forward pass goes through DDP, which averages gradients over
+        # processes during backward; everything else uses the plain module
+        self.forward_model = (
+            nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+            if self.dist.enabled
+            else model
+        )
         self.scaler, self.clipper, self.ema = scaler, clipper, ema
         self.device, self.amp_dtype, self.max_nonfinite = device, amp_dtype, max_nonfinite
         self.skipped_steps = self.nonfinite_run = 0
@@ -46,7 +58,7 @@ class Stepper:
         """x: (B, 3, H, W) float in [0, 1]; targets: (M, 6). Back-propagates the un-normalised
         loss sums; returns this batch's normalised terms (for logging) and its target mass."""
         with autocast(self.device, self.amp_dtype):
-            outputs = self.model(x)
+            outputs = self.forward_model(x)
         sums, mass = self.loss_fn.compute([o.float() for o in outputs], targets)
         self.scaler.scale(sum(sums.values())).backward()
         norm = max(float(mass), 1.0)
@@ -58,8 +70,10 @@ class Stepper:
         whether the step was finite."""
         self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        # DDP averaged the gradient sums over processes: normalise by the mass of all of them
+        mass, images = all_reduce_sum([mass, float(images)], self.device, self.dist)
         if grads:
-            torch._foreach_mul_(grads, images / max(mass, 1.0))
+            torch._foreach_mul_(grads, self.dist.world_size * images / max(mass, 1.0))
         norm = self.clipper(self.model.parameters())
         finite = math.isfinite(norm)
         if finite or self.scaler.is_enabled():  # the fp16 scaler skips inf steps itself

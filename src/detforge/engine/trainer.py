@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import RunConfig, config_to_dict, dump_config
+from ..config import ConfigError, RunConfig, config_to_dict, dump_config
 from ..eval.metrics import scalar_metrics
 from ..eval.report import dataset_ground_truth
 from .checkpoint import load_checkpoint, load_model_state, save_atomic
@@ -29,6 +29,7 @@ from .components import (
     build_schedule_from_config,
 )
 from .device import resolve_amp, select_device
+from .distributed import barrier, broadcast_object, init_distributed, shutdown
 from .early_stop import EarlyStopping, monitored_value
 from .ema import ModelEMA
 from .fitness import fitness
@@ -91,33 +92,48 @@ class Trainer:
         resume_ckpt = load_checkpoint(cfg.train.resume) if cfg.train.resume else None
         seed_everything(cfg.train.seed)
         set_deterministic(cfg.train.deterministic)
-        self.device = select_device(cfg.train.device)
+        self.dist, self.device = init_distributed(select_device(cfg.train.device))
+        self.main = self.dist.is_main  # only the main process writes files and validates
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
 
-        if resume_ckpt is not None:
-            self.run_dir = Path(cfg.train.resume).resolve().parent.parent
-        else:
-            self.run_dir = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
+        run_dir = None
+        if self.main:
+            if resume_ckpt is not None:
+                run_dir = Path(cfg.train.resume).resolve().parent.parent
+            else:
+                run_dir = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
+        self.run_dir = Path(broadcast_object(run_dir and str(run_dir), self.dist))
         self.weights_dir = self.run_dir / "weights"
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
-        self._log_handler = attach_log_file(log, self.run_dir / "train.log")
-        write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
-        log.info("run folder: %s", self.run_dir)
+        self._log_handler = None
+        if self.main:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            self._log_handler = attach_log_file(log, self.run_dir / "train.log")
+            write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
+            log.info("run folder: %s", self.run_dir)
+            if self.dist.enabled:
+                log.info("distributed: %d processes", self.dist.world_size)
 
         stages = plan_stages(cfg.train.stages, cfg.train.epochs, cfg.train.imgsz, cfg.train.batch)
-        self.data: DataBundle = build_data(cfg, imgsz=stages[0].imgsz, batch=stages[0].batch)
+        self.data: DataBundle = build_data(
+            cfg, self.dist.rank, self.dist.world_size, stages[0].imgsz, stages[0].batch
+        )
         self._train_shape = (stages[0].imgsz, stages[0].batch)
         self.model = build_model_from_config(
             cfg, len(self.data.names), self.device, load_weights=resume_ckpt is None
         )
+        if self.dist.enabled and cfg.optim.unfreeze_at:
+            raise ConfigError(
+                "optim.unfreeze_at is not supported with torchrun yet (DDP fixes the trained "
+                "parameters at start); freeze for the whole run or train in one process"
+            )
         self.loss_fn = build_loss_from_config(
             cfg, self.model, self.data.train_set.labels, self.data.names
         )
-        self.accumulate = accumulation_steps(cfg)
-        eff_batch = cfg.train.batch * self.accumulate
+        self.accumulate = accumulation_steps(cfg, self.dist.world_size)
+        eff_batch = cfg.train.batch * self.accumulate * self.dist.world_size
         self.optimizer, wd = build_optimizer_from_config(cfg, self.model, eff_batch)
         log.info("parameter groups:\n%s", describe_param_groups(self.optimizer))
-        n_train = len(self.data.train_set)
+        n_train = math.ceil(len(self.data.train_set) / self.dist.world_size)  # per process
         self.plan = StagePlan(
             stages, [math.ceil(math.ceil(n_train / st.batch) / self.accumulate) for st in stages]
         )
@@ -146,7 +162,7 @@ class Trainer:
         )
         self.stepper = Stepper(
             self.model, self.loss_fn, self.optimizer, self.scaler, self.clipper, self.ema,
-            self.device, self.amp_dtype, cfg.train.max_nonfinite,
+            self.device, self.amp_dtype, cfg.train.max_nonfinite, self.dist,
         )  # fmt: skip
         es = cfg.early_stop
         self.early_stop = EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta)
@@ -235,6 +251,8 @@ class Trainer:
             # counters move only after a whole optimizer step, and BN statistics of an unfinished
             # step are rolled back, so last.pt is exactly the state after the last whole step
             self.stepper.restore_buffers()
+            if not self.main:
+                raise
             save_atomic(self.checkpoint(), self.weights_dir / "last.pt")
             log.error(
                 "training stopped in epoch %d after %d batches; checkpoint saved. Resume with: "
@@ -245,10 +263,13 @@ class Trainer:
             )
             log.removeHandler(self._log_handler)
             raise
-        result = self.finish()
-        result.train_seconds, result.train_images = t_train, images
+        result = self.finish() if self.main else TrainResult(self.run_dir, self.best_epoch, 0.0)
+        result.train_seconds, result.train_images = t_train, images * self.dist.world_size
         result.epochs_run, result.stop_reason = self.epoch, self.stop_reason
-        log.removeHandler(self._log_handler)
+        barrier(self.dist)
+        shutdown(self.dist)
+        if self._log_handler is not None:
+            log.removeHandler(self._log_handler)
         return result
 
     def train_one_epoch(self) -> tuple[dict, int]:
@@ -272,7 +293,9 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
-        total_batches = math.ceil(len(data.train_set) / stage.batch)
+        total_batches = len(data.train_sampler.order()) // stage.batch + bool(
+            len(data.train_sampler.order()) % stage.batch
+        )
         window: list[dict[str, float]] = []
         mass = 0.0
         images = 0
@@ -322,7 +345,9 @@ class Trainer:
         if (stage.imgsz, stage.batch) != self._train_shape:
             d = self.data
             d.train_set = build_train_set(cfg, d.spec, stage.imgsz)
-            d.train_sampler = build_train_sampler(cfg, d.train_set, rank=0, world_size=1)
+            d.train_sampler = build_train_sampler(
+                cfg, d.train_set, self.dist.rank, self.dist.world_size
+            )
             d.train_loader = build_train_loader(
                 cfg, d.train_set, d.train_sampler, stage.batch, d.workers
             )
@@ -347,55 +372,43 @@ class Trainer:
         return x, targets
 
     def end_epoch(self, row: dict, seconds: float) -> None:
+        """Checkpoint, validate (main process), feed schedule and early stopping, log."""
         cfg = self.cfg
         self.epoch += 1
         self.batch_in_epoch = 0
-        save_atomic(self.checkpoint(), self.weights_dir / "last.pt")
-        last = self.epoch == cfg.train.epochs
+        validate = self.epoch == cfg.train.epochs or self.epoch % cfg.train.val_interval == 0
         metrics: dict[str, float] = {}
-        if last or self.epoch % cfg.train.val_interval == 0:
-            val = self.data.validator.run(self.eval_model(), self.loss_fn, keep_predictions=True)
-            self.last_val = val
-            row["val_time"] = val.seconds
-            metrics = {
-                **val.metrics,
-                **scalar_metrics(val.predictions, self._val_gt, len(self.data.names)),
-            }
-            row.update({f"val/{k}": v for k, v in val.losses.items()})
-            row.update({f"metrics/{k}": v for k, v in metrics.items()})
-            fit = fitness(metrics, cfg.train.fitness)
-            row["fitness"] = fit
-            improved = fit > self.best_fitness
-            if improved:
-                self.best_fitness, self.best_epoch = fit, self.epoch
-            if self.schedule.needs_metric:
-                watched = monitored_value(cfg.schedule.monitor, row, "schedule.monitor")
-                position = self.plan.schedule_step(self.epoch, 0)
-                if self.schedule.observe(watched, position):
-                    log.info(
-                        "plateau: %s stalled at %.5g, learning rate cut by %g",
-                        cfg.schedule.monitor,
-                        watched,
-                        cfg.schedule.factor,
-                    )
-            value = monitored_value(cfg.early_stop.monitor, row, "early_stop.monitor")
-            if self.early_stop.step(value, self.epoch):
-                self.stop_reason = self.early_stop.reason
+        watched, improved = None, False
+        if self.main:
+            save_atomic(self.checkpoint(), self.weights_dir / "last.pt")
+            if validate:
+                metrics, improved = self._validate(row)
+                if self.schedule.needs_metric:
+                    watched = monitored_value(cfg.schedule.monitor, row, "schedule.monitor")
+                value = monitored_value(cfg.early_stop.monitor, row, "early_stop.monitor")
+                if self.early_stop.step(value, self.epoch):
+                    self.stop_reason = self.early_stop.reason
+        # every process applies the same plateau decision and stops together
+        watched, self.stop_reason = broadcast_object((watched, self.stop_reason), self.dist)
+        if watched is not None:
+            position = self.plan.schedule_step(self.epoch, 0)
+            if self.schedule.observe(watched, position) and self.main:
+                log.info(
+                    "plateau: %s stalled at %.5g, learning rate cut by %g",
+                    cfg.schedule.monitor, watched, cfg.schedule.factor,
+                )  # fmt: skip
+        if not self.main:
+            return
+        if validate:
             ckpt = self.checkpoint(metrics)
             save_atomic(ckpt, self.weights_dir / "last.pt")
             if improved:
                 save_atomic(ckpt, self.weights_dir / "best.pt")
+            losses = " ".join(f"{k[6:]} {v:.3f}" for k, v in row.items() if k.startswith("train/"))
             log.info(
-                "epoch %d/%d  %s  mAP50 %.4f  mAP50-95 %.4f%s",
-                self.epoch,
-                cfg.train.epochs,
-                " ".join(
-                    f"{k.split('/')[1]} {v:.3f}" for k, v in row.items() if k.startswith("train/")
-                ),
-                metrics["map50"],
-                metrics["map50_95"],
-                "  (best)" if improved else "",
-            )
+                "epoch %d/%d  %s  mAP50 %.4f  mAP50-95 %.4f%s", self.epoch, cfg.train.epochs,
+                losses, metrics["map50"], metrics["map50_95"], "  (best)" if improved else "",
+            )  # fmt: skip
         if cfg.train.save_period and self.epoch % cfg.train.save_period == 0:
             save_atomic(self.checkpoint(metrics), self.weights_dir / f"epoch{self.epoch}.pt")
         row["epoch_time"] = seconds
@@ -405,6 +418,24 @@ class Trainer:
             log.info("%s; stopping after epoch %d", self.stop_reason, self.epoch)
         for hook in self.hooks:
             hook(self, row)
+
+    def _validate(self, row: dict) -> tuple[dict[str, float], bool]:
+        """Validate the EMA (or model), add val/*, metrics/* and fitness to ``row``."""
+        val = self.data.validator.run(self.eval_model(), self.loss_fn, keep_predictions=True)
+        self.last_val = val
+        row["val_time"] = val.seconds
+        metrics = {
+            **val.metrics,
+            **scalar_metrics(val.predictions, self._val_gt, len(self.data.names)),
+        }
+        row.update({f"val/{k}": v for k, v in val.losses.items()})
+        row.update({f"metrics/{k}": v for k, v in metrics.items()})
+        fit = fitness(metrics, self.cfg.train.fitness)
+        row["fitness"] = fit
+        improved = fit > self.best_fitness
+        if improved:
+            self.best_fitness, self.best_epoch = fit, self.epoch
+        return metrics, improved
 
     def eval_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.model
