@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from detforge.data.order import EpochSampler
 from detforge.engine.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -16,7 +17,6 @@ from detforge.engine.ema import ModelEMA
 from detforge.engine.gradients import GradientClipper
 from detforge.engine.optim import build_param_groups
 from detforge.engine.rundir import ResultsCSV, make_run_dir
-from detforge.data.order import EpochSampler
 from detforge.models import build_model
 
 
