@@ -833,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "budget": asdict(budget),
         "protocol": {
-            "detforge_train_defaults": "device=cpu train.val_interval=<epochs> (amp: detforge's default)",
+            "detforge_train_defaults": "device=cpu train.val_interval=<epochs>, default amp",
             "train_seconds": "sum of per-epoch training timers (no validation, no checkpoints)",
             "train_images_per_s": "train_images x epochs / train_seconds",
             "predictions": "last-epoch (EMA) weights, fp32, conf 0.001, NMS IoU 0.7, max_det 300",
