@@ -83,13 +83,14 @@ def plot_pr_curves(
             linewidth=2.5,
             label=f"all classes {np.nanmean(ap[defined]):.3f} AP{round(iou * 100)}",
         )
-    ax.set(
-        xlabel="Recall",
-        ylabel="Precision",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-        title=f"Precision-recall curve (IoU {iou:g})",
+    return _finish_unit_plot(
+        fig, ax, "Recall", "Precision", f"Precision-recall curve (IoU {iou:g})", path
     )
+
+
+def _finish_unit_plot(fig, ax, xlabel: str, ylabel: str, title: str, path) -> Path:
+    """Labels, [0, 1] axes, grid and legend of a curve plot, then saves it."""
+    ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.01), title=title)
     ax.grid(alpha=0.3)
     _legend(ax)
     return _save(fig, path)
@@ -114,16 +115,7 @@ def plot_conf_curve(
         label += f" {mean[best]:.3f} at {conf[best]:.3f}"
         ax.axvline(conf[best], color="0.3", linestyle=":", linewidth=1)
     ax.plot(conf, mean, color="tab:blue", linewidth=2.5, label=label)
-    ax.set(
-        xlabel="Confidence",
-        ylabel=ylabel,
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-        title=f"{ylabel} against confidence",
-    )
-    ax.grid(alpha=0.3)
-    _legend(ax)
-    return _save(fig, path)
+    return _finish_unit_plot(fig, ax, "Confidence", ylabel, f"{ylabel} against confidence", path)
 
 
 def plot_confusion(
