@@ -274,6 +274,17 @@ def test_stages_and_multi_scale(tiny_args, caplog):
         load_config(tiny_args + ["train.stages=[{epochs: 2, imgz: 64}]"], env={})
 
 
+def test_stage_change_keeps_the_image_cache(tiny_args):
+    stages = "[{epochs: 1, imgsz: 32, batch: 8}, {epochs: 1, imgsz: 64}]"
+    cfg = load_config(tiny_args + [f"train.stages={stages}", "data.cache=ram"], env={})
+    seen = []
+    Trainer(cfg, hooks=[lambda tr, row: seen.append(tr.data.train_set)]).fit()
+    assert [ds.imgsz for ds in seen] == [32, 64]
+    cache = seen[0].image_cache
+    assert cache is not None
+    assert seen[1].image_cache is cache  # the second stage's new set reads the same RAM cache
+
+
 def test_multi_scale_sizes_are_stride_multiples_in_range():
     import numpy as np
 

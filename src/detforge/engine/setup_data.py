@@ -21,7 +21,15 @@ from ..data.transforms import AugmentParams
 from ..eval.validator import Validator
 from .device import resolve_amp, select_device
 
-__all__ = ["DataBundle", "build_data", "resolve_data_yaml", "build_train_set", "build_val_set"]
+__all__ = [
+    "DataBundle",
+    "build_data",
+    "resolve_data_yaml",
+    "build_train_set",
+    "build_train_sampler",
+    "build_train_loader",
+    "build_val_set",
+]
 
 log = logging.getLogger("detforge")
 

@@ -293,9 +293,7 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
-        total_batches = len(data.train_sampler.order()) // stage.batch + bool(
-            len(data.train_sampler.order()) % stage.batch
-        )
+        total_batches = math.ceil(data.train_sampler.per_rank / stage.batch)
         window: list[dict[str, float]] = []
         mass = 0.0
         images = 0
@@ -344,7 +342,9 @@ class Trainer:
         cfg, stage = self.cfg, self.plan.stage(self.epoch)
         if (stage.imgsz, stage.batch) != self._train_shape:
             d = self.data
+            image_cache = d.train_set.image_cache  # decoded originals do not depend on imgsz
             d.train_set = build_train_set(cfg, d.spec, stage.imgsz)
+            d.train_set.set_image_cache(image_cache)
             d.train_sampler = build_train_sampler(
                 cfg, d.train_set, self.dist.rank, self.dist.world_size
             )
