@@ -252,7 +252,16 @@ def test_plateau_matches_reduce_lr_on_plateau(opts, warm_epochs):
 
 
 def test_plateau_auto_mode_by_name():
-    for monitor, mode in [("val/loss", "min"), ("val/box_loss", "min"), ("map50_95", "max")]:
+    cases = [
+        ("val/loss", "min"),
+        ("val/box", "min"),
+        ("val/cls", "min"),
+        ("val/dfl", "min"),
+        ("val/box_loss", "min"),
+        ("map50_95", "max"),
+        ("fitness", "max"),
+    ]
+    for monitor, mode in cases:
         s = build_lr_schedule(
             cfg(name="plateau", monitor=monitor), lr0=0.01, momentum=0.9, epochs=5,
             steps_per_epoch=2,
@@ -510,3 +519,12 @@ def test_plot_schedule_plateau_and_long_runs(tmp_path):
     assert len(curves.steps) <= 20_000 and curves.steps[0] == 0 and curves.steps[-1] == 299_999
     assert curves.lrs["weights"][-1] == 0.01  # no cut assumed
     assert curves.momentum == [None] * len(curves.steps)
+
+
+def test_early_stopping_auto_mode_matches_the_plateau_rule():
+    from detforge.engine.early_stop import EarlyStopping
+
+    assert EarlyStopping("val/dfl", "auto", patience=2).mode == "min"
+    assert EarlyStopping("val/loss", "auto", patience=2).mode == "min"
+    assert EarlyStopping("mean_iou", "auto", patience=2).mode == "max"
+    assert EarlyStopping("val/dfl", "max", patience=2).mode == "max"  # explicit mode wins

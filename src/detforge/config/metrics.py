@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from .fields import ConfigError, suggest
 
-__all__ = ["METRIC_KEYS", "check_fitness_weights", "check_monitor", "resolve_mode"]
+__all__ = ["LOSS_KEYS", "METRIC_KEYS", "check_fitness_weights", "check_monitor", "resolve_mode"]
 
 # Validation metrics a fitness may weigh: the 12 COCO stats, then P/R/F1 at the confidence
 # of best mean F1 and the mean IoU of matched detections (eval/metrics.py).
@@ -46,9 +46,13 @@ def check_fitness_weights(weights: Mapping[str, float], key: str = "fitness") ->
         raise ConfigError(f"{key}: all weights are zero")
 
 
+# Validation losses (total and per term) that early stopping and the plateau schedule may watch.
+LOSS_KEYS = ("val/loss", "val/box", "val/cls", "val/dfl")
+
+
 def check_monitor(name: str, key: str) -> None:
     """A value early stopping or the plateau schedule can watch."""
-    allowed = ("fitness", "val/loss", "val/box", "val/cls", "val/dfl", *METRIC_KEYS)
+    allowed = ("fitness", *LOSS_KEYS, *METRIC_KEYS)
     bare = name.removeprefix("metrics/")
     if name not in allowed and bare not in METRIC_KEYS:
         raise ConfigError(
@@ -58,7 +62,8 @@ def check_monitor(name: str, key: str) -> None:
 
 
 def resolve_mode(monitor: str, mode: str) -> str:
-    """``auto`` means ``min`` for anything named like a loss and ``max`` for metrics."""
+    """``auto`` means ``min`` for validation losses (``val/loss`` and the ``val/<term>`` loss
+    terms, or anything named like a loss) and ``max`` for metrics and fitness."""
     if mode != "auto":
         return mode
-    return "min" if "loss" in monitor.lower() else "max"
+    return "min" if monitor.startswith("val/") or "loss" in monitor.lower() else "max"
