@@ -19,7 +19,7 @@ import yaml
 
 from .fields import ConfigError, check_constraints, coerce, suggest, yaml_load
 from .metrics import check_fitness_weights, check_monitor
-from .schema import ALIASES, DEMO_PRESET, RunConfig
+from .schema import ALIASES, DEMO_PRESET, TTA_VIEWS, RunConfig
 from .stages import plan_stages
 
 __all__ = [
@@ -177,12 +177,11 @@ def _cross_check(cfg: RunConfig) -> None:
             f"{cfg.augment.multi_scale}"
         )
     plan_stages(cfg.train.stages, cfg.train.epochs, cfg.train.imgsz, cfg.train.batch)
-    views = ("flip", "vflip", "scale", "rot90")
-    bad = [t for t in cfg.tta.transforms if t not in views]
+    bad = [t for t in cfg.tta.transforms if t not in TTA_VIEWS]
     if bad:
         raise ConfigError(
-            f"tta.transforms: unknown view '{bad[0]}'{suggest(bad[0], views)}; choose from "
-            + ", ".join(views)
+            f"tta.transforms: unknown view '{bad[0]}'{suggest(bad[0], TTA_VIEWS)}; choose from "
+            + ", ".join(TTA_VIEWS)
         )
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):

@@ -384,6 +384,10 @@ class EvalSection:
     )
 
 
+# Test-time augmentation views (eval/tta.py builds them).
+TTA_VIEWS = ("flip", "vflip", "scale", "rot90")
+
+
 @dataclass
 class TTASection:
     transforms: list[str] = setting(

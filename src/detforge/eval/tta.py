@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config.schema import TTA_VIEWS
 from ..models.decode import decode
 from .postprocess import Detections, postprocess
 
@@ -36,7 +37,7 @@ __all__ = [
     "weighted_box_fusion",
 ]
 
-TRANSFORMS = ("flip", "vflip", "scale", "rot90")
+TRANSFORMS = TTA_VIEWS
 DEFAULT_SCALES = (0.83, 1.0, 1.2)
 
 
