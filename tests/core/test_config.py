@@ -90,3 +90,9 @@ def test_amp_off_in_a_config_file(tmp_path):
     f.write_text("train:\n  amp: off\noptim:\n  weight_decay: 5e-4\n")
     cfg = load_config([], cfg_file=f, env={})
     assert cfg.train.amp == "off" and cfg.optim.weight_decay == 5e-4
+
+
+def test_unknown_tta_view_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"tta.transforms: unknown view 'flp'.*'flip'"):
+        load_config(["tta.transforms=[flp, scale]"], env={})
+    assert load_config(["tta.transforms=[rot90]"], env={}).tta.transforms == ["rot90"]
