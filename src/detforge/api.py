@@ -148,15 +148,16 @@ class Detector:
                 metas.append((ratio, pad, img.shape[:2], path))
             x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
             x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
+            merged = tta is not None or bool(self.extra_models)
             with autocast(self.device, self.amp_dtype):
-                if tta is not None or self.extra_models:
+                if merged:
                     dets = ensemble_predict(
                         [self.model, *self.extra_models], x, conf=conf, iou=iou,
                         max_det=max_det, **(tta or {}),
                     )  # fmt: skip
                 else:
                     outputs = self.model(x)
-            if tta is None and not self.extra_models:
+            if not merged:
                 boxes, scores = decode(
                     [o.float() for o in outputs], self.model.strides, self.model.reg_max
                 )

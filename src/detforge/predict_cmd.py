@@ -70,23 +70,14 @@ def draw_detections(img_rgb: np.ndarray, pred) -> np.ndarray:
 def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
     from .api import Detector
     from .data.images import read_image
+    from .eval.tta import ensemble_kwargs
 
     files = resolve_source(source)
     weights = [weights] if isinstance(weights, str) else list(weights)
     det = Detector.load(weights[0], device=cfg.train.device, imgsz=cfg.train.imgsz)
     for w in weights[1:]:
         det.add_ensemble_member(Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz))
-    t = cfg.tta
-    tta = None
-    if cfg.predict.augment:
-        tta = {
-            "transforms": t.transforms,
-            "scales": t.scales,
-            "merge": t.merge,
-            "wbf_iou": t.wbf_iou,
-        }
-    elif len(weights) > 1:
-        tta = {"merge": t.merge, "wbf_iou": t.wbf_iou}
+    tta = ensemble_kwargs(cfg.tta, cfg.predict.augment, len(weights))
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
     p = cfg.predict
     if p.save_txt:

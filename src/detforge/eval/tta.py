@@ -34,6 +34,7 @@ __all__ = [
     "parse_transforms",
     "tta_predict",
     "ensemble_predict",
+    "ensemble_kwargs",
     "weighted_box_fusion",
 ]
 
@@ -203,6 +204,20 @@ def weighted_box_fusion(
     fb, fs, fl = np.concatenate(out_b), np.concatenate(out_s), np.concatenate(out_l)
     order = np.argsort(-fs, kind="stable")
     return fb[order], fs[order], fl[order].astype(np.int64)
+
+
+def ensemble_kwargs(tta, augment: bool, n_models: int) -> dict | None:
+    """:func:`ensemble_predict` keyword arguments from the ``tta.*`` settings (a TTASection):
+    all of them with test-time augmentation, only the merging for an ensemble of several
+    weights, None for one model without augmentation (the plain path)."""
+    if augment:
+        return {
+            "transforms": tta.transforms,
+            "scales": tta.scales,
+            "merge": tta.merge,
+            "wbf_iou": tta.wbf_iou,
+        }
+    return {"merge": tta.merge, "wbf_iou": tta.wbf_iou} if n_models > 1 else None
 
 
 def ensemble_predict(

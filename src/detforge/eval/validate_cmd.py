@@ -29,6 +29,7 @@ def evaluate_weights(cfg: RunConfig, weights: Sequence[str], split: str = "val")
         resolve_data_yaml,
         resolve_workers,
     )
+    from .tta import ensemble_kwargs
     from .validator import Validator
 
     dets = [Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz) for w in weights]
@@ -38,12 +39,7 @@ def evaluate_weights(cfg: RunConfig, weights: Sequence[str], split: str = "val")
             log.warning("%s: data has %d classes, the weights %d", w, len(spec.names), det.model.nc)
     dataset = build_val_set(cfg, spec, split)
     loader = build_val_loader(cfg, dataset, resolve_workers(cfg.data.workers, dets[0].device))
-    t = cfg.tta
-    tta = (
-        {"transforms": t.transforms, "scales": t.scales, "merge": t.merge, "wbf_iou": t.wbf_iou}
-        if cfg.eval.augment
-        else ({"merge": t.merge, "wbf_iou": t.wbf_iou} if len(dets) > 1 else None)
-    )
+    tta = ensemble_kwargs(cfg.tta, cfg.eval.augment, len(dets))
     validator = Validator(
         dataset, loader, dets[0].device, resolve_amp(cfg.train.amp, dets[0].device),
         cfg.eval.conf, cfg.eval.iou, cfg.eval.max_det, progress=cfg.train.progress,
