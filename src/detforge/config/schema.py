@@ -245,7 +245,9 @@ class ScheduleSection:
         "val/loss", "plateau: what to watch, a metric (map50_95, ...), 'fitness' or 'val/loss'."
     )
     mode: Literal["auto", "min", "max"] = setting(
-        "auto", "plateau: whether the monitored value should fall or rise (auto: by name)."
+        "auto",
+        "plateau: whether the monitored value should fall or rise (auto: min for val/ losses, "
+        "max for metrics and fitness).",
     )
     factor: float = setting(0.1, "plateau: lr multiplier on a plateau.", gt=0, lt=1)
     patience: int = setting(10, "plateau: validations without improvement before a cut.", ge=0)
@@ -296,7 +298,9 @@ class EarlyStopSection:
         "fitness", "Value to watch: 'fitness', a validation metric (map50_95, ...) or 'val/loss'."
     )
     mode: Literal["auto", "min", "max"] = setting(
-        "auto", "Whether the monitored value should fall or rise (auto: by its name)."
+        "auto",
+        "Whether the monitored value should fall or rise (auto: min for val/ losses, max for "
+        "metrics and fitness).",
     )
     patience: int | None = setting(
         None,
