@@ -23,9 +23,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does, before t
 
 import torch  # noqa: E402
 
-from detforge.engine.device import cpu_has_fast_bf16  # noqa: E402
 from detforge.engine.ema import ModelEMA  # noqa: E402
 from detforge.engine.optim import build_optimizer  # noqa: E402
+from detforge.infer.device import cpu_has_fast_bf16  # noqa: E402
 from detforge.losses import DetectionLoss, total_loss  # noqa: E402
 from detforge.models import build_model  # noqa: E402
 

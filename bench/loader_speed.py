@@ -89,10 +89,10 @@ def time_detforge(args: argparse.Namespace, data_yaml: str, cache_dir: Path) -> 
     import torch
 
     from detforge.config.schema import AugmentSection
+    from detforge.data.augment.core import AugmentParams
     from detforge.data.dataset import YoloDataset
     from detforge.data.datayaml import load_data_yaml
     from detforge.data.loader import build_dataloader
-    from detforge.data.transforms import AugmentParams
 
     section = AugmentSection()
     params = AugmentParams.from_mapping(section)

@@ -13,8 +13,8 @@ import torch
 
 from .config import RunConfig, load_config
 from .engine.checkpoint import load_checkpoint, load_model_state
-from .engine.device import autocast, resolve_amp, select_device
-from .eval.postprocess import postprocess, scale_boxes_to_original
+from .infer.device import autocast, resolve_amp, select_device
+from .infer.postprocess import postprocess, scale_boxes_to_original
 from .models.decode import decode
 from .models.norm import set_batchnorm
 from .models.yolo import ModelSpec, YOLODetector
@@ -127,9 +127,9 @@ class Detector:
         :func:`~detforge.eval.tta.ensemble_predict` (transforms, scales, merge, wbf_iou); also
         used to merge ensemble members (see :meth:`add_ensemble_member`).
         """
+        from .data.augment.core import letterbox
         from .data.images import read_image
-        from .data.transforms import letterbox
-        from .eval.tta import ensemble_predict
+        from .infer.tta import ensemble_predict
 
         if isinstance(images, str | os.PathLike | np.ndarray):
             images = [images]

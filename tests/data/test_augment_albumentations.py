@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detforge.data.albument import build_albumentations
+from detforge.data.augment.albument import build_albumentations
+from detforge.data.augment.core import AugmentParams
 from detforge.data.errors import DataConfigError
-from detforge.data.transforms import AugmentParams
 
 
 @pytest.fixture

@@ -19,13 +19,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detforge.data.perspective import RandomPerspective, perspective_boxes
-from detforge.data.transforms import (
+from detforge.data.augment.core import (
     AugmentParams,
     RandomFlip,
     clip_boxes,
     letterbox,
 )
+from detforge.data.augment.perspective import RandomPerspective, perspective_boxes
 
 SIZE = 320
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detforge.data.mix import CopyPaste, MixUp, box_ioa
-from detforge.data.transforms import Compose
+from detforge.data.augment.core import Compose
+from detforge.data.augment.mix import CopyPaste, MixUp, box_ioa
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 
 from detforge.data import YoloDataset
+from detforge.data.augment.core import AugmentParams, Compose, resize_long_side
+from detforge.data.augment.mosaic import Mosaic, TileCache
+from detforge.data.augment.perspective import RandomPerspective
 from detforge.data.loader import build_dataloader
-from detforge.data.mosaic import Mosaic, TileCache
-from detforge.data.perspective import RandomPerspective
-from detforge.data.transforms import AugmentParams, Compose, resize_long_side
 
 PALETTE = np.array(
     [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255],

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from detforge.data import YoloDataset
-from detforge.data.preview import augment_preview, draw_boxes
-from detforge.data.transforms import AugmentParams
+from detforge.data.augment.core import AugmentParams
+from detforge.report.preview import augment_preview, draw_boxes
 
 
 @pytest.fixture

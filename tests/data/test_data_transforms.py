@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from detforge.data import AugmentParams, YoloDataset, letterbox
-from detforge.data.transforms import RandomFlip, RandomHSV, affine_boxes, filter_boxes
+from detforge.data.augment.core import RandomFlip, RandomHSV, affine_boxes, filter_boxes
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

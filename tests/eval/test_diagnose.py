@@ -11,7 +11,7 @@ import pytest
 from detforge.eval._match import to_records
 from detforge.eval._tide import ERROR_TYPES, classify, mean_defined, oracle_ap
 from detforge.eval.coco import COCOEvaluator
-from detforge.eval.diagnose import diagnose, diagnose_coco_json, format_diagnosis
+from detforge.report.diagnose import diagnose, diagnose_coco_json, format_diagnosis
 
 NAMES = ["a", "b"]
 # Scene: object A (class a) and object B (class b), each found by a correct detection; the

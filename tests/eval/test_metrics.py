@@ -9,7 +9,6 @@ import pytest
 
 from detforge.eval._match import to_records
 from detforge.eval.coco import COCOEvaluator
-from detforge.eval.explain import explain
 from detforge.eval.metrics import (
     SCALAR_METRICS,
     confidence_curves,
@@ -18,7 +17,8 @@ from detforge.eval.metrics import (
     prf_at,
     scalar_metrics,
 )
-from detforge.eval.report import format_per_class
+from detforge.report.explain import explain
+from detforge.report.run_report import format_per_class
 
 
 def _box(i: int, h: float = 10.0) -> list[float]:

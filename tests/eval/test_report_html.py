@@ -19,9 +19,9 @@ from detforge.data.dataset import YoloDataset
 from detforge.data.datayaml import load_data_yaml
 from detforge.data.demo import generate_demo_dataset
 from detforge.eval.coco import COCOEvaluator
-from detforge.eval.html_report import CSP, write_report
-from detforge.eval.postprocess import Detections
-from detforge.eval.report import dataset_ground_truth, write_run_analysis
+from detforge.infer.postprocess import Detections
+from detforge.report.html_report import CSP, write_report
+from detforge.report.run_report import dataset_ground_truth, write_run_analysis
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from detforge.eval.postprocess import postprocess
-from detforge.eval.tta import (
+from detforge.infer.postprocess import postprocess
+from detforge.infer.tta import (
     View,
     build_views,
     ensemble_predict,

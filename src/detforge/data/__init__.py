@@ -1,11 +1,11 @@
 """YOLO-format data pipeline: data.yaml, validation, label cache, decoding, transforms, loader."""
 
+from detforge.data.augment.core import AugmentParams, letterbox
 from detforge.data.dataset import YoloDataset
 from detforge.data.datayaml import DataSpec, label_path_for, list_images, load_data_yaml
 from detforge.data.errors import DataConfigError, DataError
 from detforge.data.images import read_image, verify_image
 from detforge.data.loader import build_dataloader, collate
-from detforge.data.transforms import AugmentParams, letterbox
 
 __all__ = [
     "AugmentParams",

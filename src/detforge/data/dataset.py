@@ -35,12 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from detforge.data.cache import cache_path, fingerprint, load_cache, save_cache
-from detforge.data.datayaml import DataSpec, list_images
-from detforge.data.errors import DataError
-from detforge.data.images import ImageInfo, read_image
-from detforge.data.mosaic import TileCache
-from detforge.data.transforms import (
+from detforge.data.augment.core import (
     AugmentParams,
     Sample,
     Transform,
@@ -48,6 +43,11 @@ from detforge.data.transforms import (
     letterbox,
     resize_long_side,
 )
+from detforge.data.augment.mosaic import TileCache
+from detforge.data.cache import cache_path, fingerprint, load_cache, save_cache
+from detforge.data.datayaml import DataSpec, list_images
+from detforge.data.errors import DataError
+from detforge.data.images import ImageInfo, read_image
 from detforge.data.validate import report, validate_images
 
 if TYPE_CHECKING:

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from ..eval.validator import prepare_images
+from ..infer.device import autocast
 from ..losses import total_loss
-from .device import autocast
 from .state import restore_rng_state, rng_state
 
 __all__ = ["LRFindResult", "lr_range_test", "suggest_lr", "plot_lr_find"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..config import RunConfig
+from ..data.augment.core import AugmentParams
 from ..data.dataset import YoloDataset
 from ..data.datayaml import load_data_yaml
 from ..data.imcache import cache_images
@@ -17,9 +18,8 @@ from ..data.loader import build_dataloader
 from ..data.order import EpochSampler
 from ..data.rect import enable_rect
 from ..data.sampling import WeightedEpochSampler, image_weights
-from ..data.transforms import AugmentParams
 from ..eval.validator import Validator
-from .device import resolve_amp, select_device
+from ..infer.device import resolve_amp, select_device
 
 __all__ = [
     "DataBundle",

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .device import autocast
+from ..infer.device import autocast
 from .distributed import DistInfo, all_reduce_sum
 from .ema import ModelEMA
 from .gradients import GradientClipper

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from ..config import RunConfig
+from ..infer.device import resolve_amp, select_device
 from ..utils.atomic import write_text_atomic
 from .components import (
     accumulation_steps,
@@ -16,7 +17,6 @@ from .components import (
     build_model_from_config,
     build_optimizer_from_config,
 )
-from .device import resolve_amp, select_device
 from .gradients import GradientClipper
 from .rundir import make_run_dir
 from .schedule import is_bias_group

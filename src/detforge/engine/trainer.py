@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from ..config import ConfigError, RunConfig, config_to_dict, dump_config
 from ..eval.metrics import scalar_metrics
-from ..eval.report import dataset_ground_truth
+from ..infer.device import resolve_amp, select_device
+from ..report.run_report import dataset_ground_truth
 from .checkpoint import load_checkpoint, load_model_state, save_atomic
 from .components import (
     accumulation_steps,
@@ -28,7 +29,6 @@ from .components import (
     build_optimizer_from_config,
     build_schedule_from_config,
 )
-from .device import resolve_amp, select_device
 from .distributed import barrier, broadcast_object, init_distributed, shutdown
 from .early_stop import EarlyStopping, monitored_value
 from .ema import ModelEMA
@@ -442,7 +442,7 @@ class Trainer:
 
     def finish(self) -> TrainResult:
         """Validate ``best.pt`` once more, print per-class metrics, export COCO json."""
-        from ..eval.report import export_run_predictions, format_per_class, write_run_analysis
+        from ..report.run_report import export_run_predictions, format_per_class, write_run_analysis
 
         if self.best_epoch == self.epoch and self.last_val is not None:
             val = self.last_val  # best.pt is the model just validated: do not repeat it

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..infer.postprocess import Detections, postprocess, scale_boxes_to_original
+from ..infer.tta import ensemble_predict
 from ..models.decode import decode
 from .coco import COCOEvaluator, EvalResult
-from .postprocess import Detections, postprocess, scale_boxes_to_original
-from .tta import ensemble_predict
 
 __all__ = ["Validator", "ValResult", "ground_truth_xyxy", "prepare_images"]
 
@@ -73,7 +73,7 @@ class Validator:
     def run(self, model: nn.Module, loss_fn=None, keep_predictions: bool = False) -> ValResult:
         import time
 
-        from ..engine.device import autocast
+        from ..infer.device import autocast
 
         t0 = time.perf_counter()
         was_training = model.training

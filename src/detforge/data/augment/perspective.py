@@ -31,14 +31,14 @@ import math
 import cv2
 import numpy as np
 
-from detforge.data.mosaic import Layout, Mosaic
-from detforge.data.transforms import (
+from detforge.data.augment.core import (
     AugmentParams,
     Sample,
     box_visible,
     clip_boxes,
     warp_matrix_for_cv2,
 )
+from detforge.data.augment.mosaic import Layout, Mosaic
 
 __all__ = ["perspective_boxes", "random_perspective_matrix", "RandomPerspective"]
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config.fields import ConfigError, suggest
-from .config.loader import parse_value
+from ..config.fields import ConfigError, suggest
+from ..config.loader import parse_value
 
 __all__ = ["parse_args", "cmd_data_stats", "cmd_convert", "cmd_split"]
 
@@ -42,9 +42,9 @@ def parse_args(
 
 
 def cmd_data_stats(args: Sequence[str]) -> int:
-    from .data.demo import ensure_demo_dataset
-    from .data.stats import data_stats, format_stats, plot_stats
-    from .eval.cocojson import write_json_atomic
+    from ..data.demo import ensure_demo_dataset
+    from ..data.stats import data_stats, format_stats, plot_stats
+    from ..eval.cocojson import write_json_atomic
 
     a = parse_args(
         "data-stats",
@@ -62,8 +62,8 @@ def cmd_data_stats(args: Sequence[str]) -> int:
 
 
 def cmd_convert(args: Sequence[str]) -> int:
-    from .data.convert import coco_to_yolo, yolo_to_coco
-    from .data.voc import voc_to_yolo
+    from ..data.convert import coco_to_yolo, yolo_to_coco
+    from ..data.voc import voc_to_yolo
 
     keys = {
         "from": (str, None),
@@ -104,7 +104,7 @@ def cmd_convert(args: Sequence[str]) -> int:
 
 
 def cmd_split(args: Sequence[str]) -> int:
-    from .data.split import split_dataset
+    from ..data.split import split_dataset
 
     a = parse_args(
         "split",

@@ -19,10 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from ..eval._match import ImageRecord, to_records
+from ..eval._tide import (
+    _DET_TYPES,
+    ERROR_TYPES,
+    TideData,
+    classify,
+    delta_ap,
+    mean_defined,
+    oracle_ap,
+)
+from ..eval.coco import DEFAULT_AREA_RANGES, COCOEvaluator
 from ._io import write_csv, write_json
-from ._match import ImageRecord, to_records
-from ._tide import _DET_TYPES, ERROR_TYPES, TideData, classify, delta_ap, mean_defined, oracle_ap
-from .coco import DEFAULT_AREA_RANGES, COCOEvaluator
 
 __all__ = ["ERROR_TYPES", "diagnose", "diagnose_records", "diagnose_coco_json", "format_diagnosis"]
 
@@ -162,8 +170,8 @@ def diagnose_records(
     gallery: int = 8,
 ) -> dict[str, Any]:
     """:func:`diagnose` on already paired :class:`ImageRecord` s (classes 0 .. len(names)-1)."""
+    from ..eval.metrics import check_classes
     from .curves import plot_bars
-    from .metrics import check_classes
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -267,7 +275,7 @@ def diagnose_coco_json(
     """:func:`diagnose` from a COCO results file and COCO ground truth (``iscrowd`` and
     ``area`` honoured). Classes are the categories in sorted id order, named by their "name";
     ``image_dir`` joined with each image's ``file_name`` enables the gallery."""
-    from .cocojson import evaluate_coco, load_json
+    from ..eval.cocojson import evaluate_coco, load_json
 
     gt, results = load_json(gt_path), load_json(pred_path)
     evaluate_coco(gt, results)  # validates both files with errors that name the bad entry

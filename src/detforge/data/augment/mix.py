@@ -23,8 +23,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detforge.data.mosaic import TileSource
-from detforge.data.transforms import Sample, Transform, box_visible
+from detforge.data.augment.core import Sample, Transform, box_visible
+from detforge.data.augment.mosaic import TileSource
 
 __all__ = ["MixUp", "CopyPaste", "box_ioa"]
 

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .coco import EvalResult
-from .cocojson import coco_gt_from_labels, coco_predictions, write_json_atomic
+from ..eval.coco import EvalResult
+from ..eval.cocojson import coco_gt_from_labels, coco_predictions, write_json_atomic
+from ..eval.validator import ground_truth_xyxy
+from ..infer.postprocess import Detections
 from .explain import explain
-from .postprocess import Detections
-from .validator import ground_truth_xyxy
 
 __all__ = [
     "format_per_class",

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from detforge.data.transforms import Sample, box_visible
+from detforge.data.augment.core import Sample, box_visible
 
 __all__ = ["TileSource", "TileCache", "Layout", "Mosaic", "mosaic4", "mosaic9"]
 

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ._io import write_csv, write_json
-from ._match import ImageRecord, match_image, to_records
-from .coco import EvalResult
-from .metrics import (
+from ..eval._match import ImageRecord, match_image, to_records
+from ..eval.coco import EvalResult
+from ..eval.metrics import (
     ConfidenceCurves,
     confidence_curves,
     confusion_matrix,
@@ -27,6 +26,7 @@ from .metrics import (
     mean_matched_iou,
     prf_at,
 )
+from ._io import write_csv, write_json
 
 __all__ = ["explain"]
 

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .config.fields import ConfigError
+from ..config.fields import ConfigError
 
 log = logging.getLogger("detforge")
 
@@ -63,9 +63,9 @@ def _require(special: dict, key: str, command: str, example: str) -> str:
 
 
 def cmd_train(args: Sequence[str]) -> int:
-    from .api import config_from_checkpoint
-    from .config import load_config
-    from .engine.trainer import Trainer
+    from ..api import config_from_checkpoint
+    from ..config import load_config
+    from ..engine.trainer import Trainer
 
     special, rest = _split_args(args, {"cfg"})
     resume = next(
@@ -93,8 +93,8 @@ def _weights_list(special: dict, command: str) -> list[str]:
 
 
 def cmd_val(args: Sequence[str]) -> int:
-    from .api import config_from_checkpoint
-    from .eval.validate_cmd import run_validation
+    from ..api import config_from_checkpoint
+    from .val import run_validation
 
     special, rest = _split_args(args, {"weights", "split"})
     weights = _weights_list(special, "val")
@@ -105,11 +105,11 @@ def cmd_val(args: Sequence[str]) -> int:
 
 
 def cmd_diagnose(args: Sequence[str]) -> int:
-    from .api import config_from_checkpoint
+    from ..api import config_from_checkpoint
 
     special, rest = _split_args(args, {"weights", "split", "gt", "pred", "images", "out"})
     if special.get("gt") or special.get("pred"):
-        from .eval.diagnose import diagnose_coco_json, format_diagnosis
+        from ..report.diagnose import diagnose_coco_json, format_diagnosis
 
         gt = _require(special, "gt", "diagnose", "gt=instances_val.json")
         pred = _require(special, "pred", "diagnose", "pred=predictions.json")
@@ -120,7 +120,7 @@ def cmd_diagnose(args: Sequence[str]) -> int:
         print(format_diagnosis(summary))
         print(f"\ndiagnosis written to {out}")
         return 0
-    from .eval.validate_cmd import run_diagnosis
+    from .val import run_diagnosis
 
     weights = _weights_list(special, "diagnose")
     cfg = config_from_checkpoint(
@@ -131,8 +131,8 @@ def cmd_diagnose(args: Sequence[str]) -> int:
 
 
 def cmd_predict(args: Sequence[str]) -> int:
-    from .api import config_from_checkpoint
-    from .predict_cmd import run_predict
+    from ..api import config_from_checkpoint
+    from .predict import run_predict
 
     special, rest = _split_args(args, {"weights", "source"})
     weights = _weights_list(special, "predict")
@@ -150,7 +150,7 @@ def cmd_predict(args: Sequence[str]) -> int:
 
 
 def cmd_eval_json(args: Sequence[str]) -> int:
-    from .eval.cocojson import evaluate_coco_json, format_stats_table
+    from ..eval.cocojson import evaluate_coco_json, format_stats_table
 
     as_json = "--json" in args
     special, rest = _split_args([a for a in args if a != "--json"], {"gt", "pred"})
@@ -167,15 +167,15 @@ def cmd_eval_json(args: Sequence[str]) -> int:
 
 
 def cmd_models(args: Sequence[str]) -> int:
-    from .models import available_models
+    from ..models import available_models
 
     print("\n".join(available_models()))
     return 0
 
 
 def cmd_schedule(args: Sequence[str]) -> int:
-    from .config import load_config
-    from .engine.tools import plot_schedule_from_config
+    from ..config import load_config
+    from ..engine.tools import plot_schedule_from_config
 
     special, rest = _split_args(args, {"cfg", "out"})
     cfg = load_config(rest, cfg_file=special.get("cfg"))
@@ -185,9 +185,9 @@ def cmd_schedule(args: Sequence[str]) -> int:
 
 
 def cmd_lr_find(args: Sequence[str]) -> int:
-    from .config import load_config
-    from .config.loader import parse_value
-    from .engine.tools import lr_find_from_config
+    from ..config import load_config
+    from ..config.loader import parse_value
+    from ..engine.tools import lr_find_from_config
 
     special, rest = _split_args(args, {"cfg", "iters", "start_lr", "end_lr"})
     cfg = load_config(["train.name=lr_find", *rest], cfg_file=special.get("cfg"))
@@ -203,11 +203,11 @@ def cmd_lr_find(args: Sequence[str]) -> int:
 
 
 def cmd_augment_preview(args: Sequence[str]) -> int:
-    from .config import load_config
-    from .config.loader import parse_value
-    from .data.datayaml import load_data_yaml
-    from .data.preview import augment_preview
-    from .engine.setup_data import build_train_set, resolve_data_yaml
+    from ..config import load_config
+    from ..config.loader import parse_value
+    from ..data.datayaml import load_data_yaml
+    from ..engine.setup_data import build_train_set, resolve_data_yaml
+    from ..report.preview import augment_preview
 
     special, rest = _split_args(args, {"cfg", "n", "out", "epoch"})
     cfg = load_config(rest, cfg_file=special.get("cfg"))
@@ -228,7 +228,7 @@ def cmd_augment_preview(args: Sequence[str]) -> int:
 
 
 def cmd_recipes(args: Sequence[str]) -> int:
-    from .config.recipes import available_recipes, recipe_description
+    from ..config.recipes import available_recipes, recipe_description
 
     for name in available_recipes():
         print(f"{name:<15} {recipe_description(name)}")
@@ -236,7 +236,7 @@ def cmd_recipes(args: Sequence[str]) -> int:
 
 
 def cmd_config(args: Sequence[str]) -> int:
-    from .config.docs import settings_table
+    from ..config.docs import settings_table
 
     print(settings_table())
     return 0
@@ -261,7 +261,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 
 
 def _data_cmd(name: str, args: Sequence[str]) -> int:
-    from . import cli_data
+    from . import data as cli_data
 
     return getattr(cli_data, name)(args)
 
@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:
-        from .config.fields import suggest
+        from ..config.fields import suggest
 
         print(
             f"detforge: unknown command '{command}'{suggest(command, COMMANDS)}\n", file=sys.stderr
@@ -299,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # under torchrun only the main process talks; the others report warnings and errors
     level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
-    from .data.errors import DataError
-    from .engine.checkpoint import CheckpointError
+    from ..data.errors import DataError
+    from ..engine.checkpoint import CheckpointError
 
     try:
         return COMMANDS[command](args)
@@ -310,7 +310,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"detforge {command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import RunConfig
-from .config.fields import ConfigError
-from .engine.rundir import make_run_dir, write_text_atomic
+from ..config import RunConfig
+from ..config.fields import ConfigError
+from ..engine.rundir import make_run_dir, write_text_atomic
 
 log = logging.getLogger("detforge")
 
@@ -22,7 +22,7 @@ __all__ = ["resolve_source", "draw_detections", "run_predict"]
 
 def resolve_source(source: str) -> list[Path]:
     """An image file, a folder (searched recursively) or a glob pattern -> sorted image paths."""
-    from .data.datayaml import IMAGE_SUFFIXES
+    from ..data.datayaml import IMAGE_SUFFIXES
 
     p = Path(source)
     if p.is_file():
@@ -68,9 +68,9 @@ def draw_detections(img_rgb: np.ndarray, pred) -> np.ndarray:
 
 
 def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
-    from .api import Detector
-    from .data.images import read_image
-    from .eval.tta import ensemble_kwargs
+    from ..api import Detector
+    from ..data.images import read_image
+    from ..infer.tta import ensemble_kwargs
 
     files = resolve_source(source)
     weights = [weights] if isinstance(weights, str) else list(weights)

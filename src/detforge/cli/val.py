@@ -22,15 +22,15 @@ def evaluate_weights(cfg: RunConfig, weights: Sequence[str], split: str = "val")
     """
     from ..api import Detector
     from ..data.datayaml import load_data_yaml
-    from ..engine.device import resolve_amp
     from ..engine.setup_data import (
         build_val_loader,
         build_val_set,
         resolve_data_yaml,
         resolve_workers,
     )
-    from .tta import ensemble_kwargs
-    from .validator import Validator
+    from ..eval.validator import Validator
+    from ..infer.device import resolve_amp
+    from ..infer.tta import ensemble_kwargs
 
     dets = [Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz) for w in weights]
     spec = load_data_yaml(resolve_data_yaml(cfg))
@@ -51,9 +51,9 @@ def evaluate_weights(cfg: RunConfig, weights: Sequence[str], split: str = "val")
 
 
 def run_validation(cfg: RunConfig, weights: Sequence[str], split: str = "val"):
-    from .cocojson import format_stats_table
-    from .explain import explain
-    from .report import (
+    from ..eval.cocojson import format_stats_table
+    from ..report.explain import explain
+    from ..report.run_report import (
         dataset_ground_truth,
         dataset_image_paths,
         export_run_predictions,
@@ -85,8 +85,8 @@ def run_validation(cfg: RunConfig, weights: Sequence[str], split: str = "val"):
 
 
 def run_diagnosis(cfg: RunConfig, weights: Sequence[str], split: str = "val") -> Path:
-    from .diagnose import diagnose, format_diagnosis
-    from .report import dataset_ground_truth, dataset_image_paths
+    from ..report.diagnose import diagnose, format_diagnosis
+    from ..report.run_report import dataset_ground_truth, dataset_image_paths
 
     val, dataset, names = evaluate_weights(cfg, weights, split)
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from detforge.data.mosaic import TileSource
+    from detforge.data.augment.mosaic import TileSource
 
 __all__ = [
     "AugmentParams",
@@ -304,10 +304,10 @@ def build_train_transforms(
     size; the padding is jittered with the image, which carries no information either way.
     """
     # imported here: these modules build on the primitives above
-    from detforge.data.albument import build_albumentations
-    from detforge.data.mix import CopyPaste, MixUp
-    from detforge.data.mosaic import Mosaic
-    from detforge.data.perspective import RandomPerspective
+    from detforge.data.augment.albument import build_albumentations
+    from detforge.data.augment.mix import CopyPaste, MixUp
+    from detforge.data.augment.mosaic import Mosaic
+    from detforge.data.augment.perspective import RandomPerspective
 
     mosaic = None
     if source is not None and params.mosaic > 0:

@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detforge.data.augment.core import AugmentParams, Sample, box_visible, clip_boxes
 from detforge.data.errors import DataConfigError
-from detforge.data.transforms import AugmentParams, Sample, box_visible, clip_boxes
 
 __all__ = ["AlbumentationsTransform", "build_albumentations"]
 
