@@ -31,7 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from detforge.eval.cocojson import evaluate_coco, load_json, write_json_atomic  # noqa: E402
+from detforge.data.cocofmt import load_json  # noqa: E402
+from detforge.eval.cocojson import evaluate_coco  # noqa: E402
+from detforge.utils.atomic import write_json_atomic  # noqa: E402
 
 
 def run_pycocotools(gt: Path, dt: Path) -> tuple[float, float, list[float]]:

@@ -76,16 +76,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from detforge.data.cocofmt import coco_gt_from_labels, load_json  # noqa: E402
 from detforge.data.dataset import YoloDataset  # noqa: E402
 from detforge.data.datayaml import load_data_yaml  # noqa: E402
 from detforge.eval.coco import STAT_KEYS  # noqa: E402
-from detforge.eval.cocojson import (  # noqa: E402
-    coco_gt_from_labels,
-    evaluate_coco,
-    load_json,
-    write_json_atomic,
-)
+from detforge.eval.cocojson import evaluate_coco  # noqa: E402
 from detforge.eval.validator import ground_truth_xyxy  # noqa: E402
+from detforge.utils.atomic import write_json_atomic  # noqa: E402
 
 PEER_SCRIPT = REPO / "bench" / "peer" / "ultralytics_train.py"
 DEFAULT_PEER_PYTHON = Path(os.environ.get("PEER_VENV", "/work/peer/venv")) / "bin" / "python"

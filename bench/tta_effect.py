@@ -35,7 +35,8 @@ from detforge.data.dataset import YoloDataset  # noqa: E402
 from detforge.data.datayaml import load_data_yaml  # noqa: E402
 from detforge.data.loader import build_dataloader  # noqa: E402
 from detforge.eval.coco import COCOEvaluator  # noqa: E402
-from detforge.eval.validator import ground_truth_xyxy, prepare_images  # noqa: E402
+from detforge.eval.validator import ground_truth_xyxy  # noqa: E402
+from detforge.infer.loop import prepare_images  # noqa: E402
 from detforge.infer.postprocess import scale_boxes_to_original  # noqa: E402
 from detforge.infer.tta import ensemble_predict, parse_transforms  # noqa: E402
 

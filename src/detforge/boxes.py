@@ -1,4 +1,9 @@
-"""Box conversions and overlap measures: pure tensor functions, no state.
+"""Box conversions and overlap measures: pure functions, no state; the one home of IoU.
+
+Tensor functions first (losses, assigner), then numpy ones: the COCO evaluator's IoU, whose
+arithmetic mirrors pycocotools' C code bit for bit (``pair_iou_ltwh``), the one-to-many IoU of
+box fusion and the intersection-over-area of copy-paste. They are not folded into one another:
+each keeps the exact operations its caller's results depend on.
 
 Conventions used across detforge:
 - ``xyxy``: (x1, y1, x2, y2) corners, pixels unless said otherwise.
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,6 +27,10 @@ __all__ = [
     "box_area",
     "box_iou",
     "aligned_iou",
+    "pair_iou_ltwh",
+    "coco_iou_matrix",
+    "iou_one_to_many",
+    "box_ioa",
 ]
 
 
@@ -93,3 +103,61 @@ def aligned_iou(pred: Tensor, target: Tensor, kind: str = "ciou", eps: float = 1
             alpha = v / (v - iou + (1 + eps))
         return iou - (rho2 / c2 + v * alpha)
     raise ValueError(f"unknown IoU kind {kind!r}; expected one of iou, giou, diou, ciou")
+
+
+def pair_iou_ltwh(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """IoU of aligned box pairs given as COCO ``[left, top, width, height]``.
+
+    Mirrors the C routine pycocotools uses: right/bottom edges are ``left + width`` (not stored
+    corners, which can differ by an ulp), areas are ``width * height``, the union is
+    ``(det_area + gt_area) - inter`` and, for a crowd ground truth, just the detection's area.
+    det, gt: (P, 4) float64; crowd: (P,) bool -> (P,) float64, 0 where the boxes do not overlap.
+    """
+    dx, dy, dw, dh = det.T
+    gx, gy, gw, gh = gt.T
+    iw = np.minimum(dx + dw, gx + gw) - np.maximum(dx, gx)
+    ih = np.minimum(dy + dh, gy + gh) - np.maximum(dy, gy)
+    overlap = (iw > 0) & (ih > 0)
+    inter = iw * ih
+    det_area = dw * dh
+    # Same association as the C code: (da + ga) - inter.
+    union = np.where(crowd, det_area, (det_area + gw * gh) - inter)
+    out = np.zeros(det.shape[0], dtype=np.float64)
+    np.divide(inter, union, out=out, where=overlap)
+    return out
+
+
+def _ltwh_np(xyxy: np.ndarray) -> np.ndarray:
+    return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+
+
+def coco_iou_matrix(boxes: np.ndarray, gt_boxes: np.ndarray, gt_crowd: np.ndarray | None = None):
+    """(N, 4), (M, 4) xyxy -> (N, M) IoU, computed exactly as the COCO evaluator does.
+
+    A crowd ground truth's "IoU" is COCO's intersection over the detection's area.
+    """
+    n, m = len(boxes), len(gt_boxes)
+    if n == 0 or m == 0:
+        return np.zeros((n, m))
+    crowd = np.zeros(m, bool) if gt_crowd is None else gt_crowd
+    d, g = np.repeat(_ltwh_np(boxes), m, axis=0), np.tile(_ltwh_np(gt_boxes), (n, 1))
+    return pair_iou_ltwh(d, g, np.tile(crowd, n)).reshape(n, m)
+
+
+def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box (4,) with many (M, 4) -> (M,)."""
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    a = (box[2] - box[0]) * (box[3] - box[1])
+    b = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(a + b - inter, 1e-12)
+
+
+def box_ioa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(k, 4) and (n, 4) xyxy -> (k, n) intersection area / area of ``b``."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_b, 1e-12)[None, :]

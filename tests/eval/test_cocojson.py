@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 import torch
 
+from detforge.data.cocofmt import COCOJsonError, coco_gt_from_labels
 from detforge.eval.coco import COCOEvaluator
 from detforge.eval.cocojson import (
-    COCOJsonError,
-    coco_gt_from_labels,
     coco_predictions,
     evaluate_coco,
     evaluate_coco_json,
     format_stats_table,
-    write_json_atomic,
 )
+from detforge.utils.atomic import write_json_atomic
 
 
 def _gt() -> dict:

@@ -44,7 +44,7 @@ def parse_args(
 def cmd_data_stats(args: Sequence[str]) -> int:
     from ..data.demo import ensure_demo_dataset
     from ..data.stats import data_stats, format_stats, plot_stats
-    from ..eval.cocojson import write_json_atomic
+    from ..utils.atomic import write_json_atomic
 
     a = parse_args(
         "data-stats",

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from detforge.data.cocofmt import COCOJsonError, coco_gt_from_labels, load_json
 from detforge.data.dataset import YoloDataset
 from detforge.data.datayaml import load_data_yaml
 from detforge.data.errors import DataError
@@ -28,12 +29,7 @@ from detforge.data.yolowrite import (
     safe_rel,
     write_yolo,
 )
-from detforge.eval.cocojson import (
-    COCOJsonError,
-    coco_gt_from_labels,
-    load_json,
-    write_json_atomic,
-)
+from detforge.utils.atomic import write_json_atomic
 
 __all__ = ["ConvertReport", "coco_to_yolo", "voc_to_yolo", "yolo_to_coco"]
 

@@ -39,11 +39,11 @@ from detforge.data.augment.core import (
     AugmentParams,
     Sample,
     Transform,
-    build_train_transforms,
     letterbox,
     resize_long_side,
 )
 from detforge.data.augment.mosaic import TileCache
+from detforge.data.augment.pipeline import build_train_transforms
 from detforge.data.cache import cache_path, fingerprint, load_cache, save_cache
 from detforge.data.datayaml import DataSpec, list_images
 from detforge.data.errors import DataError

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..eval.validator import prepare_images
 from ..infer.device import autocast
+from ..infer.loop import prepare_images
 from ..losses import total_loss
 from .state import restore_rng_state, rng_state
 

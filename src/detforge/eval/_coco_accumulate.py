@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from detforge.boxes import pair_iou_ltwh
 from detforge.eval import _coco_core as core
 from detforge.eval._coco_core import group_rank, sort_detections
 
@@ -164,7 +165,7 @@ def evaluate_arrays(
 
     thr = np.minimum(iou_thresholds, 1 - 1e-10)  # pycocotools caps thresholds below 1
     pair_det, pair_gt = core.candidate_pairs(d_group, g_group)
-    iou = core.pair_iou_ltwh(d_box[pair_det], g_box[pair_gt], g_crowd[pair_gt])
+    iou = pair_iou_ltwh(d_box[pair_det], g_box[pair_gt], g_crowd[pair_gt])
     useful = iou >= thr.min()  # a pair below every threshold can never match
     lo, hi = area_ranges[:, :1], area_ranges[:, 1:]
     # pycocotools' "area < lo or area > hi" test, negated so NaN areas behave the same.

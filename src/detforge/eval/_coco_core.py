@@ -54,28 +54,6 @@ def candidate_pairs(det_group: np.ndarray, gt_group: np.ndarray) -> tuple[np.nda
     return pair_det, pair_gt
 
 
-def pair_iou_ltwh(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """IoU of aligned box pairs given as COCO ``[left, top, width, height]``.
-
-    Mirrors the C routine pycocotools uses: right/bottom edges are ``left + width`` (not stored
-    corners, which can differ by an ulp), areas are ``width * height``, the union is
-    ``(det_area + gt_area) - inter`` and, for a crowd ground truth, just the detection's area.
-    det, gt: (P, 4) float64; crowd: (P,) bool -> (P,) float64, 0 where the boxes do not overlap.
-    """
-    dx, dy, dw, dh = det.T
-    gx, gy, gw, gh = gt.T
-    iw = np.minimum(dx + dw, gx + gw) - np.maximum(dx, gx)
-    ih = np.minimum(dy + dh, gy + gh) - np.maximum(dy, gy)
-    overlap = (iw > 0) & (ih > 0)
-    inter = iw * ih
-    det_area = dw * dh
-    # Same association as the C code: (da + ga) - inter.
-    union = np.where(crowd, det_area, (det_area + gw * gh) - inter)
-    out = np.zeros(det.shape[0], dtype=np.float64)
-    np.divide(inter, union, out=out, where=overlap)
-    return out
-
-
 def greedy_match(
     pair_det: np.ndarray,
     pair_gt: np.ndarray,

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ._coco_core import pair_iou_ltwh
+from ..boxes import coco_iou_matrix
 
-__all__ = ["ImageRecord", "to_records", "iou_matrix", "match_image", "score_order"]
+__all__ = ["ImageRecord", "to_records", "match_image", "score_order"]
 
 
 @dataclass
@@ -125,23 +125,6 @@ def to_records(
     return out
 
 
-def _ltwh(xyxy: np.ndarray) -> np.ndarray:
-    return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-
-
-def iou_matrix(boxes: np.ndarray, gt_boxes: np.ndarray, gt_crowd: np.ndarray | None = None):
-    """(N, 4), (M, 4) xyxy -> (N, M) IoU, computed exactly as the COCO evaluator does.
-
-    A crowd ground truth's "IoU" is COCO's intersection over the detection's area.
-    """
-    n, m = len(boxes), len(gt_boxes)
-    if n == 0 or m == 0:
-        return np.zeros((n, m))
-    crowd = np.zeros(m, bool) if gt_crowd is None else gt_crowd
-    d, g = np.repeat(_ltwh(boxes), m, axis=0), np.tile(_ltwh(gt_boxes), (n, 1))
-    return pair_iou_ltwh(d, g, np.tile(crowd, n)).reshape(n, m)
-
-
 def score_order(scores: np.ndarray) -> np.ndarray:
     """Descending score, ties in input order (pycocotools' stable mergesort). (N,) -> (N,)."""
     return np.argsort(-scores, kind="stable")
@@ -154,7 +137,7 @@ def match_image(
 
     Returns gt_index (N,) int64 (matched ground truth, -1 for none), match_iou (N,) float64
     (0 when unmatched) and ignored (N,) bool (matched to a crowd region).
-    ious: the (N, M) :func:`iou_matrix` if already computed.
+    ious: the (N, M) :func:`~detforge.boxes.coco_iou_matrix` if already computed.
     """
     n = len(rec.scores)
     gt_index, match_iou = np.full(n, -1, np.int64), np.zeros(n)
@@ -162,7 +145,7 @@ def match_image(
     if n == 0 or len(rec.gt_classes) == 0:
         return gt_index, match_iou, ignored
     if ious is None:
-        ious = iou_matrix(rec.boxes, rec.gt_boxes, rec.gt_crowd)
+        ious = coco_iou_matrix(rec.boxes, rec.gt_boxes, rec.gt_crowd)
     thr = min(iou_thr, 1 - 1e-10)  # pycocotools caps thresholds below 1
     ok = (ious >= thr) & (rec.classes[:, None] == rec.gt_classes[None, :])
     taken = np.zeros(len(rec.gt_classes), bool)

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._match import ImageRecord, iou_matrix, match_image, score_order
+from ..boxes import coco_iou_matrix
+from ._match import ImageRecord, match_image, score_order
 
 ERROR_TYPES: tuple[str, ...] = ("cls", "loc", "both", "dupe", "bkg", "miss")
 _DET_TYPES = ERROR_TYPES[:5]  # codes 0..4 in ``TideData.d_err``; -1 = true positive/ignored
@@ -85,7 +86,7 @@ def _keep_top(rec: ImageRecord, max_dets: int) -> np.ndarray:
 def _classify_image(rec: ImageRecord, t_f: float, t_b: float) -> tuple[np.ndarray, ...]:
     """(gt_index, match_iou, ignored, err, target) per detection of an already sorted record."""
     n, m = len(rec.scores), len(rec.gt_classes)
-    ious = iou_matrix(rec.boxes, rec.gt_boxes, rec.gt_crowd)
+    ious = coco_iou_matrix(rec.boxes, rec.gt_boxes, rec.gt_crowd)
     gt_index, miou, ignored = match_image(rec, t_f, ious)
     err, target = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
     if n == 0:

@@ -1,4 +1,7 @@
-"""COCO json in and out: score a results file, export ground truth / predictions, print stats.
+"""COCO json scoring: score a results file, export predictions, print stats.
+
+Reading files and building ground truth are in :mod:`detforge.data.cocofmt` (the converters
+need them too); the atomic json writer is :func:`detforge.utils.atomic.write_json_atomic`.
 
 Readers take COCO instances json (``images``, ``annotations``, ``categories``; ids may be ints
 or strings) and COCO results json (a list of ``{image_id, category_id, bbox, score}``, boxes
@@ -13,44 +16,17 @@ reads back as the same float64, so a round trip through json cannot change a sta
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from detforge.data.cocofmt import COCOJsonError, load_json
 from detforge.eval.coco import STAT_KEYS, COCOEvaluator, EvalResult
 
-__all__ = [
-    "COCOJsonError",
-    "load_json",
-    "evaluate_coco",
-    "evaluate_coco_json",
-    "coco_gt_from_labels",
-    "coco_predictions",
-    "format_stats_table",
-    "write_json_atomic",
-]
-
-
-class COCOJsonError(ValueError):
-    """A COCO json file or object is malformed; the message says where."""
-
-
-def load_json(path: str | os.PathLike[str]) -> Any:
-    """Read a json file, with errors that name the file (and the line for bad json)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"COCO json file not found: {p}")
-    try:
-        with p.open("rb") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        msg = f"{p} is not valid json: {e.msg} (line {e.lineno}, column {e.colno})"
-        raise COCOJsonError(msg) from None
+__all__ = ["evaluate_coco", "evaluate_coco_json", "coco_predictions", "format_stats_table"]
 
 
 def _column(entries: list, key: str, what: str) -> list:
@@ -179,29 +155,6 @@ def _ltwh(xyxy: np.ndarray) -> np.ndarray:
     return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
 
-def coco_gt_from_labels(
-    images: Sequence[dict], labels: Sequence[Any], names: Sequence[str]
-) -> dict:
-    """COCO instances dict from per-image labels.
-
-    images: one ``dict(id, file_name, height, width)`` per image; labels: one (n, 5) array per
-    image, ``[cls, x1, y1, x2, y2]`` in pixels; names: class names. category_id = cls + 1,
-    annotation ids count from 1, area = width * height, iscrowd = 0.
-    """
-    if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} label arrays")
-    anns = []
-    for img, lab in zip(images, labels, strict=True):
-        lab = _np(lab).reshape(-1, 5)
-        box = _ltwh(lab[:, 1:5])
-        area = box[:, 2] * box[:, 3]
-        for c, bb, ar in zip(lab[:, 0].tolist(), box.tolist(), area.tolist(), strict=True):
-            anns.append({"id": len(anns) + 1, "image_id": img["id"], "category_id": int(c) + 1,
-                         "bbox": bb, "area": ar, "iscrowd": 0})  # fmt: skip
-    cats = [{"id": i + 1, "name": str(n)} for i, n in enumerate(names)]
-    return {"images": [dict(i) for i in images], "annotations": anns, "categories": cats}
-
-
 def coco_predictions(
     image_ids: Sequence[Any], boxes: Sequence[Any], scores: Sequence[Any], classes: Sequence[Any]
 ) -> list[dict]:
@@ -244,27 +197,3 @@ def format_stats_table(stats: dict[str, float]) -> str:
             f" {title} @[ IoU={iou:<9} | area={area:>6} | maxDets={md:>3} ] = {stats[key]:0.3f}"
         )
     return "\n".join(lines)
-
-
-def _json_default(o: Any) -> Any:
-    """Let numpy scalars/arrays and paths pass through json.dump."""
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, os.PathLike):
-        return os.fspath(o)
-    raise TypeError(f"{type(o).__name__} is not json serialisable")
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None = None) -> None:
-    """Write json so that readers never see a half-written file.
-
-    The data goes to a temporary file in the same folder (same file system), is flushed to
-    disk, then ``os.replace`` swaps it in: the old file or the new one, never a mix.
-    """
-    from ..utils.atomic import atomic_write
-
-    atomic_write(
-        path, lambda f: json.dump(obj, f, indent=indent, default=_json_default), binary=False
-    )

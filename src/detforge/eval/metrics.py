@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ._match import ImageRecord, iou_matrix, match_image, to_records
+from ..boxes import coco_iou_matrix
+from ._match import ImageRecord, match_image, to_records
 
 __all__ = [
     "SCALAR_METRICS",
@@ -206,7 +207,7 @@ def confusion_matrix(
         boxes, scores, cls = rec.boxes[keep], rec.scores[keep], rec.classes[keep]
         real = ~rec.gt_crowd
         gt_boxes, gt_cls = rec.gt_boxes[real], rec.gt_classes[real]
-        pairs = _greedy_pairs(iou_matrix(boxes, gt_boxes), scores, iou)
+        pairs = _greedy_pairs(coco_iou_matrix(boxes, gt_boxes), scores, iou)
         det_used, gt_used = np.zeros(len(cls), bool), np.zeros(len(gt_cls), bool)
         for di, gi in pairs:
             mat[gt_cls[gi], cls[di]] += 1
@@ -215,7 +216,7 @@ def confusion_matrix(
         free = ~det_used
         if rec.gt_crowd.any() and free.any():
             crowd = rec.gt_boxes[rec.gt_crowd]
-            crowd_iou = iou_matrix(boxes, crowd, np.ones(len(crowd), bool))
+            crowd_iou = coco_iou_matrix(boxes, crowd, np.ones(len(crowd), bool))
             free &= ~(crowd_iou >= iou).any(axis=1)
         np.add.at(mat, (k, cls[free]), 1)
     return mat

@@ -1,26 +1,20 @@
-"""Run a model over a validation loader and score it with the COCO evaluator."""
+"""Score a model on a validation set: :func:`~detforge.infer.loop.predict_loader` feeds the COCO
+evaluator with detections and ground truth in original pixels."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from ..infer.postprocess import Detections, postprocess, scale_boxes_to_original
-from ..infer.tta import ensemble_predict
-from ..models.decode import decode
+from ..infer.loop import predict_loader
+from ..infer.postprocess import Detections
 from .coco import COCOEvaluator, EvalResult
 
-__all__ = ["Validator", "ValResult", "ground_truth_xyxy", "prepare_images"]
-
-
-def prepare_images(img: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float in [0, 1] on ``device``, channels-last (faster convs on CPU)."""
-    x = img.to(device, non_blocking=True).float().div_(255.0)
-    return x.contiguous(memory_format=torch.channels_last)
+__all__ = ["Validator", "ValResult", "ground_truth_xyxy"]
 
 
 def ground_truth_xyxy(labels: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -71,10 +65,6 @@ class Validator:
 
     @torch.no_grad()
     def run(self, model: nn.Module, loss_fn=None, keep_predictions: bool = False) -> ValResult:
-        import time
-
-        from ..infer.device import autocast
-
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
@@ -82,35 +72,15 @@ class Validator:
         loss_sums: dict[str, float] = {}
         batches = 0
         kept: dict[int, Detections] = {}
-        it = tqdm(self.loader, desc="val", leave=False, disable=not self.progress)
-        for batch in it:
-            x = prepare_images(batch["img"], self.device)
-            merged = self.tta is not None or bool(self.extra_models)
-            if loss_fn is not None or not merged:
-                with autocast(self.device, self.amp_dtype):
-                    outputs = [o.float() for o in model(x)]
-            if loss_fn is not None:
-                terms = loss_fn(outputs, batch["targets"].to(self.device))
-                for k, v in terms.items():
+        for out in predict_loader(
+            model, self.loader, self.device, self.amp_dtype, self.conf, self.iou, self.max_det,
+            loss_fn=loss_fn, tta=self.tta, extra_models=self.extra_models, progress=self.progress,
+        ):  # fmt: skip
+            if out.losses is not None:
+                for k, v in out.losses.items():
                     loss_sums[k] = loss_sums.get(k, 0.0) + float(v)
                 batches += 1
-            if merged:
-                with autocast(self.device, self.amp_dtype):
-                    dets = ensemble_predict(
-                        [model, *self.extra_models], x, conf=self.conf, iou=self.iou,
-                        max_det=self.max_det, **(self.tta or {}),
-                    )  # fmt: skip
-            else:
-                boxes, scores = decode(outputs, model.strides, model.reg_max)
-                dets = postprocess(boxes, scores, self.conf, self.iou, self.max_det)
-            for i, det in enumerate(dets):
-                image_id = int(batch["image_ids"][i])
-                orig = tuple(batch["orig_shapes"][i])
-                det = Detections(
-                    scale_boxes_to_original(det.boxes, batch["ratios"][i], batch["pads"][i], orig),
-                    det.scores,
-                    det.classes,
-                ).to("cpu")
+            for image_id, det in zip(out.image_ids, out.detections, strict=True):
                 gt_boxes, gt_cls = ground_truth_xyxy(
                     self.dataset.labels[image_id], self.dataset.shapes[image_id]
                 )

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..boxes import iou_one_to_many
 from ..config.schema import TTA_VIEWS
 from ..models.decode import decode
 from .postprocess import Detections, postprocess
@@ -135,16 +136,6 @@ def _np(a: np.ndarray | Tensor, dtype: type) -> np.ndarray:
     return np.asarray(a, dtype=dtype)
 
 
-def _box_iou_np(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box (4,) with many (M, 4) -> (M,)."""
-    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = iw * ih
-    a = (box[2] - box[0]) * (box[3] - box[1])
-    b = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(a + b - inter, 1e-12)
-
-
 def weighted_box_fusion(
     boxes: Sequence[np.ndarray | Tensor],
     scores: Sequence[np.ndarray | Tensor],
@@ -187,7 +178,7 @@ def weighted_box_fusion(
         for i in idx:
             j = -1
             if m:
-                ious = _box_iou_np(b[i], fused[:m])
+                ious = iou_one_to_many(b[i], fused[:m])
                 j = int(np.argmax(ious)) if ious.max() > iou_thr else -1
             if j < 0:
                 j, m = m, m + 1

@@ -9,8 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..eval.cocojson import write_json_atomic
-from ..utils.atomic import write_text_atomic
+from ..utils.atomic import write_json_atomic, write_text_atomic
 
 __all__ = ["write_csv", "write_json"]
 

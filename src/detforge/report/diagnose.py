@@ -275,7 +275,8 @@ def diagnose_coco_json(
     """:func:`diagnose` from a COCO results file and COCO ground truth (``iscrowd`` and
     ``area`` honoured). Classes are the categories in sorted id order, named by their "name";
     ``image_dir`` joined with each image's ``file_name`` enables the gallery."""
-    from ..eval.cocojson import evaluate_coco, load_json
+    from ..data.cocofmt import load_json
+    from ..eval.cocojson import evaluate_coco
 
     gt, results = load_json(gt_path), load_json(pred_path)
     evaluate_coco(gt, results)  # validates both files with errors that name the bad entry

@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.cocofmt import coco_gt_from_labels
 from ..eval.coco import EvalResult
-from ..eval.cocojson import coco_gt_from_labels, coco_predictions, write_json_atomic
+from ..eval.cocojson import coco_predictions
 from ..eval.validator import ground_truth_xyxy
 from ..infer.postprocess import Detections
+from ..utils.atomic import write_json_atomic
 from .explain import explain
 
 __all__ = [

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-__all__ = ["atomic_write", "write_text_atomic"]
+import numpy as np
+
+__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic"]
 
 
 def _umask() -> int:
@@ -42,3 +45,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def _json_default(o: Any) -> Any:
+    """Let numpy scalars/arrays and paths pass through json.dump."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"{type(o).__name__} is not json serialisable")
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None = None) -> None:
+    """Write json so that readers never see a half-written file.
+
+    The data goes to a temporary file in the same folder (same file system), is flushed to
+    disk, then ``os.replace`` swaps it in: the old file or the new one, never a mix.
+    """
+    atomic_write(
+        path, lambda f: json.dump(obj, f, indent=indent, default=_json_default), binary=False
+    )

@@ -21,10 +21,10 @@ import pytest
 
 from detforge.data.augment.core import (
     AugmentParams,
-    RandomFlip,
     clip_boxes,
     letterbox,
 )
+from detforge.data.augment.flip import RandomFlip
 from detforge.data.augment.perspective import RandomPerspective, perspective_boxes
 
 SIZE = 320

@@ -6,8 +6,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from detforge.boxes import box_ioa
 from detforge.data.augment.core import Compose
-from detforge.data.augment.mix import CopyPaste, MixUp, box_ioa
+from detforge.data.augment.mix import CopyPaste, MixUp
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

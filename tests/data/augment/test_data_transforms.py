@@ -10,7 +10,9 @@ import torch
 from PIL import Image
 
 from detforge.data import AugmentParams, YoloDataset, letterbox
-from detforge.data.augment.core import RandomFlip, RandomHSV, affine_boxes, filter_boxes
+from detforge.data.augment.core import affine_boxes, filter_boxes
+from detforge.data.augment.flip import RandomFlip
+from detforge.data.augment.hsv import RandomHSV
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

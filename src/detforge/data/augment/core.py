@@ -1,4 +1,4 @@
-"""Geometric and photometric transforms on a sample dict, and the training chain builder.
+"""Augmentation core: the sample contract, settings, box and geometry ops every transform uses.
 
 A sample is a dict with at least ``img``: uint8 (H, W, 3) RGB numpy, or (H, W) for a gray
 image (R = G = B, kept to one channel for speed until the end), and ``labels``: float32 (n, 5)
@@ -9,10 +9,10 @@ off for this sample's epoch (absent means allowed). A transform is any callable
 ``t(sample, rng) -> sample`` taking a ``numpy.random.Generator``; all randomness comes from that
 generator so a sample is a pure function of its seed. ``Compose`` chains them.
 
-The training chain (``build_train_transforms``): mosaic (4 or 9 images on a 2 * size canvas,
-``mosaic.py``) -> random perspective to (size, size) (``perspective.py``) -> copy-paste ->
-mixup with a second image that went through the same three steps (``mix.py``) -> albumentations
-(``albument.py``) -> HSV -> flips.
+Each transform is a leaf module that imports only this one (``hsv``, ``flip``, ``mosaic``,
+``perspective``, ``mix``, ``albument``); ``pipeline.build_train_transforms`` assembles them.
+``Layout`` (images placed on a virtual canvas) and ``TileSource`` live here because the mosaic
+makes them and the perspective and mixup consume them.
 
 Box coordinates are continuous: pixel ``i`` covers ``[i, i + 1)``, so an image of width ``w``
 spans ``[0, w]``. OpenCV warps address pixel centres, hence the half-pixel terms in
@@ -23,13 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from detforge.data.augment.mosaic import TileSource
 
 __all__ = [
     "AugmentParams",
@@ -43,9 +40,10 @@ __all__ = [
     "filter_boxes",
     "box_visible",
     "warp_matrix_for_cv2",
-    "RandomHSV",
-    "RandomFlip",
-    "build_train_transforms",
+    "Tile",
+    "TileSource",
+    "Layout",
+    "Placer",
 ]
 
 Sample = dict[str, Any]
@@ -237,94 +235,63 @@ def warp_matrix_for_cv2(m: np.ndarray) -> np.ndarray:
     return out[:2] if m.shape == (2, 3) else out / out[2, 2]
 
 
-class RandomHSV:
-    """Jitter hue (shift), saturation and value (gains) with one 3-channel LUT."""
-
-    def __init__(self, h: float, s: float, v: float) -> None:
-        self.h, self.s, self.v = h, s, v
-
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        dh, ds, dv = rng.uniform(-1, 1, 3) * (self.h, self.s, self.v)
-        if not (dh or ds or dv):
-            return sample
-        x = np.arange(256, dtype=np.float32)
-        # OpenCV's 8-bit hue runs over 0..179; the shift is a fraction of that circle
-        lut_h = np.mod(np.round(x + dh * 180), 180)
-        lut_s = np.clip(np.round(x * (1 + ds)), 0, 255)
-        lut_v = np.clip(np.round(x * (1 + dv)), 0, 255)
-        lut = np.stack([lut_h, lut_s, lut_v], axis=-1).astype(np.uint8).reshape(256, 1, 3)
-        img = sample["img"]
-        if img.ndim == 2:
-            # gray has zero saturation: HSV -> RGB gives back R = G = B = V, so only V acts
-            sample["img"] = cv2.LUT(img, lut[:, :, 2].copy())
-            return sample
-        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-        cv2.LUT(hsv, lut, dst=hsv)
-        sample["img"] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-        return sample
+Tile = tuple[np.ndarray, np.ndarray]  # (img (h, w[, 3]) uint8, labels (n, 5) xyxy tile pixels)
 
 
-class RandomFlip:
-    """Mirror the image left-right (``horizontal``) or top-bottom with probability ``p``."""
+class TileSource(Protocol):
+    """Where mosaic and mixup take other images: ``YoloDataset`` is one."""
 
-    def __init__(self, p: float, horizontal: bool = True) -> None:
-        self.p, self.horizontal = p, horizontal
+    def __len__(self) -> int: ...
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        # draw even when p is 0 or 1 so the random stream does not depend on the settings
-        if rng.random() >= self.p:
-            return sample
-        img, labels = sample["img"], sample["labels"].copy()
-        h, w = img.shape[:2]
-        if self.horizontal:
-            sample["img"] = cv2.flip(img, 1)
-            labels[:, [1, 3]] = w - labels[:, [3, 1]]
-        else:
-            sample["img"] = cv2.flip(img, 0)
-            labels[:, [2, 4]] = h - labels[:, [4, 2]]
-        sample["labels"] = labels
-        return sample
+    def load_tile(self, index: int) -> Tile:
+        """Image ``index`` resized to a long side of the training size, and its labels
+        float32 (n, 5) [cls, x1, y1, x2, y2] in pixels of that image."""
+        ...
 
 
-def build_train_transforms(
-    size: int,
-    params: AugmentParams,
-    source: TileSource | None = None,
-    pad_value: int = 114,
-    albumentations: Sequence[Mapping[str, Any]] = (),
-) -> Compose:
-    """The training chain for (size, size) outputs.
+@dataclass
+class Layout:
+    """Images placed on a virtual (height, width) canvas, nothing copied yet: image k's top-left
+    pixel at ``origins[k]`` = (x, y); whatever falls off the canvas is cut, the rest is pad.
 
-    source: where mosaic and mixup take their other images (``YoloDataset``: ``len`` and
-    ``load_tile(index) -> (img, labels)``); None leaves mosaic and mixup out. The input sample is
-    one image whose long side is ``size`` (a "tile"). albumentations: the config's list of
-    ``{name: ..., p: ..., **kwargs}`` (needs the optional package; see ``albument.py``).
-
-    HSV runs on the output canvas, whose size is bounded, rather than on a source image of any
-    size; the padding is jittered with the image, which carries no information either way.
+    ``render`` draws any window of it, so a warp that shows only part of a mosaic canvas needs
+    only that part drawn (``RandomPerspective`` does this).
     """
-    # imported here: these modules build on the primitives above
-    from detforge.data.augment.albument import build_albumentations
-    from detforge.data.augment.mix import CopyPaste, MixUp
-    from detforge.data.augment.mosaic import Mosaic
-    from detforge.data.augment.perspective import RandomPerspective
 
-    mosaic = None
-    if source is not None and params.mosaic > 0:
-        mosaic = Mosaic(source, size, params.mosaic, params.mosaic9, pad_value)
-    # the perspective places the mosaic itself and draws only the part of it that it shows
-    geometric: list[Transform] = [RandomPerspective(size, params, pad_value, mosaic=mosaic)]
-    if params.copy_paste > 0:
-        geometric.append(CopyPaste(params.copy_paste, params.copy_paste_ioa))
-    chain = list(geometric)
-    if source is not None and params.mixup > 0:
-        chain.append(MixUp(source, Compose(geometric), params.mixup, params.mixup_beta))
-    extra = build_albumentations(albumentations, params, pad_value)
-    if extra is not None:
-        chain.append(extra)
-    chain += [
-        RandomHSV(params.hsv_h, params.hsv_s, params.hsv_v),
-        RandomFlip(params.fliplr, horizontal=True),
-        RandomFlip(params.flipud, horizontal=False),
-    ]
-    return Compose(chain)
+    images: list[np.ndarray]
+    origins: np.ndarray  # (k, 2) int
+    height: int
+    width: int
+
+    @classmethod
+    def single(cls, img: np.ndarray) -> Layout:
+        return cls([img], np.zeros((1, 2), int), img.shape[0], img.shape[1])
+
+    def render(self, x0: int, y0: int, w: int, h: int, pad_value: int = 114) -> np.ndarray:
+        """Pixels of the canvas window [x0, x0 + w) x [y0, y0 + h) (which may reach beyond the
+        canvas): uint8 (h, w, 3), or (h, w) if every image is gray. A window inside a single
+        image is returned as a view of it."""
+        inside = x0 >= 0 and y0 >= 0 and x0 + w <= self.width and y0 + h <= self.height
+        if len(self.images) == 1 and not self.origins.any() and inside:
+            return self.images[0][y0 : y0 + h, x0 : x0 + w]
+        colour = any(img.ndim == 3 for img in self.images)
+        out = np.full((h, w, 3) if colour else (h, w), pad_value, np.uint8)
+        for img, (ox, oy) in zip(self.images, self.origins.tolist(), strict=True):
+            ih, iw = img.shape[:2]
+            # the image, cut by the canvas and by the window, in canvas coordinates
+            ax1, ay1 = max(ox, 0, x0), max(oy, 0, y0)
+            ax2, ay2 = min(ox + iw, self.width, x0 + w), min(oy + ih, self.height, y0 + h)
+            if ax2 <= ax1 or ay2 <= ay1:
+                continue
+            part = img[ay1 - oy : ay2 - oy, ax1 - ox : ax2 - ox]
+            # a gray image on a colour canvas: broadcast its one channel to three
+            out[ay1 - y0 : ay2 - y0, ax1 - x0 : ax2 - x0] = (
+                part[..., None] if part.ndim < out.ndim else part
+            )
+        return out
+
+
+class Placer(Protocol):
+    """Places a sample's image with others on a canvas (``mosaic.Mosaic``), or declines."""
+
+    def place(self, sample: Sample, rng: np.random.Generator) -> Layout | None: ...

@@ -23,19 +23,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detforge.data.augment.core import Sample, Transform, box_visible
-from detforge.data.augment.mosaic import TileSource
+from detforge.boxes import box_ioa
+from detforge.data.augment.core import Sample, TileSource, Transform, box_visible
 
-__all__ = ["MixUp", "CopyPaste", "box_ioa"]
-
-
-def box_ioa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(k, 4) and (n, 4) xyxy -> (k, n) intersection area / area of ``b``."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_b, 1e-12)[None, :]
+__all__ = ["MixUp", "CopyPaste"]
 
 
 def _as_rgb(img: np.ndarray) -> np.ndarray:

@@ -26,28 +26,14 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 
-from detforge.data.augment.core import Sample, box_visible
+from detforge.data.augment.core import Layout, Sample, Tile, TileSource, box_visible
 
-__all__ = ["TileSource", "TileCache", "Layout", "Mosaic", "mosaic4", "mosaic9"]
-
-Tile = tuple[np.ndarray, np.ndarray]  # (img (h, w[, 3]) uint8, labels (n, 5) xyxy tile pixels)
-
-
-class TileSource(Protocol):
-    """Where mosaic and mixup take other images: ``YoloDataset`` is one."""
-
-    def __len__(self) -> int: ...
-
-    def load_tile(self, index: int) -> Tile:
-        """Image ``index`` resized to a long side of the training size, and its labels
-        float32 (n, 5) [cls, x1, y1, x2, y2] in pixels of that image."""
-        ...
+__all__ = ["TileCache", "Mosaic", "mosaic4", "mosaic9"]
 
 
 class TileCache:
@@ -102,48 +88,6 @@ class TileCache:
             c = tile.shape[2] if tile.ndim == 3 else 0
             self._table[index] = (used, tile.shape[0], tile.shape[1], c, imgsz)
             self._used[0] = used + tile.nbytes
-
-
-@dataclass
-class Layout:
-    """Images placed on a virtual (height, width) canvas, nothing copied yet: image k's top-left
-    pixel at ``origins[k]`` = (x, y); whatever falls off the canvas is cut, the rest is pad.
-
-    ``render`` draws any window of it, so a warp that shows only part of a mosaic canvas needs
-    only that part drawn (``RandomPerspective`` does this).
-    """
-
-    images: list[np.ndarray]
-    origins: np.ndarray  # (k, 2) int
-    height: int
-    width: int
-
-    @classmethod
-    def single(cls, img: np.ndarray) -> Layout:
-        return cls([img], np.zeros((1, 2), int), img.shape[0], img.shape[1])
-
-    def render(self, x0: int, y0: int, w: int, h: int, pad_value: int = 114) -> np.ndarray:
-        """Pixels of the canvas window [x0, x0 + w) x [y0, y0 + h) (which may reach beyond the
-        canvas): uint8 (h, w, 3), or (h, w) if every image is gray. A window inside a single
-        image is returned as a view of it."""
-        inside = x0 >= 0 and y0 >= 0 and x0 + w <= self.width and y0 + h <= self.height
-        if len(self.images) == 1 and not self.origins.any() and inside:
-            return self.images[0][y0 : y0 + h, x0 : x0 + w]
-        colour = any(img.ndim == 3 for img in self.images)
-        out = np.full((h, w, 3) if colour else (h, w), pad_value, np.uint8)
-        for img, (ox, oy) in zip(self.images, self.origins.tolist(), strict=True):
-            ih, iw = img.shape[:2]
-            # the image, cut by the canvas and by the window, in canvas coordinates
-            ax1, ay1 = max(ox, 0, x0), max(oy, 0, y0)
-            ax2, ay2 = min(ox + iw, self.width, x0 + w), min(oy + ih, self.height, y0 + h)
-            if ax2 <= ax1 or ay2 <= ay1:
-                continue
-            part = img[ay1 - oy : ay2 - oy, ax1 - ox : ax2 - ox]
-            # a gray image on a colour canvas: broadcast its one channel to three
-            out[ay1 - y0 : ay2 - y0, ax1 - x0 : ax2 - x0] = (
-                part[..., None] if part.ndim < out.ndim else part
-            )
-        return out
 
 
 def _place_labels(

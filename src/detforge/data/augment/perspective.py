@@ -33,12 +33,13 @@ import numpy as np
 
 from detforge.data.augment.core import (
     AugmentParams,
+    Layout,
+    Placer,
     Sample,
     box_visible,
     clip_boxes,
     warp_matrix_for_cv2,
 )
-from detforge.data.augment.mosaic import Layout, Mosaic
 
 __all__ = ["perspective_boxes", "random_perspective_matrix", "RandomPerspective"]
 
@@ -115,7 +116,7 @@ class RandomPerspective:
     """
 
     def __init__(
-        self, size: int, params: AugmentParams, pad_value: int = 114, mosaic: Mosaic | None = None
+        self, size: int, params: AugmentParams, pad_value: int = 114, mosaic: Placer | None = None
     ) -> None:
         self.size, self.p, self.pad_value, self.mosaic = size, params, pad_value, mosaic
 
