@@ -1,18 +1,19 @@
 """``detforge`` command line: ``detforge <command> key=value ...``.
 
-Nothing imports this module; it turns arguments into calls of the library and errors into
-one-line messages (exit status 2 for usage and input errors).
+Nothing imports this package; it turns arguments into calls of the library and errors into
+one-line messages (exit status 2 for usage and input errors). Each command is a module with its
+argument spec (``COMMAND``) and ``run``; this module dispatches.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from ..config.fields import ConfigError
+from .spec import Command, command_help
 
 log = logging.getLogger("detforge")
 
@@ -37,6 +38,8 @@ commands:
   lr-find    learning-rate range test  detforge lr-find data=... [iters=100] [start_lr=1e-7]
   config     list every setting with its default
 
+detforge <command> -h prints that command's own arguments.
+
 Settings: key=value with dotted keys (optim.lr0=0.01) or aliases (data, model, epochs, imgsz,
 batch, device, name, workers, seed, amp, lr0, optimizer, project, resume); cfg=FILE.yaml loads
 settings from a file; recipe=NAME starts from a shipped preset (detforge recipes);
@@ -44,226 +47,40 @@ DETFORGE_<SECTION>__<KEY> environment variables also apply.
 """
 
 
-def _split_args(args: Sequence[str], allowed: set[str]) -> tuple[dict[str, str], list[str]]:
-    """Pull command-specific keys (weights=, source=...) out of the config overrides."""
-    special, rest = {}, []
-    for a in args:
-        key = a.split("=", 1)[0]
-        if "=" in a and key in allowed:
-            special[key] = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-    return special, rest
-
-
-def _require(special: dict, key: str, command: str, example: str) -> str:
-    if not special.get(key):
-        raise ConfigError(f"detforge {command}: missing {key}= (e.g. {example})")
-    return special[key]
-
-
-def cmd_train(args: Sequence[str]) -> int:
-    from ..api import config_from_checkpoint
-    from ..config import load_config
-    from ..engine.trainer import Trainer
-
-    special, rest = _split_args(args, {"cfg"})
-    resume = next(
-        (a.split("=", 1)[1] for a in rest if a.split("=", 1)[0] in ("resume", "train.resume")), None
+def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
+    """Every command's spec and entry point (the modules import their heavy parts lazily)."""
+    from . import (
+        augment_preview,
+        convert,
+        data_stats,
+        diagnose,
+        eval_json,
+        listing,
+        lr_find,
+        predict,
+        schedule,
+        split,
+        train,
+        val,
     )
-    if resume:
-        cfg = config_from_checkpoint(resume, rest)
-    else:
-        cfg = load_config(rest, cfg_file=special.get("cfg"))
-    result = Trainer(cfg).fit()
-    if os.environ.get("RANK", "0") != "0":
-        return 0  # under torchrun the main process reports
-    m = result.metrics
-    print(
-        f"\ndone: {result.run_dir}  best epoch {result.best_epoch}  "
-        f"mAP50 {m.get('map50', float('nan')):.4f}  mAP50-95 {m.get('map50_95', float('nan')):.4f}"
-        f"  ({result.train_images / max(result.train_seconds, 1e-9):.1f} train images/s)"
-    )
-    return 0
 
-
-def _weights_list(special: dict, command: str) -> list[str]:
-    weights = _require(special, "weights", command, "weights=runs/train/weights/best.pt")
-    return [w for w in weights.split(",") if w]
-
-
-def cmd_val(args: Sequence[str]) -> int:
-    from ..api import config_from_checkpoint
-    from .val import run_validation
-
-    special, rest = _split_args(args, {"weights", "split"})
-    weights = _weights_list(special, "val")
-    aliases = {"conf": "eval.conf", "iou": "eval.iou", "augment": "eval.augment"}
-    cfg = config_from_checkpoint(weights[0], ["train.name=val", *rest], aliases)
-    run_validation(cfg, weights, special.get("split", "val"))
-    return 0
-
-
-def cmd_diagnose(args: Sequence[str]) -> int:
-    from ..api import config_from_checkpoint
-
-    special, rest = _split_args(args, {"weights", "split", "gt", "pred", "images", "out"})
-    if special.get("gt") or special.get("pred"):
-        from ..report.diagnose import diagnose_coco_json, format_diagnosis
-
-        gt = _require(special, "gt", "diagnose", "gt=instances_val.json")
-        pred = _require(special, "pred", "diagnose", "pred=predictions.json")
-        if rest:
-            raise ConfigError(f"detforge diagnose: unexpected argument(s) {' '.join(rest)}")
-        out = special.get("out", "runs/diagnose")
-        summary = diagnose_coco_json(gt, pred, out, image_dir=special.get("images"))
-        print(format_diagnosis(summary))
-        print(f"\ndiagnosis written to {out}")
-        return 0
-    from .val import run_diagnosis
-
-    weights = _weights_list(special, "diagnose")
-    cfg = config_from_checkpoint(
-        weights[0], ["train.name=diagnose", *rest], {"conf": "eval.conf", "iou": "eval.iou"}
-    )
-    run_diagnosis(cfg, weights, special.get("split", "val"))
-    return 0
-
-
-def cmd_predict(args: Sequence[str]) -> int:
-    from ..api import config_from_checkpoint
-    from .predict import run_predict
-
-    special, rest = _split_args(args, {"weights", "source"})
-    weights = _weights_list(special, "predict")
-    source = _require(special, "source", "predict", "source=images/ or source='*.jpg'")
-    aliases = {
-        "conf": "predict.conf",
-        "iou": "predict.iou",
-        "max_det": "predict.max_det",
-        "augment": "predict.augment",
-        "name": "train.name",
-    }
-    cfg = config_from_checkpoint(weights[0], ["train.name=predict", *rest], aliases)
-    run_predict(cfg, weights, source)
-    return 0
-
-
-def cmd_eval_json(args: Sequence[str]) -> int:
-    from ..eval.cocojson import evaluate_coco_json, format_stats_table
-
-    as_json = "--json" in args
-    special, rest = _split_args([a for a in args if a != "--json"], {"gt", "pred"})
-    if rest:
-        raise ConfigError(f"detforge eval-json: unexpected argument(s) {' '.join(rest)}")
-    gt = _require(special, "gt", "eval-json", "gt=instances_val.json")
-    pred = _require(special, "pred", "eval-json", "pred=predictions.json")
-    result = evaluate_coco_json(gt, pred)
-    if as_json:
-        print(json.dumps({k: float(v) for k, v in result.stats.items()}, indent=2))
-    else:
-        print(format_stats_table(result.stats))
-    return 0
-
-
-def cmd_models(args: Sequence[str]) -> int:
-    from ..models import available_models
-
-    print("\n".join(available_models()))
-    return 0
-
-
-def cmd_schedule(args: Sequence[str]) -> int:
-    from ..config import load_config
-    from ..engine.tools import plot_schedule_from_config
-
-    special, rest = _split_args(args, {"cfg", "out"})
-    cfg = load_config(rest, cfg_file=special.get("cfg"))
-    out = plot_schedule_from_config(cfg, special.get("out", "lr_schedule.png"))
-    print(f"learning-rate curves written to {out}")
-    return 0
-
-
-def cmd_lr_find(args: Sequence[str]) -> int:
-    from ..config import load_config
-    from ..config.loader import parse_value
-    from ..engine.tools import lr_find_from_config
-
-    special, rest = _split_args(args, {"cfg", "iters", "start_lr", "end_lr"})
-    cfg = load_config(["train.name=lr_find", *rest], cfg_file=special.get("cfg"))
-    kw = {k: parse_value(v) for k, v in special.items() if k != "cfg"}
-    for k, v in kw.items():
-        if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"lr-find: {k} must be a positive number, got {v!r}")
-    result, out = lr_find_from_config(cfg, **kw)
-    lr = f"{result.suggestion:.3g}" if result.suggestion else "none (too few points)"
-    stop = " (stopped early: the loss diverged)" if result.stopped_early else ""
-    print(f"{len(result.lrs)} steps{stop}; suggested optim.lr0: {lr}; plot: {out / 'lr_find.png'}")
-    return 0
-
-
-def cmd_augment_preview(args: Sequence[str]) -> int:
-    from ..config import load_config
-    from ..config.loader import parse_value
-    from ..data.datayaml import load_data_yaml
-    from ..engine.setup_data import build_train_set, resolve_data_yaml
-    from ..report.preview import augment_preview
-
-    special, rest = _split_args(args, {"cfg", "n", "out", "epoch"})
-    cfg = load_config(rest, cfg_file=special.get("cfg"))
-    n, epoch = parse_value(special.get("n", "16")), parse_value(special.get("epoch", "0"))
-    for key, v in (("n", n), ("epoch", epoch)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < (1 if key == "n" else 0):
-            raise ConfigError(f"augment-preview: {key} must be a whole number, got {v!r}")
-    dataset = build_train_set(cfg, load_data_yaml(resolve_data_yaml(cfg)))
-    out = augment_preview(
-        dataset,
-        n=n,
-        out_png=special.get("out", "augment_preview.png"),
-        seed=cfg.train.seed,
-        epoch=epoch,
-    )
-    print(f"{n} augmented training images (epoch {epoch}) drawn to {out}")
-    return 0
-
-
-def cmd_recipes(args: Sequence[str]) -> int:
-    from ..config.recipes import available_recipes, recipe_description
-
-    for name in available_recipes():
-        print(f"{name:<15} {recipe_description(name)}")
-    return 0
-
-
-def cmd_config(args: Sequence[str]) -> int:
-    from ..config.docs import settings_table
-
-    print(settings_table())
-    return 0
-
-
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "train": cmd_train,
-    "val": cmd_val,
-    "predict": cmd_predict,
-    "eval-json": cmd_eval_json,
-    "diagnose": cmd_diagnose,
-    "models": cmd_models,
-    "config": cmd_config,
-    "recipes": cmd_recipes,
-    "schedule": cmd_schedule,
-    "lr-find": cmd_lr_find,
-    "augment-preview": cmd_augment_preview,
-    "data-stats": lambda a: _data_cmd("cmd_data_stats", a),
-    "convert": lambda a: _data_cmd("cmd_convert", a),
-    "split": lambda a: _data_cmd("cmd_split", a),
-}
-
-
-def _data_cmd(name: str, args: Sequence[str]) -> int:
-    from . import data as cli_data
-
-    return getattr(cli_data, name)(args)
+    table = [
+        (train.COMMAND, train.run),
+        (val.COMMAND, val.run),
+        (predict.COMMAND, predict.run),
+        (eval_json.COMMAND, eval_json.run),
+        (diagnose.COMMAND, diagnose.run),
+        (listing.MODELS, listing.run_models),
+        (listing.CONFIG, listing.run_config),
+        (listing.RECIPES, listing.run_recipes),
+        (schedule.COMMAND, schedule.run),
+        (lr_find.COMMAND, lr_find.run),
+        (augment_preview.COMMAND, augment_preview.run),
+        (data_stats.COMMAND, data_stats.run),
+        (convert.COMMAND, convert.run),
+        (split.COMMAND, split.run),
+    ]
+    return {c.name: (c, fn) for c, fn in table}
 
 
 def _quiet_openmp() -> None:
@@ -285,16 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, args = argv[0], argv[1:]
-    if command not in COMMANDS:
+    commands = _commands()
+    if command not in commands:
         from ..config.fields import suggest
 
         print(
-            f"detforge: unknown command '{command}'{suggest(command, COMMANDS)}\n", file=sys.stderr
+            f"detforge: unknown command '{command}'{suggest(command, commands)}\n", file=sys.stderr
         )
         print(USAGE, file=sys.stderr)
         return 2
+    spec, run = commands[command]
     if "-h" in args or "--help" in args:
-        print(USAGE)
+        print(command_help(spec))
         return 0
     # under torchrun only the main process talks; the others report warnings and errors
     level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
@@ -303,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..engine.checkpoint import CheckpointError
 
     try:
-        return COMMANDS[command](args)
+        return run(args)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as e:
         print(f"detforge {command}: error: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import glob
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -14,10 +15,41 @@ import numpy as np
 from ..config import RunConfig
 from ..config.fields import ConfigError
 from ..engine.rundir import make_run_dir, write_text_atomic
+from .spec import REQUIRED, Arg, Command, parse
 
 log = logging.getLogger("detforge")
 
-__all__ = ["resolve_source", "draw_detections", "run_predict"]
+__all__ = ["COMMAND", "run", "resolve_source", "draw_detections", "run_predict"]
+
+COMMAND = Command(
+    "predict",
+    "Detect objects in images: annotated images, YOLO txt labels and COCO json in the run folder.",
+    "detforge predict weights=best.pt source=<image|folder|glob> [conf=0.25] [settings]",
+    (
+        Arg("weights", str, REQUIRED, "checkpoint(s), comma-separated for an ensemble",
+            example="weights=runs/train/weights/best.pt"),
+        Arg("source", str, REQUIRED, "an image, a folder (recursive) or a glob pattern",
+            example="source=images/ or source='*.jpg'"),
+    ),
+)  # fmt: skip
+ALIASES = {
+    "conf": "predict.conf",
+    "iou": "predict.iou",
+    "max_det": "predict.max_det",
+    "augment": "predict.augment",
+    "name": "train.name",
+}
+
+
+def run(args: Sequence[str]) -> int:
+    from ..api import config_from_checkpoint
+    from .val import weights_list
+
+    p = parse(COMMAND, args)
+    weights = weights_list(p.special["weights"])
+    cfg = config_from_checkpoint(weights[0], ["train.name=predict", *p.settings], ALIASES)
+    run_predict(cfg, weights, p.special["source"])
+    return 0
 
 
 def resolve_source(source: str) -> list[Path]:

@@ -1,18 +1,53 @@
-"""``detforge val`` and ``detforge diagnose``: score saved weights on a split and explain it."""
+"""``detforge val``: score saved weights (or an ensemble) on a split and explain the result."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..config import RunConfig
 from ..engine.rundir import make_run_dir, write_text_atomic
+from .spec import REQUIRED, Arg, Command, parse
 
 log = logging.getLogger("detforge")
 
-__all__ = ["run_validation", "run_diagnosis", "evaluate_weights"]
+__all__ = ["COMMAND", "run", "run_validation", "evaluate_weights"]
+
+COMMAND = Command(
+    "val",
+    "Validate weights on a split of the data: COCO stats, per-class table, eval/ plots and "
+    "metrics.json in the run folder (weights=a.pt,b.pt ensembles; augment=true for test-time "
+    "augmentation).",
+    "detforge val weights=runs/train/weights/best.pt [data=...] [split=val] [settings] [--json]",
+    (
+        Arg(
+            "weights",
+            str,
+            REQUIRED,
+            "checkpoint(s), comma-separated for an ensemble",
+            example="weights=runs/train/weights/best.pt",
+        ),
+        Arg("split", str, "val", "data split to score"),
+    ),
+    json=True,
+)
+ALIASES = {"conf": "eval.conf", "iou": "eval.iou", "augment": "eval.augment"}
+
+
+def weights_list(text: str) -> list[str]:
+    """``a.pt,b.pt`` -> ``["a.pt", "b.pt"]``."""
+    return [w for w in text.split(",") if w]
+
+
+def run(args: Sequence[str]) -> int:
+    from ..api import config_from_checkpoint
+
+    p = parse(COMMAND, args)
+    weights = weights_list(p.special["weights"])
+    cfg = config_from_checkpoint(weights[0], ["train.name=val", *p.settings], ALIASES)
+    run_validation(cfg, weights, p.special["split"], as_json=p.as_json)
+    return 0
 
 
 def evaluate_weights(cfg: RunConfig, weights: Sequence[str], split: str = "val"):
@@ -50,7 +85,10 @@ def evaluate_weights(cfg: RunConfig, weights: Sequence[str], split: str = "val")
     return validator.run(dets[0].model, keep_predictions=True), dataset, list(spec.names)
 
 
-def run_validation(cfg: RunConfig, weights: Sequence[str], split: str = "val"):
+def run_validation(
+    cfg: RunConfig, weights: Sequence[str], split: str = "val", as_json: bool = False
+):
+    """Score the weights, write the run folder, print the stats (as json with ``as_json``)."""
     from ..eval.cocojson import format_stats_table
     from ..report.explain import explain
     from ..report.run_report import (
@@ -66,9 +104,6 @@ def run_validation(cfg: RunConfig, weights: Sequence[str], split: str = "val"):
         val.result, val.predictions, dataset_ground_truth(dataset), names, out / "eval",
         images=dataset_image_paths(dataset),
     )  # fmt: skip
-    print(format_stats_table(val.result.stats))
-    print()
-    print(format_per_class(val.result, names, explained))
     per_class = {names[int(k)]: v for k, v in val.result.per_class.items() if int(k) < len(names)}
     summary = {
         "weights": list(map(str, weights)),
@@ -80,20 +115,12 @@ def run_validation(cfg: RunConfig, weights: Sequence[str], split: str = "val"):
     write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2))
     if cfg.eval.save_json:
         export_run_predictions(out, dataset, val.predictions)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        log.info("results written to %s (%.1f s)", out, val.seconds)
+        return val
+    print(format_stats_table(val.result.stats))
+    print()
+    print(format_per_class(val.result, names, explained))
     print(f"\nresults written to {out} ({val.seconds:.1f} s)")
     return val
-
-
-def run_diagnosis(cfg: RunConfig, weights: Sequence[str], split: str = "val") -> Path:
-    from ..report.diagnose import diagnose, format_diagnosis
-    from ..report.run_report import dataset_ground_truth, dataset_image_paths
-
-    val, dataset, names = evaluate_weights(cfg, weights, split)
-    out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
-    summary = diagnose(
-        val.predictions, dataset_ground_truth(dataset), names, out,
-        images=dataset_image_paths(dataset),
-    )  # fmt: skip
-    print(format_diagnosis(summary))
-    print(f"\ndiagnosis written to {out}")
-    return out

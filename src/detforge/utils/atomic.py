@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic"]
+__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "json_default"]
 
 
 def _umask() -> int:
@@ -47,7 +47,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text), binary=False)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     """Let numpy scalars/arrays and paths pass through json.dump."""
     if isinstance(o, np.generic):
         return o.item()
@@ -65,5 +65,5 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None
     disk, then ``os.replace`` swaps it in: the old file or the new one, never a mix.
     """
     atomic_write(
-        path, lambda f: json.dump(obj, f, indent=indent, default=_json_default), binary=False
+        path, lambda f: json.dump(obj, f, indent=indent, default=json_default), binary=False
     )
