@@ -11,7 +11,7 @@ from PIL import Image
 
 from detforge.data import YoloDataset
 from detforge.data.augment.core import AugmentParams
-from detforge.report.preview import augment_preview, draw_boxes
+from detforge.report.preview import augment_preview, draw_sample
 
 
 @pytest.fixture
@@ -44,9 +44,9 @@ def test_preview_grid_is_written_and_deterministic(dataset: YoloDataset, tmp_pat
     assert not np.array_equal(grid, cv2.imread(str(d)))
 
 
-def test_draw_boxes_draws_on_the_box_outline() -> None:
+def test_draw_sample_draws_on_the_box_outline() -> None:
     img = np.zeros((50, 80), np.uint8)
-    out = draw_boxes(img, np.array([[1, 10, 20, 60, 45]], np.float32), ["a", "b"], scale=2.0)
+    out = draw_sample(img, np.array([[1, 10, 20, 60, 45]], np.float32), ["a", "b"], scale=2.0)
     assert out.shape == (100, 160, 3)
     # box (20, 40)-(120, 90) after scaling: sides on columns 20 and 119, rows 40 and 89
     assert out[45:90, 20].any(axis=1).all() and out[45:90, 119].any(axis=1).all()

@@ -69,34 +69,16 @@ def resolve_source(source: str) -> list[Path]:
     return sorted(files)
 
 
-def _color(c: int) -> tuple[int, int, int]:
-    rng = np.random.default_rng(c * 7919 + 1)
-    return tuple(int(v) for v in rng.integers(60, 255, 3))
-
-
 def draw_detections(img_rgb: np.ndarray, pred) -> np.ndarray:
-    """BGR copy of the image with boxes and 'name score' labels (OpenCV's built-in font)."""
-    out = cv2.cvtColor(img_rgb, cv2.COLOR_RGB2BGR)
+    """BGR copy of the image with boxes and 'name score' labels, line width by image size."""
+    from ..report.draw import class_color, draw_boxes
+
+    out = img_rgb.copy()
     lw = max(1, round(sum(out.shape[:2]) / 600))
-    for box, score, cls in zip(pred.boxes, pred.scores, pred.classes, strict=True):
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        col = _color(int(cls))
-        cv2.rectangle(out, (x1, y1), (x2, y2), col, lw, cv2.LINE_AA)
-        text = f"{pred.names[int(cls)]} {score:.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * lw, 1)
-        y_text = max(y1, th + 2)
-        cv2.rectangle(out, (x1, y_text - th - 2), (x1 + tw, y_text), col, -1)
-        cv2.putText(
-            out,
-            text,
-            (x1, y_text - 1),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4 * lw,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    return out
+    cls = [int(c) for c in pred.classes]
+    labels = [f"{pred.names[c]} {s:.2f}" for c, s in zip(cls, pred.scores, strict=True)]
+    draw_boxes(out, pred.boxes, [class_color(c) for c in cls], labels, lw, 0.4 * lw)
+    return cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
 
 
 def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:

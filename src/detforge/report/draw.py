@@ -1,6 +1,8 @@
-"""Boxes drawn on images for galleries and reports (OpenCV, Hershey font: nothing to fetch).
+"""Boxes drawn on images: galleries, the augment preview and predict all use ``draw_boxes``
+(OpenCV, Hershey font: nothing to fetch).
 
-Colours are RGB: ground truth green, true positives blue, false positives red.
+Colours are RGB: ground truth green, true positives blue, false positives red; classes by
+``class_color``.
 """
 
 from __future__ import annotations
@@ -11,38 +13,76 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["GT_COLOR", "TP_COLOR", "FP_COLOR", "draw_boxes", "fit_width", "write_image"]
+__all__ = [
+    "GT_COLOR",
+    "TP_COLOR",
+    "FP_COLOR",
+    "class_color",
+    "draw_label",
+    "draw_boxes",
+    "fit_width",
+    "write_image",
+]
 
 GT_COLOR = (0, 200, 0)
 TP_COLOR = (30, 90, 255)
 FP_COLOR = (230, 20, 20)
+# per-class colours (RGB) that stay apart from each other and from gray/black backgrounds
+_PALETTE = [
+    (255, 56, 56), (255, 157, 151), (255, 112, 31), (255, 178, 29), (207, 210, 49),
+    (72, 249, 10), (146, 204, 23), (61, 219, 134), (0, 188, 211), (255, 114, 209),
+    (0, 194, 255), (52, 69, 147), (100, 115, 255), (0, 24, 236), (132, 56, 255),
+    (82, 0, 133), (203, 56, 255), (255, 149, 200), (255, 55, 199), (255, 140, 0),
+]  # fmt: skip
+
+
+def class_color(c: int) -> tuple[int, int, int]:
+    """RGB colour of class ``c`` (a fixed palette of 20 well-separated colours, repeated)."""
+    return _PALETTE[c % len(_PALETTE)]
+
+
+def draw_label(
+    img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], scale: float = 0.4
+) -> None:
+    """Text on a filled strip whose bottom-left corner is (x, y), kept inside ``img``; black or
+    white ink, whichever reads better on ``color`` (RGB)."""
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), base = cv2.getTextSize(text, font, scale, 1)
+    x = min(max(x, 0), max(img.shape[1] - tw - 2, 0))
+    y = max(y, th + base + 1)
+    cv2.rectangle(img, (x, y - th - base - 1), (x + tw + 2, y), color, cv2.FILLED)
+    luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+    ink = (0, 0, 0) if luma > 140 else (255, 255, 255)
+    cv2.putText(img, text, (x + 1, y - base), font, scale, ink, 1, cv2.LINE_AA)
 
 
 def draw_boxes(
     img: np.ndarray,
     boxes: np.ndarray,
-    color: tuple[int, int, int],
+    color: tuple[int, int, int] | Sequence[tuple[int, int, int]],
     labels: Sequence[str] | None = None,
     thickness: int = 1,
+    font_scale: float = 0.4,
 ) -> np.ndarray:
     """Draw xyxy boxes (N, 4) in pixels of ``img`` (H, W, 3) RGB uint8, in place; returns img.
 
-    Labels go above each box on a filled strip so they stay readable on any background.
+    The one box drawer of detforge (galleries, augment preview, predict). Coordinates are
+    continuous (pixel i covers [i, i + 1)), so a box's outline is on its last pixel inside.
+    color: one RGB colour, or one per box. Labels go on a filled strip above each box so they
+    stay readable on any background.
     """
     import cv2
 
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.35
     h, w = img.shape[:2]
     for i, b in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
-        x1, y1 = int(round(max(0, b[0]))), int(round(max(0, b[1])))
-        x2, y2 = int(round(min(w - 1, b[2]))), int(round(min(h - 1, b[3])))
-        cv2.rectangle(img, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+        col = color[i] if isinstance(color[0], tuple | list) else color
+        x1, y1 = min(max(0, round(b[0])), w - 1), min(max(0, round(b[1])), h - 1)
+        x2, y2 = min(max(0, round(b[2]) - 1), w - 1), min(max(0, round(b[3]) - 1), h - 1)
+        cv2.rectangle(img, (x1, y1), (x2, y2), col, thickness, cv2.LINE_AA)
         if labels is not None and labels[i]:
-            (tw, th), base = cv2.getTextSize(labels[i], font, scale, 1)
-            ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(h - 1, y2 + th + 2)
-            cv2.rectangle(img, (x1, ty - th - 1), (x1 + tw + 2, ty + base - 1), color, -1)
-            cv2.putText(img, labels[i], (x1 + 1, ty - 1), font, scale, (255, 255, 255), 1,
-                        cv2.LINE_AA)  # fmt: skip
+            draw_label(img, labels[i], x1, y1, col, font_scale)
     return img
 
 

@@ -16,48 +16,27 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from .draw import class_color, draw_boxes, draw_label
+
 if TYPE_CHECKING:
     from detforge.data.dataset import YoloDataset
 
-__all__ = ["augment_preview", "draw_boxes"]
-
-# BGR colours that stay apart from each other and from gray/black backgrounds
-_COLOURS = [
-    (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
-    (10, 249, 72), (23, 204, 146), (134, 219, 61), (211, 188, 0), (209, 114, 255),
-    (255, 194, 0), (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132),
-    (133, 0, 82), (255, 56, 203), (200, 149, 255), (199, 55, 255), (0, 140, 255),
-]  # fmt: skip
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
+__all__ = ["augment_preview", "draw_sample"]
 
 
-def _label(canvas: np.ndarray, text: str, x: int, y: int, colour: tuple[int, ...]) -> None:
-    """Text on a filled box whose bottom-left corner is (x, y), kept inside the canvas."""
-    (tw, th), base = cv2.getTextSize(text, _FONT, 0.4, 1)
-    x = min(max(x, 0), max(canvas.shape[1] - tw - 2, 0))
-    y = max(y, th + base + 1)
-    cv2.rectangle(canvas, (x, y - th - base - 1), (x + tw + 2, y), colour, cv2.FILLED)
-    luma = 0.114 * colour[0] + 0.587 * colour[1] + 0.299 * colour[2]
-    ink = (0, 0, 0) if luma > 140 else (255, 255, 255)
-    cv2.putText(canvas, text, (x + 1, y - base), _FONT, 0.4, ink, 1, cv2.LINE_AA)
-
-
-def draw_boxes(
+def draw_sample(
     img: np.ndarray, labels: np.ndarray, names: list[str], scale: float = 1.0
 ) -> np.ndarray:
     """RGB (H, W, 3) or gray (H, W) uint8 + labels (n, 5) [cls, x1, y1, x2, y2] -> a BGR copy
     resized by ``scale`` with boxes and class names drawn."""
-    bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 else cv2.COLOR_RGB2BGR)
+    rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img.copy()
     if scale != 1.0:
-        h, w = bgr.shape[:2]
-        bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    for cls, *box in labels.tolist():
-        c = int(cls)
-        colour = _COLOURS[c % len(_COLOURS)]
-        x1, y1, x2, y2 = (round(v * scale) for v in box)
-        cv2.rectangle(bgr, (x1, y1), (x2 - 1, y2 - 1), colour, 1, cv2.LINE_AA)
-        _label(bgr, names[c] if 0 <= c < len(names) else str(c), x1, y1, colour)
-    return bgr
+        h, w = rgb.shape[:2]
+        rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    cls = labels[:, 0].astype(int).tolist()
+    text = [names[c] if 0 <= c < len(names) else str(c) for c in cls]
+    draw_boxes(rgb, labels[:, 1:5] * scale, [class_color(c) for c in cls], text)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def augment_preview(
@@ -88,11 +67,11 @@ def augment_preview(
     for k, index in enumerate(indices.tolist()):
         sample = dataset.augmented(index, epoch, seed=seed)
         img = sample["img"]
-        tile = draw_boxes(img, sample["labels"], dataset.names, cell / max(img.shape[:2]))
+        tile = draw_sample(img, sample["labels"], dataset.names, cell / max(img.shape[:2]))
         r, c = divmod(k, cols)
         y, x = gap + r * (cell + gap), gap + c * (cell + gap)
         grid[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
-        _label(grid, f"#{index}", x, y + cell, (40, 40, 40))
+        draw_label(grid, f"#{index}", x, y + cell, (40, 40, 40))
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), grid):
