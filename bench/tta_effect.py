@@ -9,7 +9,7 @@ Command (from the repository root; any detforge checkpoint, several for an ensem
 A mode is ``plain`` (one forward pass, the validator's path) or ``<transforms>:<merge>`` with
 transforms joined by ``+`` (flip, vflip, scale, rot90; ``none`` for an ensemble without TTA)
 and merge ``nms`` or ``wbf``. Every mode runs the same letterboxed val images through
-``detforge.eval.tta.ensemble_predict``, maps the boxes to the original images and scores them
+``detforge.infer.tta.ensemble_predict``, maps the boxes to the original images and scores them
 with the COCO evaluator on the dataset's labels (the ``detforge val`` protocol). Time is the
 wall time of inference + merging over the split (data loading and scoring excluded), on the
 threads torch is given. Prints a markdown table and writes json.

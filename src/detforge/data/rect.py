@@ -23,7 +23,7 @@ __all__ = ["fitted_size", "rect_batches", "enable_rect"]
 
 def fitted_size(h0: int, w0: int, imgsz: int) -> tuple[int, int]:
     """(h, w) of an (h0, w0) image resized so its long side is ``imgsz`` — the same rounding
-    as :func:`~detforge.data.transforms.resize_long_side`."""
+    as :func:`~detforge.data.augment.core.resize_long_side`."""
     r = imgsz / max(h0, w0)
     return max(1, round(h0 * r)), max(1, round(w0 * r))
 

@@ -55,7 +55,7 @@ class Validator:
         tta: dict | None = None,
         extra_models: list[nn.Module] = (),
     ):
-        """tta: keyword arguments of :func:`~detforge.eval.tta.ensemble_predict` (transforms,
+        """tta: keyword arguments of :func:`~detforge.infer.tta.ensemble_predict` (transforms,
         scales, merge, wbf_iou) for test-time augmentation; extra_models: more detectors to
         ensemble with the validated one (merged the same way)."""
         self.dataset, self.loader, self.device = dataset, loader, device

@@ -7,9 +7,9 @@ slipped in. Sections, each present only when its inputs exist in the run folder:
 
 - training: losses (``train/*``, ``val/*``), metrics (``metrics/*``, ``fitness``) and the
   learning rate of every parameter group (``lr/*``) per epoch, from ``results.csv``;
-- evaluation (``eval/``, written by :func:`detforge.eval.explain.explain`): headline numbers,
+- evaluation (``eval/``, written by :func:`detforge.report.explain.explain`): headline numbers,
   per-class table, PR / F1 / P / R curves, confusion matrices, sample predictions;
-- diagnosis (``diagnosis/``, written by :func:`detforge.eval.diagnose.diagnose`): dAP per
+- diagnosis (``diagnosis/``, written by :func:`detforge.report.diagnose.diagnose`): dAP per
   error type, counts, classes and sizes, the gallery of the worst images.
 """
 
