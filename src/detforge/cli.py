@@ -21,7 +21,8 @@ USAGE = """usage: detforge <command> [key=value ...]
 commands:
   train      train a detector          detforge train [data=data.yaml] [model=yolo-n] [epochs=100]
   val        validate weights          detforge val weights=runs/train/weights/best.pt [data=...]
-             (weights=a.pt,b.pt ensembles; augment=true for test-time augmentation)
+             (weights=a.pt,b.pt ensembles; augment=true for test-time augmentation;
+             classes_map=car:vehicle,... when the weights' classes differ from the data's)
   predict    detect objects in images  detforge predict weights=best.pt source=<image|folder|glob>
   eval-json  score COCO results json   detforge eval-json gt=gt.json pred=pred.json [--json]
   diagnose   TIDE-style error analysis  detforge diagnose weights=best.pt [data=...]
@@ -96,18 +97,20 @@ def cmd_val(args: Sequence[str]) -> int:
     from .api import config_from_checkpoint
     from .eval.validate_cmd import run_validation
 
-    special, rest = _split_args(args, {"weights", "split"})
+    special, rest = _split_args(args, {"weights", "split", "classes_map"})
     weights = _weights_list(special, "val")
     aliases = {"conf": "eval.conf", "iou": "eval.iou", "augment": "eval.augment"}
     cfg = config_from_checkpoint(weights[0], ["train.name=val", *rest], aliases)
-    run_validation(cfg, weights, special.get("split", "val"))
+    run_validation(cfg, weights, special.get("split", "val"), special.get("classes_map"))
     return 0
 
 
 def cmd_diagnose(args: Sequence[str]) -> int:
     from .api import config_from_checkpoint
 
-    special, rest = _split_args(args, {"weights", "split", "gt", "pred", "images", "out"})
+    special, rest = _split_args(
+        args, {"weights", "split", "gt", "pred", "images", "out", "classes_map"}
+    )
     if special.get("gt") or special.get("pred"):
         from .eval.diagnose import diagnose_coco_json, format_diagnosis
 
@@ -126,7 +129,7 @@ def cmd_diagnose(args: Sequence[str]) -> int:
     cfg = config_from_checkpoint(
         weights[0], ["train.name=diagnose", *rest], {"conf": "eval.conf", "iou": "eval.iou"}
     )
-    run_diagnosis(cfg, weights, special.get("split", "val"))
+    run_diagnosis(cfg, weights, special.get("split", "val"), special.get("classes_map"))
     return 0
 
 
