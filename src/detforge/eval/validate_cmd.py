@@ -27,13 +27,13 @@ def evaluate_weights(
     from ..api import Detector
     from ..data.datayaml import load_data_yaml
     from ..engine.device import resolve_amp
-    from ..models.classmap import ClassRemap, check_same_classes, parse_classes_map
     from ..engine.setup_data import (
         build_val_loader,
         build_val_set,
         resolve_data_yaml,
         resolve_workers,
     )
+    from ..models.classmap import ClassRemap, check_same_classes, parse_classes_map
     from .tta import ensemble_kwargs
     from .validator import Validator
 
