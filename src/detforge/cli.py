@@ -6,6 +6,7 @@ one-line messages (exit status 2 for usage and input errors).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .config.fields import ConfigError
+from .utils.atomic import WriteError
 
 log = logging.getLogger("detforge")
 
@@ -281,6 +283,17 @@ def _quiet_openmp() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def _describe_os_error(e: OSError) -> str:
+    """One line naming the path and the cause."""
+    if isinstance(e, WriteError) or not e.filename:
+        return str(e)
+    verb = "cannot write " if e.errno in _WRITE_ERRNOS else ""
+    return f"{verb}{e.filename}: {e.strerror}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_openmp()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -307,8 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return COMMANDS[command](args)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as e:
+    except (ConfigError, DataError, CheckpointError) as e:
         print(f"detforge {command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # full disk, read-only or missing folder: one line, not a traceback
+        print(f"detforge {command}: error: {_describe_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"detforge {command}: interrupted", file=sys.stderr)
