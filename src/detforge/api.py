@@ -15,6 +15,7 @@ from .config import RunConfig, load_config
 from .engine.checkpoint import load_checkpoint, load_model_state
 from .infer.device import autocast, resolve_amp, select_device
 from .infer.postprocess import postprocess, scale_boxes_to_original
+from .models.classmap import check_same_classes
 from .models.decode import decode
 from .models.norm import set_batchnorm
 from .models.yolo import ModelSpec, YOLODetector
@@ -81,8 +82,10 @@ class Detector:
 
     def add_ensemble_member(self, other: Detector) -> None:
         """Merge another detector's predictions into this one's (same classes)."""
-        if other.names != self.names:
-            raise ValueError("ensembled weights must have the same class names")
+        check_same_classes(
+            other.names, "an ensemble member", self.names, "this detector",
+            "; ensembled weights must predict the same classes",
+        )  # fmt: skip
         self.extra_models.append(other.model.to(self.device))
 
     @classmethod

@@ -26,6 +26,8 @@ COMMAND = Command(
         Arg("weights", str, None, "checkpoint(s), comma-separated for an ensemble",
             example="weights=runs/train/weights/best.pt"),
         Arg("split", str, "val", "data split to diagnose (with weights=)"),
+        Arg("classes_map", str, None, "weights class:data class pairs (with weights=), as in val",
+            example="classes_map=car:vehicle"),
         Arg("gt", str, None, "COCO ground-truth json (instead of weights=)",
             example="gt=instances_val.json"),
         Arg("pred", str, None, "COCO results json (with gt=)", example="pred=predictions.json"),
@@ -55,13 +57,17 @@ def _print(summary: dict[str, Any], out: str | Path, as_json: bool) -> None:
 
 
 def run_diagnosis(
-    cfg: RunConfig, weights: Sequence[str], split: str = "val", as_json: bool = False
+    cfg: RunConfig,
+    weights: Sequence[str],
+    split: str = "val",
+    as_json: bool = False,
+    classes_map: str | None = None,
 ) -> Path:
     """Diagnose the weights' predictions on a split; writes the files into a new run folder."""
     from ..report.diagnose import diagnose
     from ..report.run_report import dataset_ground_truth, dataset_image_paths
 
-    val, dataset, names = evaluate_weights(cfg, weights, split)
+    val, dataset, names = evaluate_weights(cfg, weights, split, classes_map)
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
     summary = diagnose(
         val.predictions, dataset_ground_truth(dataset), names, out,
@@ -88,5 +94,7 @@ def run(args: Sequence[str]) -> int:
         return 0
     weights = weights_list(_need(special, "weights"))
     cfg = config_from_checkpoint(weights[0], ["train.name=diagnose", *p.settings], _ALIASES)
-    run_diagnosis(cfg, weights, special["split"], as_json=p.as_json)
+    run_diagnosis(
+        cfg, weights, special["split"], as_json=p.as_json, classes_map=special["classes_map"]
+    )
     return 0

@@ -7,12 +7,14 @@ argument spec (``COMMAND``) and ``run``; this module dispatches.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from ..config.fields import ConfigError
+from ..utils.atomic import WriteError
 from .spec import Command, command_help
 
 log = logging.getLogger("detforge")
@@ -22,7 +24,8 @@ USAGE = """usage: detforge <command> [key=value ...]
 commands:
   train      train a detector          detforge train [data=data.yaml] [model=yolo-n] [epochs=100]
   val        validate weights          detforge val weights=runs/train/weights/best.pt [data=...]
-             (weights=a.pt,b.pt ensembles; augment=true for test-time augmentation)
+             (weights=a.pt,b.pt ensembles; augment=true for test-time augmentation;
+             classes_map=car:vehicle,... when the weights' classes differ from the data's)
   predict    detect objects in images  detforge predict weights=best.pt source=<image|folder|glob>
   eval-json  score COCO results json   detforge eval-json gt=gt.json pred=pred.json [--json]
   diagnose   TIDE-style error analysis  detforge diagnose weights=best.pt [data=...]
@@ -95,6 +98,17 @@ def _quiet_openmp() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def _describe_os_error(e: OSError) -> str:
+    """One line naming the path and the cause."""
+    if isinstance(e, WriteError) or not e.filename:
+        return str(e)
+    verb = "cannot write " if e.errno in _WRITE_ERRNOS else ""
+    return f"{verb}{e.filename}: {e.strerror}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_openmp()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -123,8 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return run(args)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as e:
+    except (ConfigError, DataError, CheckpointError) as e:
         print(f"detforge {command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # full disk, read-only or missing folder: one line, not a traceback
+        print(f"detforge {command}: error: {_describe_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"detforge {command}: interrupted", file=sys.stderr)

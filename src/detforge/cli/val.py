@@ -29,6 +29,13 @@ COMMAND = Command(
             example="weights=runs/train/weights/best.pt",
         ),
         Arg("split", str, "val", "data split to score"),
+        Arg(
+            "classes_map",
+            str,
+            None,
+            "weights class:data class pairs when the weights' classes differ from the data's",
+            example="classes_map=car:vehicle,truck:vehicle",
+        ),
     ),
     json=True,
 )
@@ -46,13 +53,19 @@ def run(args: Sequence[str]) -> int:
     p = parse(COMMAND, args)
     weights = weights_list(p.special["weights"])
     cfg = config_from_checkpoint(weights[0], ["train.name=val", *p.settings], ALIASES)
-    run_validation(cfg, weights, p.special["split"], as_json=p.as_json)
+    run_validation(
+        cfg, weights, p.special["split"], as_json=p.as_json, classes_map=p.special["classes_map"]
+    )
     return 0
 
 
-def evaluate_weights(cfg: RunConfig, weights: Sequence[str], split: str = "val"):
+def evaluate_weights(
+    cfg: RunConfig, weights: Sequence[str], split: str = "val", classes_map: str | None = None
+):
     """Validate one checkpoint (or an ensemble of several) on a split of the configured data.
 
+    The weights must name the data's classes, in order, unless ``classes_map`` says how their
+    classes map onto the data's (:func:`~detforge.models.classmap.parse_classes_map`).
     Returns (ValResult with predictions kept, dataset, class names).
     """
     from ..api import Detector
@@ -66,27 +79,46 @@ def evaluate_weights(cfg: RunConfig, weights: Sequence[str], split: str = "val")
     from ..eval.validator import Validator
     from ..infer.device import resolve_amp
     from ..infer.tta import ensemble_kwargs
+    from ..models.classmap import ClassRemap, check_same_classes, parse_classes_map
 
     dets = [Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz) for w in weights]
-    spec = load_data_yaml(resolve_data_yaml(cfg))
-    for w, det in zip(weights, dets, strict=True):
-        if len(spec.names) != det.model.nc:
-            log.warning("%s: data has %d classes, the weights %d", w, len(spec.names), det.model.nc)
+    for w, det in zip(weights[1:], dets[1:], strict=True):
+        check_same_classes(
+            det.names, f"weights {w}", dets[0].names, f"weights {weights[0]}",
+            "; ensembled weights must predict the same classes",
+        )  # fmt: skip
+    data_yaml = resolve_data_yaml(cfg)
+    spec = load_data_yaml(data_yaml)
+    models = [d.model for d in dets]
+    if classes_map:
+        sources = parse_classes_map(classes_map, dets[0].names, spec.names)
+        models = [ClassRemap(m, sources) for m in models]
+        log.info("classes_map: %s", classes_map)
+    else:
+        check_same_classes(
+            dets[0].names, f"weights {weights[0]}", spec.names, f"data {data_yaml}",
+            "; to score them anyway, say which weights class is which data class with "
+            "classes_map=WEIGHTS_CLASS:DATA_CLASS,... (names or indices)",
+        )  # fmt: skip
     dataset = build_val_set(cfg, spec, split)
     loader = build_val_loader(cfg, dataset, resolve_workers(cfg.data.workers, dets[0].device))
     tta = ensemble_kwargs(cfg.tta, cfg.eval.augment, len(dets))
     validator = Validator(
         dataset, loader, dets[0].device, resolve_amp(cfg.train.amp, dets[0].device),
         cfg.eval.conf, cfg.eval.iou, cfg.eval.max_det, progress=cfg.train.progress,
-        tta=tta, extra_models=[d.model for d in dets[1:]],
+        tta=tta, extra_models=models[1:],
     )  # fmt: skip
     if tta:
         log.info("test-time augmentation / ensemble: %s", tta)
-    return validator.run(dets[0].model, keep_predictions=True), dataset, list(spec.names)
+    return validator.run(models[0], keep_predictions=True), dataset, list(spec.names)
 
 
 def run_validation(
-    cfg: RunConfig, weights: Sequence[str], split: str = "val", as_json: bool = False
+    cfg: RunConfig,
+    weights: Sequence[str],
+    split: str = "val",
+    as_json: bool = False,
+    classes_map: str | None = None,
 ):
     """Score the weights, write the run folder, print the stats (as json with ``as_json``)."""
     from ..eval.cocojson import format_stats_table
@@ -98,7 +130,7 @@ def run_validation(
         format_per_class,
     )
 
-    val, dataset, names = evaluate_weights(cfg, weights, split)
+    val, dataset, names = evaluate_weights(cfg, weights, split, classes_map)
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
     explained = explain(
         val.result, val.predictions, dataset_ground_truth(dataset), names, out / "eval",
@@ -111,6 +143,7 @@ def run_validation(
         "stats": val.result.stats,
         "per_class": per_class,
         "augment": cfg.eval.augment,
+        "classes_map": classes_map,
     }
     write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2))
     if cfg.eval.save_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,12 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """torch.save into a temp file in the same folder, fsync, then rename over ``path``.
 
     A crash mid-write leaves the previous file intact: readers only ever see whole checkpoints.
+    The checkpoint is serialised in memory first, so a full disk surfaces as the file system's
+    own error (a :class:`~detforge.utils.atomic.WriteError`), not as torch's writer failing.
     """
-    atomic_write(path, lambda f: torch.save(obj, f))
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, lambda f: f.write(buf.getbuffer()))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

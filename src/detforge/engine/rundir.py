@@ -76,9 +76,24 @@ def _fmt(v):
     return v
 
 
+class _RunLogHandler(logging.FileHandler):
+    """A file handler that goes quiet when its file cannot be written (full disk, folder gone):
+    the console still shows every message, and the error that stops the run names the cause
+    once instead of a logging traceback per message."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        self.failed = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+
 def attach_log_file(logger: logging.Logger, path: Path) -> logging.Handler:
     """Mirror ``logger`` into ``path`` (appending, so a resumed run keeps one log)."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _RunLogHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     return handler

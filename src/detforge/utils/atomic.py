@@ -11,7 +11,21 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "json_default"]
+__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "json_default", "WriteError"]
+
+
+class WriteError(OSError):
+    """A file could not be written (full disk, read-only or non-writable folder...).
+
+    ``str()`` is one line naming the file and the cause; ``errno`` is the cause's.
+    """
+
+    def __init__(self, path: str | os.PathLike, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.strerror}"
 
 
 def _umask() -> int:
@@ -24,11 +38,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
     """Call ``write(f)`` on a temp file beside ``path``, fsync, then rename it over ``path``.
 
     The temp file lives in the same folder (same file system, so the rename is atomic) and gets
-    ordinary permissions (mkstemp creates 0600). On any error the temp file is removed.
+    ordinary permissions (mkstemp creates 0600). On any error the temp file is removed and
+    ``path`` is untouched; an OSError becomes a :class:`WriteError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except WriteError:
+        raise
+    except OSError as e:
+        raise WriteError(path, e) from e
     try:
         mode = "wb" if binary else "w"
         kwargs = {} if binary else {"encoding": "utf-8", "newline": ""}
@@ -38,8 +58,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(path, e) from e
         raise
 
 
