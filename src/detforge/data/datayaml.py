@@ -139,7 +139,7 @@ def load_data_yaml(path: Source) -> DataSpec:
     if not yaml_path.is_file():
         raise DataConfigError(f"{yaml_path}: data yaml file not found")
     try:
-        doc = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        doc = yaml.safe_load(yaml_path.read_text(encoding="utf-8-sig"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise DataConfigError(f"{yaml_path}: not valid YAML: {e}") from e
     if not isinstance(doc, dict):
@@ -178,7 +178,8 @@ def load_data_yaml(path: Source) -> DataSpec:
 def _read_list(txt: Path, root: Path | None) -> list[ImageEntry]:
     entries = []
     base = txt.parent
-    for lineno, line in enumerate(txt.read_text(encoding="utf-8").splitlines(), start=1):
+    text = txt.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of line 1
+    for lineno, line in enumerate(text.splitlines(), start=1):
         s = line.strip()
         if not s or s.startswith("#"):
             continue

@@ -44,7 +44,8 @@ def read_classes(label_file: Path) -> list[int]:
     if not label_file.is_file():
         return []
     out = []
-    for lineno, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), 1):
+    text = label_file.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of line 1
+    for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -65,7 +66,7 @@ def _names_for(src: Path, names: Sequence[str] | None, max_class: int) -> list[s
         return list(names)
     for f in (src / "classes.txt", src.parent / "classes.txt"):  # LabelImg writes one
         if f.is_file():
-            found = [s.strip() for s in f.read_text(encoding="utf-8").splitlines() if s.strip()]
+            found = [s.strip() for s in f.read_text(encoding="utf-8-sig").splitlines() if s.strip()]
             if max_class < len(found):
                 return found
     return [f"class{k}" for k in range(max_class + 1)]

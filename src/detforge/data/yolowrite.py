@@ -138,7 +138,7 @@ def _existing_names(out_dir: Path) -> list[str] | None:
     f = out_dir / "data.yaml"
     if not f.is_file():
         return None
-    doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+    doc = yaml.safe_load(f.read_text(encoding="utf-8-sig")) or {}
     names = doc.get("names")
     return [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else names
 
