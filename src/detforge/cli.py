@@ -115,7 +115,9 @@ def cmd_diagnose(args: Sequence[str]) -> int:
         pred = _require(special, "pred", "diagnose", "pred=predictions.json")
         if rest:
             raise ConfigError(f"detforge diagnose: unexpected argument(s) {' '.join(rest)}")
-        out = special.get("out", "runs/diagnose")
+        from .utils.rundir import make_run_dir
+
+        out = special.get("out") or make_run_dir("runs", "diagnose")  # numbered, as train runs
         summary = diagnose_coco_json(gt, pred, out, image_dir=special.get("images"))
         print(format_diagnosis(summary))
         print(f"\ndiagnosis written to {out}")
