@@ -7,8 +7,6 @@ import pytest
 
 from detforge.cli import main
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-
 
 def _run(capsys, *args):
     code = main(list(args))
@@ -65,9 +63,8 @@ def test_train_val_predict_round_trip(capsys, tiny_args, tiny_data, tmp_path):
     assert "ms/image" in out
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared (benchmark data) is not present")
-def test_eval_json_prints_the_12_stats(capsys):
-    folder = SHARED / "bench" / "evalbench"
+def test_eval_json_prints_the_12_stats(capsys, shared):
+    folder = shared / "bench" / "evalbench"
     code, out, err = _run(
         capsys, "eval-json", f"gt={folder / 'gt.json'}", f"pred={folder / 'dt.json'}", "--json"
     )
