@@ -6,8 +6,8 @@ From the repository root (2-4 minutes on 2 cores, depending on their other load)
 
 which is the same as
 
-    .venv/bin/python bench/loader_speed.py --data /work/shared/data/hituav/data.yaml \
-        --data /work/shared/data/coco128/data.yaml --imgsz 640 --batch 16 --workers 2 \
+    .venv/bin/python bench/loader_speed.py --data ../shared/data/hituav/data.yaml \
+        --data ../shared/data/coco128/data.yaml --imgsz 640 --batch 16 --workers 2 \
         --batches 20 --seed 0 --repeats 3 --out bench/results/loader_speed.json
 
 For each dataset, in one run: detforge's train split through ``YoloDataset`` (augment=True with
@@ -47,7 +47,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = ["/work/shared/data/hituav/data.yaml", "/work/shared/data/coco128/data.yaml"]
+# ../shared beside the repository, as the tests find it
+DEFAULT_DATA = [
+    str(HERE.parents[1] / "shared" / "data" / d / "data.yaml") for d in ("hituav", "coco128")
+]
 DEFAULT_PEER = os.environ.get("PEER_VENV", "/work/peer/venv") + "/bin/python"
 
 

@@ -11,14 +11,14 @@ cores: the peer about 32 min of training when the machine is quiet, detforge yol
 1-2 h (2.8 images/s at 320 px in a loaded smoke run); run it in the background with an explicit
 --out so that --skip-existing can continue it):
 
-    .venv/bin/python bench/train_compare.py --data /work/shared/data/hituav/data.yaml \\
+    .venv/bin/python bench/train_compare.py --data ../shared/data/hituav/data.yaml \\
         --imgsz 416 --epochs 30 --batch 16 --seed 0 --workers 2 \\
         --out bench/results/hituav_yolo11n_vs_yolo-n \\
         --system peer:yolo11n.yaml --system detforge:yolo-n
 
 Smoke run (about 4 minutes; the peer trains on 10% of the images, detforge on all of them):
 
-    .venv/bin/python bench/train_compare.py --data /work/shared/data/hituav/data.yaml \\
+    .venv/bin/python bench/train_compare.py --data ../shared/data/hituav/data.yaml \\
         --imgsz 320 --epochs 1 --fraction 0.1 --out /tmp/train_compare_smoke \\
         --system peer:yolo11n.yaml --system detforge:yolo-n
 
@@ -86,7 +86,8 @@ from detforge.utils.atomic import write_json_atomic  # noqa: E402
 
 PEER_SCRIPT = REPO / "bench" / "peer" / "ultralytics_train.py"
 DEFAULT_PEER_PYTHON = Path(os.environ.get("PEER_VENV", "/work/peer/venv")) / "bin" / "python"
-SHARED = Path("/work/shared")
+# the shared data folder (never written to): ../shared beside the repository, as the tests find it
+SHARED = Path(os.environ.get("DETFORGE_SHARED") or REPO.parent / "shared")
 CROSS_CHECK_TOL = 1e-6
 LOG_TAIL_LINES = 40
 # Scoring settings of every system (the peer harness uses the same in its val).
@@ -130,6 +131,11 @@ class System:
     spec: str
     model: str | None = None  # peer model yaml, or the detforge model if known from the spec
     overrides: list[str] = field(default_factory=list)  # detforge key=value settings
+
+
+def mb_to_mib(mb: float) -> float:
+    """detforge's results.csv states memory in MB (10^6 bytes), the peer in MiB (2^20 bytes)."""
+    return mb * 1e6 / 2**20
 
 
 def split_overrides(text: str) -> list[str]:
@@ -454,8 +460,9 @@ def collect_detforge(system: System, budget: Budget, ctx: Context) -> dict:
         "train_images_per_s": round(train_images * len(rows) / train_seconds, 3),
         "trainer_printed_images_per_s": float(printed.group(1)) if printed else None,
         "epoch_seconds": [round(s, 3) for s in epoch_seconds],
-        "peak_mem_mib": round(max(float(r["peak_mem_mb"]) for r in rows), 1),
-        "peak_mem_note": "detforge main process ru_maxrss (results.csv peak_mem_mb; its "
+        "peak_mem_mib": round(mb_to_mib(max(float(r["peak_mem_mb"]) for r in rows)), 1),
+        "peak_mem_note": "detforge main process ru_maxrss (results.csv peak_mem_mb, 10^6 bytes, "
+        "converted to MiB; its "
         f"{budget.workers} loader worker processes are not included)",
         "params": model["params"],
         "gflops": model[f"gflops_{budget.imgsz}"],

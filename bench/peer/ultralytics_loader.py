@@ -4,7 +4,7 @@ mosaic and its default training augmentation, no model.
 Run with the peer venv only (Ultralytics is AGPL-3.0 and never a detforge dependency):
 
     /work/peer/venv/bin/python bench/peer/ultralytics_loader.py \
-        --data /work/shared/data/hituav/data.yaml --imgsz 640 --batch 16 --workers 2 \
+        --data ../shared/data/hituav/data.yaml --imgsz 640 --batch 16 --workers 2 \
         --batches 20 --out /tmp/peer/loader-hituav-w2.json
 
 One warm-up batch (which also starts the worker processes) is drawn first, then `--batches`

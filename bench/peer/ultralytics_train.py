@@ -4,7 +4,7 @@ epochs, then predict on every val image with the last weights and write neutral 
 Run with the peer venv only (Ultralytics is AGPL-3.0 and never a detforge dependency):
 
     /work/peer/venv/bin/python bench/peer/ultralytics_train.py \
-        --data /work/shared/data/hituav/data.yaml --model yolo11n.yaml --imgsz 416 \
+        --data ../shared/data/hituav/data.yaml --model yolo11n.yaml --imgsz 416 \
         --epochs 30 --batch 16 --seed 0 --workers 2 --out /tmp/peer/hituav-yolo11n-416
 
 Smoke run: add `--fraction 0.1 --epochs 1 --imgsz 320`.

@@ -124,14 +124,15 @@ class Detector:
         batch: int = 8,
         tta: dict | None = None,
     ) -> list[Prediction]:
-        """Detect objects in image files or RGB uint8 arrays (H, W, 3).
+        """Detect objects in image files or uint8 arrays: RGB (H, W, 3), gray (H, W) or
+        (H, W, 1), or RGBA (H, W, 4) (alpha dropped, as for image files).
 
         tta: test-time augmentation, keyword arguments of
         :func:`~detforge.eval.tta.ensemble_predict` (transforms, scales, merge, wbf_iou); also
         used to merge ensemble members (see :meth:`add_ensemble_member`).
         """
         from .data.augment.core import letterbox
-        from .data.images import read_image
+        from .data.images import read_image, to_rgb
         from .infer.tta import ensemble_predict
 
         if isinstance(images, str | os.PathLike | np.ndarray):
@@ -144,7 +145,7 @@ class Detector:
             t0 = time.perf_counter()
             arrays, metas = [], []
             for item in chunk:
-                img = read_image(item) if not isinstance(item, np.ndarray) else item
+                img = to_rgb(item) if isinstance(item, np.ndarray) else read_image(item)
                 canvas, _, ratio, pad = letterbox(img, empty, self.imgsz)
                 arrays.append(canvas)
                 path = None if isinstance(item, np.ndarray) else str(item)

@@ -7,8 +7,6 @@ import pytest
 
 from detforge.cli import main
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-
 
 def _run(capsys, *args):
     code = main(list(args))
@@ -65,9 +63,8 @@ def test_train_val_predict_round_trip(capsys, tiny_args, tiny_data, tmp_path):
     assert "ms/image" in out
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared (benchmark data) is not present")
-def test_eval_json_prints_the_12_stats(capsys):
-    folder = SHARED / "bench" / "evalbench"
+def test_eval_json_prints_the_12_stats(capsys, shared):
+    folder = shared / "bench" / "evalbench"
     code, out, err = _run(
         capsys, "eval-json", f"gt={folder / 'gt.json'}", f"pred={folder / 'dt.json'}", "--json"
     )
@@ -164,6 +161,35 @@ def test_report_val_augment_ensemble_and_diagnose(capsys, caplog, tiny_args, tin
         capsys, "predict", f"weights={w},{w}", f"source={images}", "augment=true", "conf=0.01"
     )
     assert code == 0, err
+
+
+def _coco_pair(folder: Path) -> tuple[Path, Path]:
+    gt = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30],
+                         "area": 900, "iscrowd": 0}],
+    }  # fmt: skip
+    pred = [{"image_id": 1, "category_id": 1, "bbox": [12, 10, 30, 30], "score": 0.9}]
+    (folder / "gt.json").write_text(json.dumps(gt))
+    (folder / "pred.json").write_text(json.dumps(pred))
+    return folder / "gt.json", folder / "pred.json"
+
+
+def test_diagnose_from_files_numbers_its_run_folders(capsys, tmp_path, monkeypatch):
+    gt, pred = _coco_pair(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for folder in ("diagnose", "diagnose2", "diagnose3"):
+        code, out, err = _run(capsys, "diagnose", f"gt={gt}", f"pred={pred}")
+        assert code == 0, err
+        assert out.rstrip().endswith(f"diagnosis written to {Path('runs') / folder}")
+        assert (tmp_path / "runs" / folder / "diagnosis.json").is_file()
+    code, out, err = _run(capsys, "diagnose", f"gt={gt}", f"pred={pred}", "out=mine")
+    assert code == 0, err
+    assert (tmp_path / "mine" / "diagnosis.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "diagnose", "diagnose2", "diagnose3"
+    ]  # fmt: skip
 
 
 def test_recipes_and_models_are_listed(capsys):

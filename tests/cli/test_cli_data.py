@@ -3,6 +3,7 @@
 import json
 
 from detforge.cli import main
+from detforge.data import load_data_yaml
 
 
 def _run(capsys, *args):
@@ -38,6 +39,9 @@ def test_data_stats_convert_and_split(capsys, tiny_data, tmp_path):
         "split=val",
     )
     assert code == 0, err
+    assert out.startswith("val: 8 images")
+    assert "has no train split and uses val for it" in out
+    assert f"detforge split src={back / 'images' / 'val'} out=<new folder> val=0.2" in out
     orig = sorted((tiny_data.parent / "labels" / "val").glob("*.txt"))
     new = sorted((back / "labels" / "val").glob("*.txt"))
     assert [p.name for p in orig] == [p.name for p in new]
@@ -61,6 +65,10 @@ def test_data_stats_convert_and_split(capsys, tiny_data, tmp_path):
 
     n_train, n_val = map(int, re.search(r"(\d+) train / (\d+) val", out).groups())
     assert n_train + n_val == 16 and 3 <= n_val <= 6
+    # the source's class names (the demo's data.yaml) carried into the split's data.yaml
+    source_names = load_data_yaml(tiny_data).names
+    assert load_data_yaml(tmp_path / "sp" / "data.yaml").names == source_names
+    assert f"class names ({tiny_data}): {', '.join(source_names)}" in out
     code, again, _ = _run(
         capsys,
         "split",

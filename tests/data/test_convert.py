@@ -11,6 +11,7 @@ from PIL import Image
 
 from detforge.data import DataError, YoloDataset, load_data_yaml
 from detforge.data.convert import coco_to_yolo, voc_to_yolo, yolo_to_coco
+from detforge.data.split import split_dataset
 from detforge.data.validate import parse_labels
 from detforge.eval.validator import ground_truth_xyxy
 
@@ -110,6 +111,24 @@ def test_coco_to_yolo_details(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="lists classes"):  # another class list, same folder
         other = _coco(tmp_path, categories=[{"id": 1, "name": "z"}], annotations=[])
         coco_to_yolo(other, tmp_path / "imgs", tmp_path / "out", "val")
+
+
+def test_one_split_conversion_says_where_the_images_went(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rep = coco_to_yolo(_coco(tmp_path), tmp_path / "imgs", out)  # split defaults to train
+    note = (
+        f"note: all 2 images went to the train split (split=train|val|test chooses it); "
+        f"{out / 'data.yaml'} has no val split and uses train for it. Convert another split "
+        f"into {out}, or hold out part of these images: "
+        f"detforge split src={out / 'images/train'} out=<new folder> val=0.2"
+    )
+    assert rep.notes == [note]
+    assert rep.summary().splitlines()[0].startswith("train: 2 images, 2 boxes")
+    assert rep.summary().splitlines()[1:] == [note]
+    held_out = split_dataset(out / "images/train", tmp_path / "held_out", 0.5, stratify=False)
+    assert held_out.names == ["two", "five", "nine"] and len(held_out.val) == 1
+    rep = coco_to_yolo(_coco(tmp_path), tmp_path / "imgs", out, "val")  # now both splits
+    assert rep.notes == [] and "note" not in rep.summary()
 
 
 def test_coco_size_mismatch_is_reported(tmp_path: Path) -> None:

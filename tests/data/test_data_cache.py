@@ -49,6 +49,40 @@ def test_label_change_invalidates(yolo_root: Path, cache_dir: Path) -> None:
     assert _load(yolo_root, cache_dir).cache_hit
 
 
+def _rewrite_keeping_size_and_mtime(path: Path, text: str, new_inode: bool = False) -> None:
+    st = path.stat()
+    assert len(text.encode()) == st.st_size
+    if new_inode:  # as editors save: a new file moved over the old one
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    else:
+        path.write_text(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_label_edit_with_same_size_and_mtime_invalidates(yolo_root: Path, cache_dir: Path) -> None:
+    _load(yolo_root, cache_dir)
+    lab = yolo_root / "labels/train/b.txt"
+    _rewrite_keeping_size_and_mtime(lab, "0 0.5 0.5 0.5 0.5\n")  # class 1 -> 0
+    ds = _load(yolo_root, cache_dir)
+    assert not ds.cache_hit and ds.labels[1][:, 0].tolist() == [0]
+    assert _load(yolo_root, cache_dir).cache_hit
+
+
+def test_large_label_file_is_checked_by_inode_and_ctime(
+    yolo_root: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("detforge.data.cache.LABEL_HASH_LIMIT", 0)  # every file counts as large
+    _load(yolo_root, cache_dir)
+    assert _load(yolo_root, cache_dir).cache_hit
+    lab = yolo_root / "labels/train/b.txt"
+    _rewrite_keeping_size_and_mtime(lab, "0 0.5 0.5 0.5 0.5\n", new_inode=True)
+    ds = _load(yolo_root, cache_dir)
+    assert not ds.cache_hit and ds.labels[1][:, 0].tolist() == [0]
+
+
 def test_new_label_file_and_image_change_invalidate(yolo_root: Path, cache_dir, write_image):
     _load(yolo_root, cache_dir)
     (yolo_root / "labels/train/c.txt").write_text("1 0.5 0.5 0.5 0.5\n")

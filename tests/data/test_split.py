@@ -76,6 +76,28 @@ def test_lists_layout_loads_as_a_dataset(tmp_path: Path) -> None:
     assert not (tmp_path / "out/train.txt").read_text().startswith("/")  # relative paths
 
 
+def test_names_come_from_the_source_data_yaml(tmp_path: Path) -> None:
+    # the layout convert writes: ds/data.yaml, ds/images/train, ds/labels/train
+    src = _flat(tmp_path / "ds", CLASSES, labels_beside=False)
+    (tmp_path / "ds/data.yaml").write_text(
+        "train: images\nval: images\nnames: {0: car, 1: bus, 2: van, 3: tram, 4: bike}\n"
+    )
+    (tmp_path / "ds/classes.txt").write_text("x\ny\nz\nu\nv\n")  # the data.yaml comes first
+    res = split_dataset(src, tmp_path / "out")
+    assert res.names == ["car", "bus", "van", "tram", "bike"]
+    assert res.names_from == str(tmp_path / "ds/data.yaml")
+    assert load_data_yaml(res.data_yaml).names == res.names
+    res = split_dataset(src, tmp_path / "out2", names=list("abcde"))  # names= wins
+    assert res.names == list("abcde") and res.names_from == "names="
+
+
+def test_too_few_source_names_is_an_error(tmp_path: Path) -> None:
+    src = _flat(tmp_path / "ds", CLASSES, labels_beside=False)
+    (tmp_path / "ds/data.yaml").write_text("train: images\nval: images\nnames: [car, bus]\n")
+    with pytest.raises(DataError, match=r"labels use class 4 but only 2 names \(.*data.yaml\)"):
+        split_dataset(src, tmp_path / "out")
+
+
 def test_copy_layout_and_unstratified(tmp_path: Path) -> None:
     src = _flat(tmp_path / "flat", CLASSES)
     res = split_dataset(src, tmp_path / "out", seed=0, stratify=False, layout="copy",

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..config import RunConfig
 from ..config.fields import ConfigError
-from ..engine.rundir import make_run_dir
 from ..utils.atomic import json_default
+from ..utils.rundir import make_run_dir
 from .spec import Arg, Command, parse
 from .val import evaluate_weights, weights_list
 
@@ -32,7 +32,8 @@ COMMAND = Command(
             example="gt=instances_val.json"),
         Arg("pred", str, None, "COCO results json (with gt=)", example="pred=predictions.json"),
         Arg("images", str, None, "image folder of gt= for the gallery"),
-        Arg("out", str, "runs/diagnose", "output folder (with gt=)"),
+        Arg("out", str, None, "output folder (with gt=; default: a new runs/diagnose, "
+            "runs/diagnose2, ...)"),
     ),
     json=True,
 )  # fmt: skip
@@ -88,7 +89,7 @@ def run(args: Sequence[str]) -> int:
         gt, pred = _need(special, "gt"), _need(special, "pred")
         if p.settings:
             raise ConfigError(f"detforge diagnose: unexpected argument(s) {' '.join(p.settings)}")
-        out = special["out"]
+        out = special["out"] or make_run_dir("runs", "diagnose")  # numbered, as train runs
         summary = diagnose_coco_json(gt, pred, out, image_dir=special["images"])
         _print(summary, out, p.as_json)
         return 0

@@ -14,7 +14,9 @@ import numpy as np
 
 from ..config import RunConfig
 from ..config.fields import ConfigError
+from ..data.errors import DataError
 from ..engine.rundir import make_run_dir, write_text_atomic
+from ..utils.rundir import unique_output_names
 from .spec import REQUIRED, Arg, Command, parse
 
 log = logging.getLogger("detforge")
@@ -96,14 +98,21 @@ def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
     p = cfg.predict
     if p.save_txt:
         (out / "labels").mkdir(exist_ok=True)
-    results, latencies = [], []
-    for i, f in enumerate(files):
-        img = read_image(f)
+    results, latencies, skipped = [], [], []
+    names = unique_output_names(files)  # a.jpg and a.png, x/a.jpg and y/a.jpg: no overwrites
+    for i, (f, name) in enumerate(zip(files, names, strict=True)):
+        try:
+            img = read_image(f)
+        except (DataError, OSError) as e:  # as training does: skip it, say so, go on
+            why = str(e) if os.fspath(f) in str(e) else f"{f}: {e}"
+            log.warning("skipped an unreadable image: %s", why)
+            skipped.append(os.fspath(f))
+            continue
         pred = det.predict(img, conf=p.conf, iou=p.iou, max_det=p.max_det, tta=tta)[0]
         latencies.append(pred.latency_ms)
         log.info("%s: %d objects, %.1f ms", f, len(pred), pred.latency_ms)
         if p.save_images:
-            cv2.imwrite(str(out / f"{f.stem}.jpg"), draw_detections(img, pred))
+            cv2.imwrite(str(out / f"{name}.jpg"), draw_detections(img, pred))
         h, w = pred.shape
         if p.save_txt:
             lines = []
@@ -113,13 +122,14 @@ def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
                     f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f} {s:.5f}"
                 )
             write_text_atomic(
-                out / "labels" / f"{f.stem}.txt", "\n".join(lines) + ("\n" if lines else "")
+                out / "labels" / f"{name}.txt", "\n".join(lines) + ("\n" if lines else "")
             )
         for (x1, y1, x2, y2), s, c in zip(pred.boxes, pred.scores, pred.classes, strict=True):
             results.append(
                 {
                     "image_id": i,
                     "file_name": os.fspath(f),
+                    "output_name": name,  # of the annotated image and the label file
                     "category_id": int(c) + 1,
                     "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
                     "score": float(s),
@@ -127,8 +137,10 @@ def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
             )
     if p.save_json:
         write_text_atomic(out / "predictions.json", json.dumps(results))
-    print(
-        f"{len(files)} images, mean latency {np.mean(latencies):.1f} ms/image "
-        f"(median {np.median(latencies):.1f} ms); results in {out}"
+    speed = (
+        f", mean latency {np.mean(latencies):.1f} ms/image (median {np.median(latencies):.1f} ms)"
+        if latencies
+        else ""
     )
+    print(f"{len(latencies)} images, {len(skipped)} skipped (unreadable){speed}; results in {out}")
     return out

@@ -43,4 +43,5 @@ def run(args: Sequence[str]) -> int:
         layout=a["layout"],
     )
     print(f"{len(res.train)} train / {len(res.val)} val images; data.yaml: {res.data_yaml}")
+    print(f"class names ({res.names_from}): {', '.join(res.names)}")
     return 0

@@ -1,10 +1,15 @@
 """Label cache: validated labels, image shapes and messages of a split, stored outside the data.
 
 One ``.npz`` file per list of image paths (and class count) in ``<cache_dir>/labels/``; it holds a
-fingerprint of the paths, sizes and ``st_mtime_ns`` of every image and label file, so any change
-to them re-validates. Files are written to a temporary name and moved into place with
-``os.replace`` (readers never see half a file); a cache that cannot be read is ignored. The format
-needs no pickle (``allow_pickle=False``), so a tampered cache cannot run code.
+fingerprint of every image and label file, so any change to them re-validates: the content hash of
+each label file up to ``LABEL_HASH_LIMIT`` bytes (an edit that keeps size and mtime, as a tool
+restoring timestamps or two writes within the file system's mtime granularity make, is still
+seen), and size, ``st_mtime_ns``, inode and ``st_ctime_ns`` of images and of larger label files
+(``os.utime`` cannot set ctime back, so a restored mtime alone does not hide an edit). Label files
+are small, so hashing them costs one read each; images are never read. Files are written to a
+temporary name and moved into place with ``os.replace`` (readers never see half a file); a cache
+that cannot be read is ignored. The format needs no pickle (``allow_pickle=False``), so a tampered
+cache cannot run code.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from detforge.data.validate import ImageRecord
 
 __all__ = ["default_cache_dir", "cache_path", "fingerprint", "load_cache", "save_cache"]
 
-CACHE_VERSION = 1
+# 2: new fingerprint, and labels of files starting with a byte-order mark are read right (a
+# version-1 cache holds them without their first box)
+CACHE_VERSION = 2
+LABEL_HASH_LIMIT = 1 << 16  # bytes; ~2000 boxes, far above a usual label file
 _LOGGER = logging.getLogger("detforge.data")
 
 
@@ -45,20 +53,38 @@ def cache_path(
     return root / "labels" / f"{h.hexdigest()[:32]}.npz"
 
 
-def _stat(path: str | os.PathLike[str]) -> str:
+def _stat_stamp(st: os.stat_result) -> str:
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
+
+
+def _image_stamp(path: str | os.PathLike[str]) -> str:
     try:
-        st = os.stat(path)
+        return _stat_stamp(os.stat(path))
     except OSError:
         return "-"
-    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _label_stamp(path: str | os.PathLike[str]) -> str:
+    """``size:content hash`` of a label file up to LABEL_HASH_LIMIT bytes, else its stat stamp."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_size > LABEL_HASH_LIMIT:
+                return _stat_stamp(st)
+            data = f.read()
+    except FileNotFoundError:
+        return "-"
+    except OSError as e:  # a folder or an unreadable file: validation reports it
+        return f"error {e.errno}"
+    return f"{len(data)}:{hashlib.blake2b(data, digest_size=16).hexdigest()}"
 
 
 def fingerprint(entries: list[ImageEntry]) -> str:
-    """Hash of the path, size and mtime_ns of every image and its label file."""
+    """Hash of the path and stamp of every image and its label file (see the module doc)."""
     h = hashlib.sha256()
     for e in entries:
         lab = label_path_for(e.path)
-        h.update(f"{e.path}|{_stat(e.path)}|{lab}|{_stat(lab)}|{e.where}\n".encode())
+        h.update(f"{e.path}|{_image_stamp(e.path)}|{lab}|{_label_stamp(lab)}|{e.where}\n".encode())
     return h.hexdigest()
 
 

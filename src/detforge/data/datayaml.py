@@ -41,6 +41,7 @@ __all__ = [
     "ImageEntry",
     "load_data_yaml",
     "list_images",
+    "parse_names",
     "label_path_for",
 ]
 
@@ -88,7 +89,8 @@ def _fail(yaml_path: Path, key: str, problem: str) -> DataConfigError:
     return DataConfigError(f"{yaml_path}: key '{key}': {problem}")
 
 
-def _parse_names(raw: Any, yaml_path: Path) -> list[str]:
+def parse_names(raw: Any, yaml_path: Path) -> list[str]:
+    """The ``names`` value of a data.yaml (a list, or a dict covering 0..K-1) -> K names."""
     if isinstance(raw, dict):
         if not all(isinstance(k, int) and not isinstance(k, bool) for k in raw):
             raise _fail(yaml_path, "names", "dict keys must be integer class ids")
@@ -139,7 +141,7 @@ def load_data_yaml(path: Source) -> DataSpec:
     if not yaml_path.is_file():
         raise DataConfigError(f"{yaml_path}: data yaml file not found")
     try:
-        doc = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        doc = yaml.safe_load(yaml_path.read_text(encoding="utf-8-sig"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise DataConfigError(f"{yaml_path}: not valid YAML: {e}") from e
     if not isinstance(doc, dict):
@@ -155,7 +157,7 @@ def load_data_yaml(path: Source) -> DataSpec:
 
     if "names" not in doc:
         raise _fail(yaml_path, "names", "missing")
-    names = _parse_names(doc["names"], yaml_path)
+    names = parse_names(doc["names"], yaml_path)
     if doc.get("nc") is not None:
         nc = doc["nc"]
         if isinstance(nc, bool) or not isinstance(nc, int):
@@ -178,7 +180,8 @@ def load_data_yaml(path: Source) -> DataSpec:
 def _read_list(txt: Path, root: Path | None) -> list[ImageEntry]:
     entries = []
     base = txt.parent
-    for lineno, line in enumerate(txt.read_text(encoding="utf-8").splitlines(), start=1):
+    text = txt.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of line 1
+    for lineno, line in enumerate(text.splitlines(), start=1):
         s = line.strip()
         if not s or s.startswith("#"):
             continue

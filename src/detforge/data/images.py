@@ -29,6 +29,7 @@ from detforge.data.errors import DataError
 __all__ = [
     "ImageInfo",
     "read_image",
+    "to_rgb",
     "probe_image",
     "verify_image",
     "exif_orientation",
@@ -138,6 +139,26 @@ def read_image(
     elif img.ndim == 3 and keep_gray and info.gray:
         img = np.ascontiguousarray(img[:, :, 0])
     return img
+
+
+def to_rgb(img: np.ndarray) -> np.ndarray:
+    """A uint8 image array as RGB (H, W, 3), by the same rules as ``read_image``: gray (H, W) or
+    (H, W, 1) replicated to three channels, RGBA (H, W, 4) without its alpha; RGB as it is.
+    Raises ``ValueError`` naming the shape or dtype otherwise."""
+    if img.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image array, got dtype {img.dtype}")
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim == 3 and img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return np.ascontiguousarray(img[:, :, :3])
+    if img.ndim == 3 and img.shape[2] == 3:
+        return img
+    raise ValueError(
+        f"expected an image array (H, W), (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA, "
+        f"got shape {img.shape}"
+    )
 
 
 def _jpeg_complete(path: str) -> bool:

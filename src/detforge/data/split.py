@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import yaml
 
-from detforge.data.datayaml import label_path_for, list_images
+from detforge.data.datayaml import label_path_for, list_images, parse_names
 from detforge.data.errors import DataError
 from detforge.data.yolowrite import write_data_yaml
 
@@ -31,12 +32,14 @@ PathLike = str | os.PathLike[str]
 
 @dataclass
 class SplitResult:
-    """The split: image paths of each part (sorted) and the data.yaml written."""
+    """The split: image paths of each part (sorted), the data.yaml written, the class names
+    and where they came from (``names=``, the source's data.yaml or classes.txt)."""
 
     train: list[Path]
     val: list[Path]
     data_yaml: Path
     names: list[str]
+    names_from: str = "names="
 
 
 def read_classes(label_file: Path) -> list[int]:
@@ -44,7 +47,8 @@ def read_classes(label_file: Path) -> list[int]:
     if not label_file.is_file():
         return []
     out = []
-    for lineno, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), 1):
+    text = label_file.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of line 1
+    for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -58,17 +62,47 @@ def read_classes(label_file: Path) -> list[int]:
     return out
 
 
-def _names_for(src: Path, names: Sequence[str] | None, max_class: int) -> list[str]:
+def _yaml_names(f: Path) -> list[str] | None:
+    """Class names of a data.yaml (None when it has none); errors name the file."""
+    try:
+        doc = yaml.safe_load(f.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise DataError(f"{f}: cannot read the class names: {e}") from None
+    if not isinstance(doc, dict) or doc.get("names") is None:
+        return None
+    return parse_names(doc["names"], f)
+
+
+def _names_for(src: Path, names: Sequence[str] | None, max_class: int) -> tuple[list[str], str]:
+    """(class names, where they came from): ``names``, else the nearest data.yaml with names or
+    LabelImg's classes.txt in ``src`` or up to two folders above it (``ds/images/train`` ->
+    ``ds/data.yaml``), else ``class0..``."""
+    found: list[str] | None = None
+    origin = "names="
     if names is not None:
-        if max_class >= len(names):
-            raise DataError(f"{src}: labels use class {max_class} but only {len(names)} names")
-        return list(names)
-    for f in (src / "classes.txt", src.parent / "classes.txt"):  # LabelImg writes one
-        if f.is_file():
-            found = [s.strip() for s in f.read_text(encoding="utf-8").splitlines() if s.strip()]
-            if max_class < len(found):
-                return found
-    return [f"class{k}" for k in range(max_class + 1)]
+        found = list(names)
+    else:
+        for folder in (src, src.parent, src.parent.parent):
+            for f in (folder / "data.yaml", folder / "classes.txt"):
+                if not f.is_file():
+                    continue
+                if f.suffix == ".yaml":
+                    found = _yaml_names(f)
+                else:
+                    text = f.read_text(encoding="utf-8-sig")
+                    found = [s.strip() for s in text.splitlines() if s.strip()]
+                if found:
+                    origin = str(f)
+                    break
+            if found:
+                break
+    if not found:
+        return [f"class{k}" for k in range(max_class + 1)], "none found: class0.."
+    if max_class >= len(found):
+        raise DataError(
+            f"{src}: labels use class {max_class} but only {len(found)} names ({origin})"
+        )
+    return found, origin
 
 
 def _quotas(sizes: list[int], fraction: float) -> list[int]:
@@ -96,10 +130,11 @@ def split_dataset(
     """Split the images under ``src_images_dir`` into train and val.
 
     Labels are found as for training (``labels/`` beside an ``images/`` folder, else next to
-    each image). names: class names; None reads ``classes.txt`` in (or beside) the folder,
-    else ``class0..``. layout ``lists``: ``out_dir/train.txt`` and ``val.txt`` (image paths
-    relative to ``out_dir``) and a data.yaml using them; ``copy``: ``out_dir/images/{train,val}``
-    and ``out_dir/labels/{train,val}``. Same inputs and seed -> same split.
+    each image). names: class names; None takes the names of the nearest ``data.yaml`` or
+    ``classes.txt`` in the folder or up to two levels above it, else ``class0..``. layout
+    ``lists``: ``out_dir/train.txt`` and ``val.txt`` (image paths relative to ``out_dir``) and
+    a data.yaml using them; ``copy``: ``out_dir/images/{train,val}`` and
+    ``out_dir/labels/{train,val}``. Same inputs and seed -> same split.
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -113,7 +148,7 @@ def split_dataset(
         raise DataError(f"{src}: need at least 2 images to split, found {len(images)}")
     classes = [read_classes(label_path_for(p)) for p in images]
     max_class = max((max(c) for c in classes if c), default=-1)
-    class_names = _names_for(src, names, max_class)
+    class_names, names_from = _names_for(src, names, max_class)
     counts = np.bincount([c for cs in classes for c in cs], minlength=len(class_names))
 
     groups: dict[int, list[int]] = defaultdict(list)
@@ -146,7 +181,7 @@ def split_dataset(
             (out / f"{part}.txt").write_text(text, encoding="utf-8")
         sources = {"train": "train.txt", "val": "val.txt"}
         data_yaml = write_data_yaml(out, class_names, sources, tool="split")
-    return SplitResult(train, val, data_yaml, class_names)
+    return SplitResult(train, val, data_yaml, class_names, names_from)
 
 
 def _cover_val(classes: list[list[int]], is_val: np.ndarray, nc: int) -> None:

@@ -106,7 +106,8 @@ def _is_float(s: str) -> bool:
 def parse_labels(path: str | os.PathLike[str], nc: int) -> tuple[np.ndarray, list[str]]:
     """Read one label file -> ((n, 5) float32 [cls, cx, cy, w, h] normalised, messages)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not part of line 1
+        with open(path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         return np.zeros((0, 5), np.float32), []

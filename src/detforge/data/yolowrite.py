@@ -53,7 +53,11 @@ class YoloImage:
 
 @dataclass
 class ConvertReport:
-    """What a conversion wrote and what it left out (counts of boxes unless said)."""
+    """What a conversion wrote and what it left out (counts of boxes unless said).
+
+    messages: warnings about the input; notes: what the user should know about the output (a
+    data.yaml whose val split is its train split, and how to make a real one).
+    """
 
     out_dir: Path
     split: str
@@ -65,6 +69,7 @@ class ConvertReport:
     degenerate_skipped: int = 0
     clipped: int = 0
     messages: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def data_yaml(self) -> Path:
@@ -80,7 +85,7 @@ class ConvertReport:
                 parts.append(f"{n} {label} boxes skipped")
         if self.messages:
             parts.append(f"{len(self.messages)} warnings (see messages)")
-        return ", ".join(parts) + f" -> {self.out_dir}"
+        return "\n".join([", ".join(parts) + f" -> {self.out_dir}", *self.notes])
 
 
 def clip_boxes(xyxy: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -138,7 +143,7 @@ def _existing_names(out_dir: Path) -> list[str] | None:
     f = out_dir / "data.yaml"
     if not f.is_file():
         return None
-    doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+    doc = yaml.safe_load(f.read_text(encoding="utf-8-sig")) or {}
     names = doc.get("names")
     return [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else names
 
@@ -210,4 +215,13 @@ def write_yolo(
         rep.boxes += len(it.boxes)
         rep.images_without_boxes += len(it.boxes) == 0
     write_data_yaml(out, names)
+    present = [s for s in ("train", "val", "test") if (out / "images" / s).is_dir()]
+    for needed in ("train", "val"):
+        if present and needed not in present:
+            rep.notes.append(
+                f"note: all {rep.images} images went to the {split} split (split=train|val|test "
+                f"chooses it); {out / 'data.yaml'} has no {needed} split and uses {present[0]} "
+                f"for it. Convert another split into {out}, or hold out part of these images: "
+                f"detforge split src={out / 'images' / split} out=<new folder> val=0.2"
+            )
     return rep

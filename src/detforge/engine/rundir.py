@@ -6,31 +6,13 @@ import csv
 import io
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..utils.atomic import write_text_atomic
+from ..utils.rundir import make_run_dir
 
 __all__ = ["make_run_dir", "write_text_atomic", "ResultsCSV", "attach_log_file"]
-
-
-def make_run_dir(project: str | os.PathLike, name: str, exist_ok: bool = False) -> Path:
-    """``project/name``, or the first free ``project/name2``, ``name3``... unless ``exist_ok``."""
-    project = Path(project)
-    base = project / name
-    if exist_ok or not base.exists():
-        base.mkdir(parents=True, exist_ok=True)
-        return base
-    stem = re.sub(r"\d+$", "", name) or name
-    n = 2
-    while True:
-        cand = project / f"{stem}{n}"
-        try:
-            cand.mkdir(parents=True, exist_ok=False)  # atomic claim, safe between processes
-            return cand
-        except FileExistsError:
-            n += 1
 
 
 class ResultsCSV:

@@ -65,7 +65,11 @@ def test_unknown_transform_bad_arguments_and_bad_entries(fake_albumentations) ->
         build_albumentations([{"name": "Blur"}, {"name": "Blurr"}])
     with pytest.raises(DataConfigError, match=r"augment\.albumentations\[0\]: Blur.*blur_limit"):
         build_albumentations([{"name": "Blur", "blur_limit": 1}])
-    with pytest.raises(DataConfigError, match=r"augment\.albumentations\[0\]: Blur.*unexpected"):
+    with pytest.raises(
+        DataConfigError,
+        match=r"augment\.albumentations\[0\]: Blur has no argument 'radius' "
+        r"\(it takes \['blur_limit', 'p'\]\)",
+    ):
         build_albumentations([{"name": "Blur", "radius": 2}])
     with pytest.raises(DataConfigError, match=r"augment\.albumentations\[0\]: expected a mapping"):
         build_albumentations([{"p": 0.1}])
@@ -100,6 +104,19 @@ def test_real_package_moves_boxes_and_is_reproducible() -> None:
     np.testing.assert_array_equal(out["img"], again["img"])
     gray = t(rect_sample(gray=True), np.random.default_rng(0))
     assert gray["img"].shape == (160, 200)
+
+
+def test_real_package_misspelt_argument_is_an_error() -> None:
+    pytest.importorskip("albumentations")  # the package itself only warns, then ignores it
+    with pytest.raises(
+        DataConfigError,
+        match=r"augment\.albumentations\[1\]: Blur has no argument 'blur_limt' "
+        r"\(did you mean 'blur_limit'\?\)",
+    ):
+        build_albumentations(
+            [{"name": "HorizontalFlip", "p": 0.5}, {"name": "Blur", "p": 0.1, "blur_limt": 5}]
+        )
+    assert build_albumentations([{"name": "Blur", "p": 0.1, "blur_limit": 5, "strict": True}])
 
 
 @pytest.mark.parametrize(("min_visible", "kept"), [(0.4, True), (0.6, False)])

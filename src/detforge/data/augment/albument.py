@@ -2,10 +2,10 @@
 
 ``augment.albumentations: [{name: Blur, p: 0.1, blur_limit: 3}, {name: CLAHE, p: 0.05}]`` builds
 ``albumentations.Compose`` of those transforms (each ``name`` is a class of the package, the other
-keys its arguments) with bbox handling in ``pascal_voc`` format (pixel xyxy), so spatial
-transforms move the boxes too. The package is optional (``pip install 'detforge[albumentations]'``);
-it is imported only when the list is not empty, and every problem raises ``DataConfigError``
-naming ``augment.albumentations[i]``.
+keys its arguments; an argument it does not take is an error, never ignored) with bbox handling in
+``pascal_voc`` format (pixel xyxy), so spatial transforms move the boxes too. The package is
+optional (``pip install 'detforge[albumentations]'``); it is imported only when the list is not
+empty, and every problem raises ``DataConfigError`` naming ``augment.albumentations[i]``.
 
 Determinism: before each image the pipeline's own generator is seeded from the sample's
 generator, so the result is still a pure function of (seed, epoch, index). Boxes that a crop or
@@ -16,6 +16,7 @@ rotation cuts below ``min_visible`` of their area are dropped by albumentations
 from __future__ import annotations
 
 import difflib
+import inspect
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,6 +56,22 @@ def _transform_classes(alb: Any) -> dict[str, type]:
     }
 
 
+def _check_arguments(cls: type, name: str, kwargs: Mapping[str, Any], where: str) -> None:
+    """Raise naming the transform and the first argument it does not take (albumentations
+    itself only warns about one, and that warning would be lost)."""
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # takes anything: nothing to check against
+    schema = getattr(getattr(cls, "InitSchema", None), "model_fields", {})
+    accepted = {k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    accepted |= set(schema)
+    for key in kwargs:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"it takes {sorted(accepted)}"
+            raise DataConfigError(f"{where}: {name} has no argument '{key}' ({hint})")
+
+
 def build_albumentations(
     specs: Sequence[Mapping[str, Any]], params: AugmentParams | None = None, pad_value: int = 114
 ) -> AlbumentationsTransform | None:
@@ -79,6 +96,7 @@ def build_albumentations(
             close = difflib.get_close_matches(name, known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise DataConfigError(f"{where}: unknown albumentations transform '{name}'{hint}")
+        _check_arguments(cls, name, kwargs, where)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -1,0 +1,71 @@
+"""bench/train_compare.py reports every system's memory in one unit (MiB), and the benchmark
+docs point at the shared data relative to the repository, not at one machine's paths."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def train_compare():
+    spec = importlib.util.spec_from_file_location("train_compare", BENCH / "train_compare.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["train_compare"] = mod  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        del sys.modules["train_compare"]
+
+
+def test_detforge_memory_is_converted_from_mb_to_mib(train_compare, tmp_path, monkeypatch):
+    tc = train_compare
+    run = tmp_path / "runs" / "yolo-n"
+    run.mkdir(parents=True)
+    # detforge's results.csv: MB = 10^6 bytes; 2097.152 MB = 2000 MiB
+    (run / "results.csv").write_text("epoch,epoch_time,peak_mem_mb\n1,10.0,1000\n2,10.0,2097.152\n")
+    (run / "config.yaml").write_text("model: {name: yolo-n}\n")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "yolo-n.train.log").write_text("done (40.6 train images/s)\n")
+    (tmp_path / "scoring" / "yolo-n").mkdir(parents=True)
+    (tmp_path / "scoring" / "yolo-n" / "val_predictions.json").write_text("[]")
+    figures = {"params": 1, "gflops_416": 1.0, "gflops_640": 2.0}
+    monkeypatch.setattr(tc, "detforge_model_figures", lambda weights, sizes: figures)
+    budget = tc.Budget("d.yaml", 416, 2, 16, 0, 0, 1.0)
+    ctx = tc.Context(tmp_path, Path("python"), Path("detforge"), 0, 20)
+    system = tc.parse_system("detforge:yolo-n", {"yolo-n"})
+    record = tc.collect_detforge(system, budget, ctx)
+    assert record["peak_mem_mib"] == 2000.0
+    assert "converted to MiB" in record["peak_mem_note"]
+
+
+def test_table_column_holds_the_mib_figure(train_compare):
+    stats = {"map50_95": 0.2, "map50": 0.4, "map75": 0.1, "map_small": 0.1}
+    system = {"status": "ok", "label": "yolo-n", "model": "yolo-n", "train_images": 20,
+              "scores": {"stats": stats}, "train_images_per_s": 10.0, "train_seconds": 4.0,
+              "peak_mem_mib": 2000.0, "params": 2.7e6, "gflops": 2.9}  # fmt: skip
+    report = {
+        "budget": {"data": "d/data.yaml", "imgsz": 416, "epochs": 2, "batch": 16, "seed": 0,
+                   "workers": 0, "fraction": 1.0},
+        "machine": {"cpu_count": 2, "cpu": "x"}, "ground_truth": {"images": 5, "boxes": 9},
+        "ratios": {}, "ratios_reference": "peer", "systems": [system], "command": "cmd",
+    }  # fmt: skip
+    header, _, row = train_compare.markdown(report).splitlines()[2:5]
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[9] == "peak MiB"
+    assert [c.strip() for c in row.strip("|").split("|")][9] == "2000"
+
+
+def test_benchmark_docs_name_no_machine_paths():
+    files = [BENCH / "README.md", BENCH / "peer" / "README.md", *BENCH.glob("*.py"),
+             *BENCH.glob("peer/*.py")]  # fmt: skip
+    for f in files:
+        hits = re.findall(r"/work/shared\S*", f.read_text())
+        assert not hits, f"{f}: {hits} (use ../shared, the folder beside the repository)"
