@@ -63,18 +63,11 @@ def _require(special: dict, key: str, command: str, example: str) -> str:
 
 
 def cmd_train(args: Sequence[str]) -> int:
-    from .api import config_from_checkpoint
-    from .config import load_config
+    from .engine.resume import load_train_config
     from .engine.trainer import Trainer
 
     special, rest = _split_args(args, {"cfg"})
-    resume = next(
-        (a.split("=", 1)[1] for a in rest if a.split("=", 1)[0] in ("resume", "train.resume")), None
-    )
-    if resume:
-        cfg = config_from_checkpoint(resume, rest)
-    else:
-        cfg = load_config(rest, cfg_file=special.get("cfg"))
+    cfg = load_train_config(rest, cfg_file=special.get("cfg"))
     result = Trainer(cfg).fit()
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun the main process reports

@@ -26,5 +26,5 @@ def test_torchrun_two_processes(tiny_args, tmp_path):
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     # 16 images, batch 4 per process, 2 processes: 2 optimizer steps per epoch
-    assert load_checkpoint(run / "weights" / "last.pt")["step"] == 4
+    assert load_checkpoint(run / "weights" / "last.pt")["train"]["step"] == 4
     assert proc.stdout.count("done:") == 1

@@ -12,36 +12,7 @@ from torch import Tensor
 
 from ..config.stages import Stage, plan_stages
 
-__all__ = ["Stage", "plan_stages", "StagePlan", "random_batch_size", "resize_batch"]
-
-
-class StagePlan:
-    """Which stage an epoch is in, and where the learning-rate schedule stands.
-
-    The schedule is defined on a uniform grid of ``steps_per_epoch`` virtual steps per epoch
-    (those of the first stage); an optimizer step at fraction f of epoch e is virtual step
-    ``round((e + f) * steps_per_epoch)``, so the curve runs continuously across stages whose
-    batch sizes differ. Without stages the virtual step is the real optimizer step.
-    """
-
-    def __init__(self, stages: list[Stage], steps: Sequence[int]):
-        self.stages, self.steps = stages, list(steps)  # optimizer steps per epoch, per stage
-        self.steps_per_epoch = self.steps[0]
-
-    def stage(self, epoch: int) -> Stage:
-        for st in self.stages:
-            if epoch < st.first_epoch + st.epochs:
-                return st
-        return self.stages[-1]
-
-    def index(self, epoch: int) -> int:
-        return self.stages.index(self.stage(epoch))
-
-    def schedule_step(self, epoch: int, step_in_epoch: int) -> int:
-        spe = self.steps[self.index(epoch)]
-        if spe == self.steps_per_epoch:
-            return epoch * spe + step_in_epoch
-        return round((epoch + step_in_epoch / spe) * self.steps_per_epoch)
+__all__ = ["Stage", "plan_stages", "random_batch_size", "resize_batch", "multi_scale_rng"]
 
 
 def random_batch_size(imgsz: int, bounds: Sequence[float], stride: int, rng) -> int:
