@@ -15,10 +15,12 @@ trainer calls them::
     on_exception(trainer, exc)           instead of the rest when anything raises, then re-raised
 
 At every event the built-in hooks of :func:`build_hooks` run first, in the order written there,
-then the user's hooks in the order given. A hook with ``main_process_only = True`` (the default,
-and that of every user hook unless it sets the attribute to False) runs only on the main
-process under torchrun. ``state_dict()`` / ``load_state_dict()`` are saved in every checkpoint
-and restored on resume, keyed by class name (``Name#2`` for a second hook of the same class).
+then the user's hooks in the order given (one exception: the epoch's final checkpoint is saved
+after the user's after_epoch, so it holds their state). A hook with ``main_process_only = True``
+(the default, and that of every user hook unless it sets the attribute to False) runs only on
+the main process under torchrun. ``state_dict()`` / ``load_state_dict()`` are saved in every
+checkpoint and restored on resume, keyed by class name (``Name#2`` for a second hook of the
+same class).
 """
 
 from __future__ import annotations
@@ -152,22 +154,22 @@ def build_hooks(cfg: RunConfig, user_hooks: Iterable[Hook] = ()) -> list[Hook]:
        every process applies the same plateau decision; after validation, which produces it.
     6. EarlyStopHook (after_epoch, main): after the plateau decision (both read the same
        validation); the trainer broadcasts the stop so all processes end together.
-    7. BestCheckpointHook (after_epoch, main): after fitness and both decisions, so ``last.pt``
-       and ``best.pt`` hold the metrics and the plateau / early-stopping state of this epoch.
-    8. PeriodicCheckpointHook (after_epoch, main): ``epochN.pt`` per ``train.save_period``,
-       with the same state.
-    9. ResultsHook (after_epoch, main): the row goes to ``results.csv`` once every hook before
+    7. ResultsHook (after_epoch, main): the row goes to ``results.csv`` once every hook before
        has added its columns.
-    10. FinishHook (after_train, main): validate ``best.pt``, per-class table, predictions json,
-        report.
+    8. FinishHook (after_train, main): validate ``best.pt``, per-class table, predictions json,
+       report.
+    9. the user's hooks, in the order given.
+    10. EpochCheckpointHook (after_epoch, main): the epoch's final ``last.pt``, ``best.pt`` when
+        fitness improved, ``epochN.pt`` per ``train.save_period``; after fitness and both
+        decisions, and the one built-in hook after the user's, so these files hold the state
+        every hook (the user's too) reached in the epoch.
     """
     from .train_hooks import (
-        BestCheckpointHook,
         EarlyStopHook,
+        EpochCheckpointHook,
         FinishHook,
         FreezeHook,
         LastCheckpointHook,
-        PeriodicCheckpointHook,
         PlateauHook,
         ResultsHook,
         StageHook,
@@ -181,9 +183,8 @@ def build_hooks(cfg: RunConfig, user_hooks: Iterable[Hook] = ()) -> list[Hook]:
         ValidationHook(),
         PlateauHook(),
         EarlyStopHook(cfg),
-        BestCheckpointHook(),
-        PeriodicCheckpointHook(),
         ResultsHook(),
         FinishHook(),
         *user_hooks,
+        EpochCheckpointHook(),
     ]

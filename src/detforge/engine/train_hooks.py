@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FreezeHook", "StageHook", "LastCheckpointHook", "ValidationHook", "PlateauHook",
-    "EarlyStopHook", "BestCheckpointHook", "PeriodicCheckpointHook", "ResultsHook", "FinishHook",
+    "EarlyStopHook", "ResultsHook", "FinishHook", "EpochCheckpointHook",
 ]  # fmt: skip
 
 log = logging.getLogger("detforge")
@@ -159,25 +159,18 @@ class EarlyStopHook(Hook):
         self.early_stop.load_state_dict(state)
 
 
-class BestCheckpointHook(Hook):
-    """After a validation: ``last.pt`` with the metrics and decisions, ``best.pt`` if improved."""
+class EpochCheckpointHook(Hook):
+    """The epoch's final ``last.pt`` (with the metrics and every hook's state), ``best.pt`` when
+    fitness improved, ``epochN.pt`` every ``train.save_period`` epochs."""
 
     def after_epoch(self, tr: Trainer) -> None:
-        if not tr.validated:
-            return
+        period = tr.cfg.train.save_period
         ckpt = tr.checkpoint(tr.metrics)
         save_atomic(ckpt, tr.weights_dir / "last.pt")
         if tr.improved:
             save_atomic(ckpt, tr.weights_dir / "best.pt")
-
-
-class PeriodicCheckpointHook(Hook):
-    """``weights/epochN.pt`` every ``train.save_period`` epochs."""
-
-    def after_epoch(self, tr: Trainer) -> None:
-        period = tr.cfg.train.save_period
         if period and tr.epoch % period == 0:
-            save_atomic(tr.checkpoint(tr.metrics), tr.weights_dir / f"epoch{tr.epoch}.pt")
+            save_atomic(ckpt, tr.weights_dir / f"epoch{tr.epoch}.pt")
 
 
 def _peak_memory_mb(device: torch.device) -> float:
