@@ -19,24 +19,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import ConfigError, RunConfig, config_to_dict, dump_config
+from ..config import RunConfig, config_to_dict
 from .checkpoint import CheckpointError, build_checkpoint, load_checkpoint, load_model_state
-from .components import build_loss_from_config, build_model_from_config
-from .components import build_optimizer_from_config as build_optimizer
 from .device import resolve_amp, select_device
 from .distributed import barrier, broadcast_object, init_distributed, shutdown
-from .ema import ModelEMA
-from .gradients import GradientClipper
-from .hooks import Hook, HookList, build_hooks
-from .optim import describe_param_groups
-from .plan import build_schedule, plan_run
-from .resume import describe_replan, resume_run_dir
-from .rundir import attach_log_file, make_run_dir, write_text_atomic
-from .setup_data import DataBundle, build_data
+from .hooks import Hook, HookList
+from .resume import describe_replan
+from .setup_train import build_parts, epoch_row, open_run_folder
 from .signals import sigterm_raises
-from .stages import multi_scale_rng, plan_stages, random_batch_size, resize_batch
+from .stages import batch_inputs
 from .state import restore_rng_state, rng_state, seed_everything, set_deterministic
-from .stepper import Stepper
 
 __all__ = ["Trainer", "TrainResult"]
 
@@ -80,14 +72,21 @@ class Trainer:
         self.dist, self.device = init_distributed(dev, cfg.train.dist_timeout)
         self.is_main = self.dist.is_main  # only the main process writes files and validates
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
+        self.stop_reason = ""
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.best_fitness, self.best_epoch = -math.inf, -1
+        self.epoch_sums: dict | None = None
+        self.row, self.metrics, self.validated, self.improved = {}, {}, False, False
+        self.last_val, self.final_metrics, self.per_class = None, {}, {}
         # log records of the set-up go to train.log once the run folder exists
         early_log = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
         log.addHandler(early_log)
         try:
-            self._build(ckpt is None)
+            build_parts(self, load_weights=ckpt is None)
         finally:
             log.removeHandler(early_log)
-        self._open_run_dir(ckpt, early_log)
+        folder, self.own_run, self._log_handler = open_run_folder(cfg, ckpt, self.dist, early_log)
+        self.run_dir, self.weights_dir = folder, folder / "weights"
         try:
             self.resumed = ckpt is not None
             if ckpt is not None:
@@ -96,84 +95,6 @@ class Trainer:
             log.error("could not resume from %s: %s", cfg.train.resume, e)
             self._close_log()
             raise
-
-    def _build(self, load_weights: bool) -> None:
-        """Data, model, loss, optimizer, schedule, stepper and hooks (no files written)."""
-        cfg, dist = self.cfg, self.dist
-        first = self._first_stage()
-        self.data: DataBundle = build_data(cfg, dist.rank, dist.world_size, *first)
-        self.model = build_model_from_config(cfg, len(self.data.names), self.device, load_weights)
-        if dist.enabled and cfg.optim.unfreeze_at:
-            raise ConfigError(
-                "optim.unfreeze_at is not supported with torchrun yet (DDP fixes the trained "
-                "parameters at start); freeze for the whole run or train in one process"
-            )
-        self.loss_fn = build_loss_from_config(
-            cfg, self.model, self.data.train_set.labels, self.data.names
-        )
-        self.plan = plan_run(cfg, len(self.data.train_set), dist.world_size)
-        self.accumulate = self.plan.accumulate
-        eff_batch = cfg.train.batch * self.accumulate * dist.world_size
-        self.optimizer, wd = build_optimizer(cfg, self.model, eff_batch)
-        log.info("parameter groups:\n%s", describe_param_groups(self.optimizer))
-        if len(self.plan.stages) > 1:
-            log.info("stages:\n%s", self.plan.describe())
-        self.schedule = build_schedule(cfg, self.plan)
-        log.info("schedule: %s", self.schedule.describe())
-        fp16 = self.device.type == "cuda" and self.amp_dtype == torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-        c = cfg.clip
-        clipper = GradientClipper(c.mode, c.max_norm, c.norm_type, c.max_value)
-        t = cfg.train
-        self.ema = ModelEMA(self.model, t.ema_decay, t.ema_tau) if t.ema else None
-        self.stepper = Stepper(
-            self.model, self.loss_fn, self.optimizer, self.scaler, clipper, self.ema,
-            self.device, self.amp_dtype, t.max_nonfinite, dist,
-        )  # fmt: skip
-        self.hooks = HookList(build_hooks(cfg, self.user_hooks), self.is_main)
-        self.stop_reason = ""
-        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
-        self.best_fitness, self.best_epoch = -math.inf, -1
-        self.epoch_sums: dict | None = None
-        self.row: dict = {}
-        self.metrics: dict[str, float] = {}
-        self.validated = self.improved = False
-        self.last_val = None
-        self.final_metrics, self.per_class = {}, {}
-        log.info(
-            "optimizer %s lr0 %g, weight decay %g (effective batch %d = %d x accumulate %d), "
-            "amp %s, device %s",
-            cfg.optim.name, cfg.optim.lr0, wd, eff_batch, cfg.train.batch, self.accumulate,
-            str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off", self.device,
-        )  # fmt: skip
-
-    def _first_stage(self) -> tuple[int, int]:
-        t = self.cfg.train
-        first = plan_stages(t.stages, t.epochs, t.imgsz, t.batch)[0]
-        return first.imgsz, first.batch
-
-    def _open_run_dir(self, ckpt: dict | None, early_log: MemoryHandler) -> None:
-        cfg, placed = self.cfg, None
-        if self.is_main:
-            if ckpt is not None:
-                folder, own = resume_run_dir(cfg.train.resume, ckpt, cfg)
-            else:
-                t = cfg.train
-                folder, own = make_run_dir(t.project, t.name, t.exist_ok), True
-            placed = (str(folder), own)
-        folder, self.own_run = broadcast_object(placed, self.dist)
-        self.run_dir = Path(folder)
-        self.weights_dir = self.run_dir / "weights"
-        self._log_handler = None
-        if self.is_main:
-            self.weights_dir.mkdir(parents=True, exist_ok=True)
-            self._log_handler = attach_log_file(log, self.run_dir / "train.log")
-            early_log.setTarget(self._log_handler)
-            early_log.flush()
-            write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
-            log.info("run folder: %s", self.run_dir)
-            if self.dist.enabled:
-                log.info("distributed: %d processes", self.dist.world_size)
 
     def _close_log(self) -> None:
         if self._log_handler is not None:
@@ -306,7 +227,9 @@ class Trainer:
                 steps_done = math.ceil(self.batch_in_epoch / self.accumulate)
                 self.schedule.apply(self.optimizer, self.plan.schedule_step(self.epoch, steps_done))
             index = self.batch_in_epoch + len(window)
-            x, targets = self._batch_inputs(batch, index)
+            x, targets = batch_inputs(
+                batch, self.device, self.cfg, self.epoch, index, self.model.max_stride
+            )
             last = len(window) + 1 >= self.accumulate or index + 1 >= total_batches
             terms, batch_mass = self.stepper.forward_backward(x, targets, sync=last)
             window.append(terms)
@@ -330,32 +253,6 @@ class Trainer:
             bar.set_postfix({k: f"{v / n:.3f}" for k, v in sums["loss"].items()})
             self.hooks.call("after_step", self)
         bar.close()
-        self.row = self._epoch_row()
+        skipped = self.stepper.skipped_steps
+        self.row = epoch_row(self.epoch, self.epoch_sums, skipped, self.optimizer)
         return n_images
-
-    def _epoch_row(self) -> dict:
-        sums, n = self.epoch_sums, max(self.epoch_sums["batches"], 1)
-        row: dict = {"epoch": self.epoch + 1}
-        row.update({f"train/{k}": v / n for k, v in sums["loss"].items()})
-        finite = [g for g in sums["grad_norms"] if math.isfinite(g)]
-        if finite:
-            row["grad_norm/mean"] = sum(finite) / len(finite)
-            row["grad_norm/max"] = max(finite)
-        row["skipped_steps"] = self.stepper.skipped_steps
-        for g in self.optimizer.param_groups:
-            row[f"lr/{g['name']}"] = g["lr"]
-        return row
-
-    def _batch_inputs(self, batch: dict, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images as floats in [0, 1] (channels-last) and targets on the device; with
-        augment.multi_scale, resized to the size drawn for (seed, epoch, batch index)."""
-        x = batch["img"].to(self.device, non_blocking=True).float().div_(255)
-        x = x.contiguous(memory_format=torch.channels_last)
-        targets = batch["targets"].to(self.device)
-        if self.cfg.augment.multi_scale:
-            rng = multi_scale_rng(self.cfg.train.seed, self.epoch, index)
-            size = random_batch_size(
-                x.shape[-1], self.cfg.augment.multi_scale, self.model.max_stride, rng
-            )
-            x, targets = resize_batch(x, targets, size)
-        return x, targets
