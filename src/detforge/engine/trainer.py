@@ -50,7 +50,9 @@ class TrainResult:
 
 class Trainer:
     """``Trainer(cfg, hooks=[MyHook()]).fit()``; see :class:`~detforge.engine.hooks.Hook` for
-    the events and what a hook may read and change."""
+    the events and what a hook may read and change. ``cfg`` is used as given: with
+    ``train.resume``, build it with :func:`~detforge.engine.resume.load_train_config` (as
+    ``detforge.train`` and the CLI do) to train with the checkpoint's settings."""
 
     def __init__(self, cfg: RunConfig, hooks: list[Hook] | tuple[Hook, ...] = ()):
         self.cfg = cfg
