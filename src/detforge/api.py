@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,30 +12,33 @@ import numpy as np
 import torch
 
 from .config import RunConfig, load_config
-from .engine.checkpoint import load_checkpoint, load_model_state
+from .engine.checkpoint import load_checkpoint, model_from_checkpoint
+from .engine.hooks import Hook
 from .infer.device import autocast, resolve_amp, select_device
 from .infer.postprocess import postprocess, scale_boxes_to_original
 from .models.classmap import check_same_classes
 from .models.decode import decode
-from .models.norm import set_batchnorm
-from .models.yolo import ModelSpec, YOLODetector
+from .models.yolo import YOLODetector
 
 __all__ = ["train", "Detector", "Prediction"]
 
 ImageLike = str | os.PathLike | np.ndarray
 
 
-def train(cfg: str | os.PathLike | None = None, hooks=(), **overrides: Any):
+def train(cfg: str | os.PathLike | None = None, hooks: Sequence[Hook] = (), **overrides: Any):
     """Train a detector. ``overrides`` use config keys or aliases: ``train(data="d.yaml",
-    epochs=50, **{"optim.lr0": 0.02})``; nested dicts per section also work. Returns a
+    epochs=50, **{"optim.lr0": 0.02})``; nested dicts per section also work. ``hooks``:
+    :class:`detforge.Hook` instances run at every training event after the built-in ones.
+    With ``train.resume`` set (anywhere), the checkpoint's configuration is the base. Returns a
     :class:`~detforge.engine.trainer.TrainResult`."""
+    from .engine.resume import load_train_config
     from .engine.trainer import Trainer
 
     config = overrides.pop("config", None)
     if isinstance(config, RunConfig):
         run_cfg = config
     else:
-        run_cfg = load_config(overrides, cfg_file=cfg)
+        run_cfg = load_train_config(overrides, cfg_file=cfg)
     return Trainer(run_cfg, hooks=hooks).fit()
 
 
@@ -98,19 +101,7 @@ class Detector:
     ) -> Detector:
         """Load ``best.pt``/``last.pt`` (EMA weights when present)."""
         ckpt = load_checkpoint(path)
-        spec = ModelSpec(
-            **{
-                **ckpt["model_spec"],
-                "channels": tuple(ckpt["model_spec"]["channels"]),
-                "blocks": tuple(ckpt["model_spec"]["blocks"]),
-                "levels": tuple(ckpt["model_spec"]["levels"]),
-            }
-        )
-        model = YOLODetector(spec, ckpt["num_classes"])
-        # BatchNorm eps is not in the state dict: restore the one the model was trained with
-        model_cfg = ckpt.get("config", {}).get("model", {})
-        set_batchnorm(model, model_cfg.get("bn_momentum"), model_cfg.get("bn_eps"))
-        load_model_state(model, ckpt.get("ema") or ckpt["model"], str(path))
+        model = model_from_checkpoint(ckpt, str(path))
         size = imgsz or ckpt.get("config", {}).get("train", {}).get("imgsz", 640)
         return cls(model, ckpt["names"], size, device, amp)
 
@@ -128,7 +119,7 @@ class Detector:
         (H, W, 1), or RGBA (H, W, 4) (alpha dropped, as for image files).
 
         tta: test-time augmentation, keyword arguments of
-        :func:`~detforge.eval.tta.ensemble_predict` (transforms, scales, merge, wbf_iou); also
+        :func:`~detforge.infer.tta.ensemble_predict` (transforms, scales, merge, wbf_iou); also
         used to merge ensemble members (see :meth:`add_ensemble_member`).
         """
         from .data.augment.core import letterbox

@@ -92,7 +92,7 @@ def test_full_disk_and_read_only_run_folder(capsys, tiny_args, tmp_path):
         (line,) = _error_lines(err)
         assert "No space left on device" in line and str(disk) in line
         assert last.read_bytes() == before  # the previous checkpoint is intact
-        assert load_checkpoint(last)["epoch"] == 1
+        assert load_checkpoint(last)["train"]["epoch"] == 1
         assert not [p for p in last.parent.iterdir() if p.name.endswith(".tmp")]
 
     with _tmpfs(tmp_path / "ro", 1, ",ro") as ro:

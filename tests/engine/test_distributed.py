@@ -26,5 +26,104 @@ def test_torchrun_two_processes(tiny_args, tmp_path):
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     # 16 images, batch 4 per process, 2 processes: 2 optimizer steps per epoch
-    assert load_checkpoint(run / "weights" / "last.pt")["step"] == 4
+    assert load_checkpoint(run / "weights" / "last.pt")["train"]["step"] == 4
     assert proc.stdout.count("done:") == 1
+
+
+DDP_STEP = '''
+import sys
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+from detforge.engine.distributed import init_distributed
+from detforge.engine.gradients import GradientClipper
+from detforge.engine.stepper import Stepper
+
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return [self.conv(x)]
+
+
+class Loss:
+    def compute(self, outputs, targets):
+        return {"sq": (outputs[0] - 0.5).pow(2).sum()}, torch.tensor(float(len(targets)))
+
+
+def batches(rank, world):
+    """Micro-batches (images, targets) of each process; rank -1: all of them, in one list."""
+    out = []
+    for r in range(world):
+        g = torch.Generator().manual_seed(r)
+        out.append([(torch.rand(2, 3, 4, 4, generator=g), torch.rand(1 + r + i, 6, generator=g))
+                    for i in range(2)])
+    return [b for per in out for b in per] if rank < 0 else out[rank]
+
+
+def stepper(model, info):
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    return Stepper(model, Loss(), opt, scaler, GradientClipper("none"), None,
+                   torch.device("cpu"), None, 3, info)
+
+
+if __name__ == "__main__":
+    out = sys.argv[1]
+    if sys.argv[2] == "single":  # one process, one window over every micro-batch
+        s = stepper(Toy(), None)
+        for step in range(2):
+            mass = images = 0
+            for x, t in batches(-1, 2):
+                mass += s.forward_backward(x, t)[1]
+                images += x.shape[0]
+            s.step(mass, images, step)
+        torch.save(s.model.state_dict(), out)
+        raise SystemExit(0)
+    info, _ = init_distributed(torch.device("cpu"))
+    s = stepper(Toy(), info)
+    reduces = [0]
+
+    def counting(state, bucket):
+        reduces[0] += 1
+        return allreduce_hook(None, bucket)
+
+    s.forward_model.register_comm_hook(None, counting)
+    mine = batches(info.rank, info.world_size)
+    for step in range(2):
+        mass = images = 0
+        for i, (x, t) in enumerate(mine):
+            mass += s.forward_backward(x, t, sync=i == len(mine) - 1)[1]
+            images += x.shape[0]
+        s.step(mass, images, step)
+    assert reduces[0] == 2, reduces  # one all-reduce per window (one bucket), not per batch
+    if info.rank == 0:
+        torch.save(s.model.state_dict(), out)
+    dist.destroy_process_group()
+'''
+
+
+def test_ddp_accumulation_reduces_once_per_window_and_equals_one_process(tmp_path):
+    import torch
+
+    script = tmp_path / "ddp_step.py"
+    script.write_text(DDP_STEP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETFORGE_")}
+    env["OMP_NUM_THREADS"] = "1"
+    ddp, single = tmp_path / "ddp.pt", tmp_path / "single.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for args in (
+        [*cmd, str(script), str(ddp), "ddp"],
+        [sys.executable, str(script), str(single), "single"],
+    ):
+        proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = torch.load(ddp), torch.load(single)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k

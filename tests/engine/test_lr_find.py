@@ -97,8 +97,14 @@ def test_lr_range_test_stops_at_divergence():
         def forward(self, x):
             return [self.w.expand(x.shape[0]).reshape(-1, 1, 1, 1)]
 
-    def loss_fn(outputs, targets):
-        return {"sq": ((outputs[0] - 3.0) ** 2).mean()}
+    class Loss:
+        """Summed over images with a target mass of one per image, as the Stepper expects."""
+
+        def compute(self, outputs, targets):
+            out = outputs[0]
+            return {"sq": ((out - 3.0) ** 2).sum()}, torch.tensor(float(out.shape[0]))
+
+    loss_fn = Loss()
 
     batch = {"img": torch.zeros(1, 3, 2, 2, dtype=torch.uint8), "targets": torch.zeros(0, 6)}
     model = Quadratic()

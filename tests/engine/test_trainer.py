@@ -10,6 +10,7 @@ import yaml
 from detforge.api import Detector
 from detforge.config import load_config
 from detforge.engine.checkpoint import load_checkpoint
+from detforge.engine.hooks import Hook
 from detforge.engine.trainer import Trainer
 
 
@@ -58,7 +59,8 @@ def test_run_folder_contents(tiny_args):
     assert saved.train.epochs == 2 and saved.train.imgsz == 64
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["path"].endswith("data.yaml")
     ck = load_checkpoint(run / "weights" / "last.pt")
-    assert ck["epoch"] == 2 and ck["step"] == 2 * 4 and ck["names"][0] == "circle"
+    assert ck["train"]["epoch"] == 2 and ck["train"]["step"] == 2 * 4
+    assert ck["names"][0] == "circle" and ck["run_dir"] == str(run)
     assert set(res.metrics) >= {"map50_95", "map50", "map_small", "ar100"}
 
 
@@ -115,7 +117,8 @@ def test_resume_after_interruption_is_exact(tiny_args, monkeypatch, epochs, cras
     monkeypatch.setattr(torch.optim.SGD, "step", real)
     part = full.run_dir.parent / "part"
     ck = load_checkpoint(part / "weights" / "last.pt")
-    assert (ck["epoch"], ck["batch_in_epoch"], ck["step"]) == where
+    t = ck["train"]
+    assert (t["epoch"], t["batch_in_epoch"], t["step"]) == where
 
     resumed = _train(args, name="part", resume=part / "weights" / "last.pt", epochs=epochs)
     assert resumed.run_dir == part
@@ -125,8 +128,13 @@ def test_resume_after_interruption_is_exact(tiny_args, monkeypatch, epochs, cras
     rows = list(csv.DictReader((part / "results.csv").open()))
     assert [r["epoch"] for r in rows] == [str(e) for e in range(1, epochs + 1)]
     full_ck, part_ck = (load_checkpoint(r / "weights" / "last.pt") for r in (full.run_dir, part))
-    assert full_ck["schedule"] == part_ck["schedule"]
-    assert full_ck["early_stop"] == part_ck["early_stop"]
+    assert full_ck["train"]["schedule"] == part_ck["train"]["schedule"]
+    assert full_ck["train"]["hooks"] == part_ck["train"]["hooks"]
+    # the resumed epoch's row averages the whole epoch, as the uninterrupted run's does
+    full_rows = list(csv.DictReader((full.run_dir / "results.csv").open()))
+    for a_row, b_row in zip(full_rows, rows, strict=True):
+        cols = [c for c in a_row if c.startswith(("train/", "grad_norm/", "metrics/", "lr/"))]
+        assert {c: a_row[c] for c in cols} == {c: b_row[c] for c in cols}
 
 
 def test_nonfinite_steps_are_skipped_then_stop_with_a_checkpoint(tiny_args, monkeypatch):
@@ -143,7 +151,7 @@ def test_nonfinite_steps_are_skipped_then_stop_with_a_checkpoint(tiny_args, monk
         return sums, mass
 
     # steps 2 and 3 are non-finite, then everything is finite again
-    DetectionLoss.training_nan = lambda self, n: n in (2, 3)
+    monkeypatch.setattr(DetectionLoss, "training_nan", lambda self, n: n in (2, 3), raising=False)
     monkeypatch.setattr(DetectionLoss, "compute", sometimes_nan)
     res = _train(tiny_args, epochs=1, **{"train.val_interval": 1})
     rows = list(csv.DictReader((res.run_dir / "results.csv").open()))
@@ -152,13 +160,13 @@ def test_nonfinite_steps_are_skipped_then_stop_with_a_checkpoint(tiny_args, monk
     assert all(torch.isfinite(v.float()).all() for v in ck["model"].values())
 
     # from the second step on every step is non-finite: stop after 3 in a row
-    DetectionLoss.training_nan = lambda self, n: n >= 2
+    monkeypatch.setattr(DetectionLoss, "training_nan", lambda self, n: n >= 2)
     calls["n"] = 0
     with pytest.raises(FloatingPointError, match="3 consecutive non-finite steps"):
         _train(tiny_args, epochs=2, name="nan", **{"train.max_nonfinite": 3})
     ck = load_checkpoint(res.run_dir.parent / "nan" / "weights" / "last.pt")
-    assert ck["step"] == 3 and all(torch.isfinite(v.float()).all() for v in ck["model"].values())
-    del DetectionLoss.training_nan
+    assert ck["train"]["step"] == 3
+    assert all(torch.isfinite(v.float()).all() for v in ck["model"].values())
 
 
 def test_early_stopping_and_periodic_checkpoints(tiny_args, caplog):
@@ -179,7 +187,8 @@ def test_early_stopping_and_periodic_checkpoints(tiny_args, caplog):
         "epoch2.pt",
     ]
     ck = load_checkpoint(res.run_dir / "weights" / "last.pt")
-    assert ck["early_stop"]["bad"] == 1 and ck["early_stop"]["best_epoch"] == 1
+    early = ck["train"]["hooks"]["EarlyStopHook"]
+    assert early["bad"] == 1 and early["best_epoch"] == 1
 
 
 def test_recipe_layer_and_monitor_validation(tmp_path):
@@ -224,7 +233,7 @@ def test_accumulation_matches_the_large_batch(tiny_args, monkeypatch):
     a = _final_weights(big.run_dir)
     for other in (acc, nominal):
         b = _final_weights(other.run_dir)
-        assert load_checkpoint(other.run_dir / "weights" / "last.pt")["step"] == 1
+        assert load_checkpoint(other.run_dir / "weights" / "last.pt")["train"]["step"] == 1
         for k in a:
             assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
     # and the update is not trivially zero
@@ -253,8 +262,10 @@ def test_plateau_schedule_is_fed_the_validation_value(tiny_args):
     # lr logged during epoch e; cuts happen after validations 1 and 2
     assert lrs[0] == pytest.approx(0.01)
     assert lrs[1] == pytest.approx(0.005) and lrs[2] == pytest.approx(0.0025)
+    # last.pt keeps the decision of the third validation too: a third cut, for a resume
     ck = load_checkpoint(res.run_dir / "weights" / "last.pt")
-    assert ck["schedule"]
+    plateau = ck["train"]["schedule"]["plateau"]
+    assert plateau["reduction"] == pytest.approx(0.125) and plateau["observations"] == 3
 
 
 def test_stages_and_multi_scale(tiny_args, caplog):
@@ -267,7 +278,7 @@ def test_stages_and_multi_scale(tiny_args, caplog):
     )
     assert "stage: 64 px, batch 4 from epoch 2" in caplog.text
     ck = load_checkpoint(res.run_dir / "weights" / "last.pt")
-    assert ck["step"] == 2 + 4  # 16 images: 2 batches of 8, then 4 batches of 4
+    assert ck["train"]["step"] == 2 + 4  # 16 images: 2 batches of 8, then 4 batches of 4
     with pytest.raises(ConfigError, match=r"the stages have 3 epochs, train.epochs is 2"):
         load_config(tiny_args + ["train.stages=[{epochs: 3}]"], env={})
     with pytest.raises(ConfigError, match=r"train.stages\[0\]: unknown key 'imgz'"):
@@ -278,7 +289,12 @@ def test_stage_change_keeps_the_image_cache(tiny_args):
     stages = "[{epochs: 1, imgsz: 32, batch: 8}, {epochs: 1, imgsz: 64}]"
     cfg = load_config(tiny_args + [f"train.stages={stages}", "data.cache=ram"], env={})
     seen = []
-    Trainer(cfg, hooks=[lambda tr, row: seen.append(tr.data.train_set)]).fit()
+
+    class SeeTrainSet(Hook):
+        def after_epoch(self, trainer):
+            seen.append(trainer.data.train_set)
+
+    Trainer(cfg, hooks=[SeeTrainSet()]).fit()
     assert [ds.imgsz for ds in seen] == [32, 64]
     cache = seen[0].image_cache
     assert cache is not None

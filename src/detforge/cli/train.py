@@ -18,19 +18,11 @@ COMMAND = Command(
 
 
 def run(args: Sequence[str]) -> int:
-    from ..api import config_from_checkpoint
-    from ..config import load_config
+    from ..engine.resume import load_train_config
     from ..engine.trainer import Trainer
 
     p = parse(COMMAND, args)
-    rest = p.settings
-    resume = next(
-        (a.split("=", 1)[1] for a in rest if a.split("=", 1)[0] in ("resume", "train.resume")), None
-    )
-    if resume:
-        cfg = config_from_checkpoint(resume, rest)
-    else:
-        cfg = load_config(rest, cfg_file=p.special["cfg"])
+    cfg = load_train_config(p.settings, cfg_file=p.special["cfg"])
     result = Trainer(cfg).fit()
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun the main process reports

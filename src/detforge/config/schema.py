@@ -337,6 +337,12 @@ class TrainSection:
     resume: str | None = setting(
         None, "Continue an interrupted run from its checkpoint (e.g. runs/train/weights/last.pt)."
     )
+    dist_timeout: int = setting(
+        180,
+        "Minutes a process waits for the others under torchrun before the run fails (the "
+        "main process validates and writes the report while the others wait).",
+        ge=1,
+    )
     ema: bool = setting(True, "Keep an exponential moving average of the weights.")
     ema_decay: float = setting(0.9999, "EMA decay at full strength.", gt=0, lt=1)
     ema_tau: float = setting(

@@ -150,7 +150,7 @@ def yolo_to_coco(
 ) -> dict:
     """Write the ground truth of one split of a YOLO dataset as COCO instances json.
 
-    Same ids as the run export (``eval/report.py``): image id = index of the image in the
+    Same ids as the run export (``report/run_report.py``): image id = index of the image in the
     sorted, validated split, category_id = class + 1, boxes ``[x, y, w, h]`` in original pixels
     unrounded. ``file_name`` is the path relative to the folder holding all the split's images
     (for a flat folder: the file name), so ``coco_to_yolo(out_json, that folder, ...)`` gives

@@ -1,1 +1,5 @@
-"""Training engine: optimizer groups, schedules, EMA, checkpoints and the trainer."""
+"""Training engine: optimizer groups, schedules, EMA, checkpoints, hooks and the trainer."""
+
+from .hooks import Hook
+
+__all__ = ["Hook"]

@@ -4,7 +4,6 @@ tools that need the same pieces without training (``detforge schedule``, ``detfo
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,16 +16,14 @@ from ..losses.detection import loss_kwargs_from_config
 from ..models import build_model, model_info
 from ..models.norm import set_batchnorm
 from ..models.yolo import YOLODetector
-from .checkpoint import load_checkpoint, load_model_state
+from .checkpoint import load_checkpoint, load_model_state, model_weights
 from .optim import build_optimizer, optimizer_kwargs_from_config
-from .schedule import LRSchedule, build_lr_schedule
 
 __all__ = [
     "build_model_from_config",
     "build_loss_from_config",
     "accumulation_steps",
     "build_optimizer_from_config",
-    "build_schedule_from_config",
 ]
 
 log = logging.getLogger("detforge")
@@ -41,9 +38,7 @@ def build_model_from_config(
     set_batchnorm(model, cfg.model.bn_momentum, cfg.model.bn_eps)
     if cfg.model.weights and load_weights:
         init = load_checkpoint(cfg.model.weights)
-        load_model_state(
-            model, init.get("ema") or init["model"], f"model.weights {cfg.model.weights}"
-        )
+        load_model_state(model, model_weights(init), f"model.weights {cfg.model.weights}")
     else:
         model.head.reset_bias(cfg.train.imgsz)
     info = model_info(model, cfg.train.imgsz)
@@ -85,15 +80,3 @@ def build_optimizer_from_config(
     if cfg.optim.unfreeze_at and not cfg.optim.freeze:
         raise ConfigError("optim.unfreeze_at is set but optim.freeze lists nothing to freeze")
     return build_optimizer(model, **optimizer_kwargs_from_config(cfg.optim, wd)), wd
-
-
-def build_schedule_from_config(
-    cfg: RunConfig, batches_per_epoch: int, accumulate: int
-) -> LRSchedule:
-    return build_lr_schedule(
-        cfg.schedule,
-        lr0=cfg.optim.lr0,
-        momentum=cfg.optim.momentum,
-        epochs=cfg.train.epochs,
-        steps_per_epoch=math.ceil(batches_per_epoch / accumulate),
-    )

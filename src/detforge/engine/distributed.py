@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -32,9 +33,13 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
+def init_distributed(
+    device: torch.device, timeout_minutes: float = 180
+) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes (NCCL on CUDA, Gloo on CPU).
 
+    timeout_minutes: how long a collective waits (``train.dist_timeout``); the default of
+    torch (10 or 30 min) can fire while the main process validates and writes the report.
     Returns the rank info and this process's device (``cuda:LOCAL_RANK`` on GPUs).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -45,7 +50,10 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            timeout=timedelta(minutes=timeout_minutes),
+        )
     return DistInfo(rank, local, world), device
 
 

@@ -10,6 +10,8 @@ smoothed loss against log10(lr), ignoring the first and last tenth of the points
 each end), where the average is still settling or the loss is blowing up. It is meant as an lr0
 (for the group with the largest multiplier) and is None when too few points remain.
 
+Every step is the training step (:class:`~detforge.engine.stepper.Stepper`): gradients of a
+window are normalised by its target mass, scaled under fp16 and clipped as in training.
 The model, optimizer and random-number states are restored afterwards: the test leaves no trace.
 """
 
@@ -25,10 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..infer.device import autocast
 from ..infer.loop import prepare_images
-from ..losses import total_loss
+from ..losses import DetectionLoss
+from .gradients import GradientClipper
 from .state import restore_rng_state, rng_state
+from .stepper import Stepper
 
 __all__ = ["LRFindResult", "lr_range_test", "suggest_lr", "plot_lr_find"]
 
@@ -68,19 +71,9 @@ def _batches(loader: Iterable) -> Iterable:
             raise ValueError("lr_range_test: the loader yields no batches")
 
 
-def _forward_backward(model, loss_fn, batch: dict, device, amp_dtype, scaler) -> float:
-    """One batch through the model and back, as the trainer does it; returns its loss value."""
-    x = prepare_images(batch["img"], device)
-    with autocast(device, amp_dtype):
-        outputs = model(x)
-    terms = loss_fn([o.float() for o in outputs], batch["targets"].to(device))
-    scaler.scale(total_loss(terms, x.shape[0])).backward()
-    return float(sum(t.detach() for t in terms.values()))
-
-
 def lr_range_test(
     model: nn.Module,
-    loss_fn: Callable[[list[torch.Tensor], torch.Tensor], dict[str, torch.Tensor]],
+    loss_fn: DetectionLoss,
     loader: Iterable[dict],
     optimizer: torch.optim.Optimizer,
     *,
@@ -96,14 +89,15 @@ def lr_range_test(
 ) -> LRFindResult:
     """Run the range test and return its curve and suggested lr (see the module docstring).
 
-    model: on ``device`` (default: where its parameters are), returning raw maps; loss_fn:
-    ``(outputs, targets) -> dict of loss terms`` (e.g. ``DetectionLoss``); loader: batches with
+    model: on ``device`` (default: where its parameters are), returning raw maps; loss_fn: a
+    ``DetectionLoss`` (its ``compute`` gives summed terms and target mass); loader: batches with
     ``img`` uint8 (B, 3, H, W) and ``targets`` (M, 6), cycled if shorter than ``iters``.
     optimizer: its groups keep their ratios: group lr = lr * initial_lr / max(initial_lr), so the
     swept lr (and the suggestion) is the lr of the group with the largest multiplier.
     clipper: the trainer's gradient clipper, to sweep under the same clipping as training.
     accumulate: batches whose gradients are summed into each step (``train.accumulate``); the
-    loss of a step is their mean.
+    loss of a step is their mean. Each step is the trainer's :class:`Stepper` step, so
+    accumulation, AMP scaling and clipping act exactly as in training.
     """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"lr-find: need 0 < start_lr < end_lr, got {start_lr:g}, {end_lr:g}")
@@ -120,6 +114,11 @@ def lr_range_test(
     scaler = torch.amp.GradScaler(
         "cuda", enabled=device.type == "cuda" and amp_dtype == torch.float16
     )
+    # the training step itself: exact accumulation, AMP scaling, clipping, non-finite skips
+    stepper = Stepper(
+        model, loss_fn, optimizer, scaler, clipper or GradientClipper("none"), None, device,
+        amp_dtype, max_nonfinite=iters + 1,
+    )  # fmt: skip
     result = LRFindResult()
     avg, best = 0.0, math.inf
     try:
@@ -130,21 +129,23 @@ def lr_range_test(
             for group, mult in zip(optimizer.param_groups, mults, strict=True):
                 group["lr"] = lr * mult
             optimizer.zero_grad(set_to_none=True)
-            value = (
-                sum(
-                    _forward_backward(model, loss_fn, next(batches), device, amp_dtype, scaler)
-                    for _ in range(accumulate)
+            value, mass, images = 0.0, 0.0, 0
+            for j in range(accumulate):
+                batch = next(batches)
+                x = prepare_images(batch["img"], device)
+                terms, batch_mass = stepper.forward_backward(
+                    x, batch["targets"].to(device), sync=j == accumulate - 1
                 )
-                / accumulate
-            )
+                value += sum(terms.values()) / accumulate
+                mass += batch_mass
+                images += x.shape[0]
             if not math.isfinite(value):
                 result.stopped_early = True
                 break
-            if clipper is not None:
-                scaler.unscale_(optimizer)
-                clipper(model.parameters())
-            scaler.step(optimizer)
-            scaler.update()
+            _, finite = stepper.step(mass, images, i)
+            if not finite:
+                result.stopped_early = True
+                break
             avg = smooth * avg + (1.0 - smooth) * value
             smoothed = avg / (1.0 - smooth ** (i + 1))
             result.lrs.append(lr)

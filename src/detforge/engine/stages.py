@@ -12,36 +12,9 @@ from torch import Tensor
 
 from ..config.stages import Stage, plan_stages
 
-__all__ = ["Stage", "plan_stages", "StagePlan", "random_batch_size", "resize_batch"]
-
-
-class StagePlan:
-    """Which stage an epoch is in, and where the learning-rate schedule stands.
-
-    The schedule is defined on a uniform grid of ``steps_per_epoch`` virtual steps per epoch
-    (those of the first stage); an optimizer step at fraction f of epoch e is virtual step
-    ``round((e + f) * steps_per_epoch)``, so the curve runs continuously across stages whose
-    batch sizes differ. Without stages the virtual step is the real optimizer step.
-    """
-
-    def __init__(self, stages: list[Stage], steps: Sequence[int]):
-        self.stages, self.steps = stages, list(steps)  # optimizer steps per epoch, per stage
-        self.steps_per_epoch = self.steps[0]
-
-    def stage(self, epoch: int) -> Stage:
-        for st in self.stages:
-            if epoch < st.first_epoch + st.epochs:
-                return st
-        return self.stages[-1]
-
-    def index(self, epoch: int) -> int:
-        return self.stages.index(self.stage(epoch))
-
-    def schedule_step(self, epoch: int, step_in_epoch: int) -> int:
-        spe = self.steps[self.index(epoch)]
-        if spe == self.steps_per_epoch:
-            return epoch * spe + step_in_epoch
-        return round((epoch + step_in_epoch / spe) * self.steps_per_epoch)
+__all__ = [
+    "Stage", "plan_stages", "random_batch_size", "resize_batch", "multi_scale_rng", "batch_inputs",
+]  # fmt: skip
 
 
 def random_batch_size(imgsz: int, bounds: Sequence[float], stride: int, rng) -> int:
@@ -66,3 +39,18 @@ def resize_batch(x: Tensor, targets: Tensor, size: int) -> tuple[Tensor, Tensor]
 def multi_scale_rng(seed: int, epoch: int, batch_index: int) -> np.random.Generator:
     """The batch size is a function of (seed, epoch, batch): resumed runs draw the same sizes."""
     return np.random.default_rng([seed, 7919, epoch, batch_index])
+
+
+def batch_inputs(
+    batch: dict, device: torch.device, cfg, epoch: int, index: int, stride: int
+) -> tuple[Tensor, Tensor]:
+    """Images (B, 3, H, W) as floats in [0, 1] (channels-last) and targets (M, 6) on
+    ``device``; with augment.multi_scale, resized to the size drawn for (seed, epoch, batch)."""
+    x = batch["img"].to(device, non_blocking=True).float().div_(255)
+    x = x.contiguous(memory_format=torch.channels_last)
+    targets = batch["targets"].to(device)
+    if cfg.augment.multi_scale:
+        rng = multi_scale_rng(cfg.train.seed, epoch, index)
+        size = random_batch_size(x.shape[-1], cfg.augment.multi_scale, stride, rng)
+        x, targets = resize_batch(x, targets, size)
+    return x, targets

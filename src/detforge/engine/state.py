@@ -32,7 +32,7 @@ def set_deterministic(enabled: bool) -> None:
 def rng_state() -> dict:
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -40,9 +40,19 @@ def rng_state() -> dict:
     return state
 
 
+def _numpy_state() -> tuple:
+    """numpy's legacy state with its key as a tensor: checkpoints hold no numpy objects, so
+    they load with ``torch.load(weights_only=True)``."""
+    name, key, *rest = np.random.get_state()
+    return (name, torch.from_numpy(key.astype(np.int64)), *rest)
+
+
 def restore_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, *rest = state["numpy"]
+    if isinstance(key, torch.Tensor):
+        key = key.numpy().astype(np.uint32)
+    np.random.set_state((name, key, *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -3,13 +3,17 @@
 Kept apart from the epoch loop so the step's contract is in one place: gradients of a window
 are summed un-normalised and divided by the window's target mass before clipping (exact
 accumulation); a non-finite step is skipped, its BatchNorm statistics are rolled back, and
-``max_nonfinite`` of them in a row stop training.
+``max_nonfinite`` of them in a row stop training. Under fp16 the GradScaler skips such a step
+itself; it counts as skipped all the same (no EMA update, statistics rolled back). Under DDP only
+a window's last micro-batch all-reduces its gradients (``no_sync`` before), which sums the same
+gradients as reducing every micro-batch.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -54,13 +58,19 @@ class Stepper:
         self.skipped_steps = self.nonfinite_run = 0
         self._buffer_backup = None
 
-    def forward_backward(self, x: Tensor, targets: Tensor) -> tuple[dict[str, float], float]:
+    def forward_backward(
+        self, x: Tensor, targets: Tensor, sync: bool = True
+    ) -> tuple[dict[str, float], float]:
         """x: (B, 3, H, W) float in [0, 1]; targets: (M, 6). Back-propagates the un-normalised
-        loss sums; returns this batch's normalised terms (for logging) and its target mass."""
-        with autocast(self.device, self.amp_dtype):
-            outputs = self.forward_model(x)
-        sums, mass = self.loss_fn.compute([o.float() for o in outputs], targets)
-        self.scaler.scale(sum(sums.values())).backward()
+        loss sums; returns this batch's normalised terms (for logging) and its target mass.
+        sync: False for all but the last micro-batch of a window (DDP then defers the
+        all-reduce of gradients to that last one)."""
+        defer = self.dist.enabled and not sync
+        with self.forward_model.no_sync() if defer else nullcontext():
+            with autocast(self.device, self.amp_dtype):
+                outputs = self.forward_model(x)
+            sums, mass = self.loss_fn.compute([o.float() for o in outputs], targets)
+            self.scaler.scale(sum(sums.values())).backward()
         norm = max(float(mass), 1.0)
         return {k: float(v.detach()) / norm for k, v in sums.items()}, float(mass)
 
@@ -76,11 +86,16 @@ class Stepper:
             torch._foreach_mul_(grads, self.dist.world_size * images / max(mass, 1.0))
         norm = self.clipper(self.model.parameters())
         finite = math.isfinite(norm)
-        if finite or self.scaler.is_enabled():  # the fp16 scaler skips inf steps itself
+        if self.scaler.is_enabled():
+            # the scaler skips a step whose gradients hold inf/nan itself and lowers its scale
+            scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            finite = finite and self.scaler.get_scale() >= scale
+        elif finite:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if finite or self.scaler.is_enabled():
+        if finite:
             self.nonfinite_run = 0
             if self.ema is not None:
                 self.ema.update(self.model)

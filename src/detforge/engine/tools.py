@@ -5,19 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 from pathlib import Path
 
 from ..config import RunConfig
 from ..infer.device import resolve_amp, select_device
 from ..utils.atomic import write_text_atomic
 from .components import (
-    accumulation_steps,
     build_loss_from_config,
     build_model_from_config,
     build_optimizer_from_config,
 )
 from .gradients import GradientClipper
+from .plan import plan_run
 from .rundir import make_run_dir
 from .schedule import is_bias_group
 from .setup_data import build_data
@@ -36,19 +35,20 @@ def plot_schedule_from_config(cfg: RunConfig, out_png: str | Path) -> Path:
 
     spec = load_data_yaml(resolve_data_yaml(cfg))
     n_train = len(build_train_set(cfg, spec))
+    plan = plan_run(cfg, n_train)
     device = select_device("cpu")
     model = build_model_from_config(cfg, len(spec.names), device, load_weights=False)
-    accumulate = accumulation_steps(cfg)
-    opt, _ = build_optimizer_from_config(cfg, model, cfg.train.batch * accumulate)
+    opt, _ = build_optimizer_from_config(cfg, model, cfg.train.batch * plan.accumulate)
     groups = [
         (g["name"], g["initial_lr"] / cfg.optim.lr0, is_bias_group(g)) for g in opt.param_groups
     ]
-    steps = math.ceil(math.ceil(n_train / cfg.train.batch) / accumulate)
+    # the schedule runs on the plan's step grid (the first stage's steps per epoch), as in
+    # training, whatever the batch of later stages
     plot_schedule(
-        cfg.schedule, lr0=cfg.optim.lr0, momentum=cfg.optim.momentum, epochs=cfg.train.epochs,
-        steps_per_epoch=steps, out_png=out_png, groups=groups,
+        cfg.schedule, lr0=cfg.optim.lr0, momentum=cfg.optim.momentum, epochs=plan.epochs,
+        steps_per_epoch=plan.steps_per_epoch, out_png=out_png, groups=groups,
     )  # fmt: skip
-    log.info("%d training images, %d optimizer steps per epoch", n_train, steps)
+    log.info("%d training images:\n%s", n_train, plan.describe())
     return Path(out_png)
 
 
@@ -63,7 +63,7 @@ def lr_find_from_config(
     data = build_data(cfg)
     model = build_model_from_config(cfg, len(data.names), device)
     loss_fn = build_loss_from_config(cfg, model, data.train_set.labels, data.names)
-    accumulate = accumulation_steps(cfg)
+    accumulate = plan_run(cfg, len(data.train_set)).accumulate
     opt, _ = build_optimizer_from_config(cfg, model, cfg.train.batch * accumulate)
     clip = cfg.clip
     result = lr_range_test(

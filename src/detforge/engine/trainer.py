@@ -1,9 +1,10 @@
-"""The training loop: data, model, loss, optimizer, schedule, EMA, validation, checkpoints.
+"""The training loop: data -> forward/backward -> optimizer step, with hooks around it.
 
-Order at the end of every epoch (written down because it matters): save ``last.pt`` first, so a
-failing validation still leaves a checkpoint; then validate, log ``results.csv``, and save
-``last.pt`` / ``best.pt`` again with the metrics. An exception mid-epoch saves ``last.pt`` at the
-last completed optimizer step, which ``train.resume`` continues exactly.
+Validation, checkpoints, plateau and early-stopping decisions, stage switches, results.csv and
+the end-of-run report are hooks (engine/hooks.py gives their order and why). The set-up builds
+the data, model, loss and optimizer before it creates the run folder, so a bad dataset or
+setting leaves no empty folder behind. An exception (Ctrl-C, SIGTERM, a crash) mid-epoch saves
+``last.pt`` at the last completed optimizer step, which ``train.resume`` continues exactly.
 """
 
 from __future__ import annotations
@@ -11,49 +12,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from logging.handlers import MemoryHandler
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..config import ConfigError, RunConfig, config_to_dict, dump_config
-from ..eval.metrics import scalar_metrics
+from ..config import RunConfig, config_to_dict
 from ..infer.device import resolve_amp, select_device
-from ..report.run_report import dataset_ground_truth
-from .checkpoint import load_checkpoint, load_model_state, save_atomic
-from .components import (
-    accumulation_steps,
-    build_loss_from_config,
-    build_model_from_config,
-    build_optimizer_from_config,
-    build_schedule_from_config,
-)
+from .checkpoint import CheckpointError, build_checkpoint, load_checkpoint, load_model_state
 from .distributed import barrier, broadcast_object, init_distributed, shutdown
-from .early_stop import EarlyStopping, monitored_value
-from .ema import ModelEMA
-from .fitness import fitness
-from .freeze import freeze_active, freeze_norm_stats, unfreeze
-from .gradients import GradientClipper
-from .optim import describe_param_groups
-from .rundir import ResultsCSV, attach_log_file, make_run_dir, write_text_atomic
-from .setup_data import (
-    DataBundle,
-    build_data,
-    build_train_loader,
-    build_train_sampler,
-    build_train_set,
-)
-from .stages import (
-    Stage,
-    StagePlan,
-    multi_scale_rng,
-    plan_stages,
-    random_batch_size,
-    resize_batch,
-)
+from .hooks import Hook, HookList
+from .resume import describe_replan
+from .setup_train import build_parts, epoch_row, open_run_folder
+from .signals import sigterm_raises
+from .stages import batch_inputs
 from .state import restore_rng_state, rng_state, seed_everything, set_deterministic
-from .stepper import Stepper
 
 __all__ = ["Trainer", "TrainResult"]
 
@@ -73,153 +48,66 @@ class TrainResult:
     stop_reason: str = ""
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 1e6
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # KiB on Linux
-
-
 class Trainer:
-    def __init__(self, cfg: RunConfig, hooks=()):
+    """``Trainer(cfg, hooks=[MyHook()]).fit()``; see :class:`~detforge.engine.hooks.Hook` for
+    the events and what a hook may read and change. ``cfg`` is used as given: with
+    ``train.resume``, build it with :func:`~detforge.engine.resume.load_train_config` (as
+    ``detforge.train`` and the CLI do) to train with the checkpoint's settings."""
+
+    def __init__(self, cfg: RunConfig, hooks: list[Hook] | tuple[Hook, ...] = ()):
         self.cfg = cfg
-        self.hooks = list(hooks)
+        self.user_hooks = list(hooks)
+        HookList(self.user_hooks, True)  # reject a non-Hook before any work
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
         cfg = self.cfg
-        resume_ckpt = load_checkpoint(cfg.train.resume) if cfg.train.resume else None
+        ckpt = load_checkpoint(cfg.train.resume) if cfg.train.resume else None
+        if ckpt is not None and ckpt.get("train") is None:
+            raise CheckpointError(
+                f"{cfg.train.resume} holds weights only, no training state to resume; start "
+                f"from it with model.weights={cfg.train.resume}"
+            )
         seed_everything(cfg.train.seed)
         set_deterministic(cfg.train.deterministic)
-        self.dist, self.device = init_distributed(select_device(cfg.train.device))
-        self.main = self.dist.is_main  # only the main process writes files and validates
+        dev = select_device(cfg.train.device)
+        self.dist, self.device = init_distributed(dev, cfg.train.dist_timeout)
+        self.is_main = self.dist.is_main  # only the main process writes files and validates
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
-
-        run_dir = None
-        if self.main:
-            if resume_ckpt is not None:
-                run_dir = Path(cfg.train.resume).resolve().parent.parent
-            else:
-                run_dir = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
-        self.run_dir = Path(broadcast_object(run_dir and str(run_dir), self.dist))
-        self.weights_dir = self.run_dir / "weights"
-        self._log_handler = None
-        if self.main:
-            self.weights_dir.mkdir(parents=True, exist_ok=True)
-            self._log_handler = attach_log_file(log, self.run_dir / "train.log")
-            write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
-            log.info("run folder: %s", self.run_dir)
-            if self.dist.enabled:
-                log.info("distributed: %d processes", self.dist.world_size)
-
-        stages = plan_stages(cfg.train.stages, cfg.train.epochs, cfg.train.imgsz, cfg.train.batch)
-        self.data: DataBundle = build_data(
-            cfg, self.dist.rank, self.dist.world_size, stages[0].imgsz, stages[0].batch
-        )
-        self._train_shape = (stages[0].imgsz, stages[0].batch)
-        self.model = build_model_from_config(
-            cfg, len(self.data.names), self.device, load_weights=resume_ckpt is None
-        )
-        if self.dist.enabled and cfg.optim.unfreeze_at:
-            raise ConfigError(
-                "optim.unfreeze_at is not supported with torchrun yet (DDP fixes the trained "
-                "parameters at start); freeze for the whole run or train in one process"
-            )
-        self.loss_fn = build_loss_from_config(
-            cfg, self.model, self.data.train_set.labels, self.data.names
-        )
-        self.accumulate = accumulation_steps(cfg, self.dist.world_size)
-        eff_batch = cfg.train.batch * self.accumulate * self.dist.world_size
-        self.optimizer, wd = build_optimizer_from_config(cfg, self.model, eff_batch)
-        log.info("parameter groups:\n%s", describe_param_groups(self.optimizer))
-        n_train = math.ceil(len(self.data.train_set) / self.dist.world_size)  # per process
-        self.plan = StagePlan(
-            stages, [math.ceil(math.ceil(n_train / st.batch) / self.accumulate) for st in stages]
-        )
-        if len(stages) > 1:
-            log.info(
-                "stages: %s",
-                ", ".join(
-                    f"epochs {st.first_epoch + 1}-{st.first_epoch + st.epochs} at {st.imgsz} px, "
-                    f"batch {st.batch}"
-                    for st in stages
-                ),
-            )
-        self._val_gt = dataset_ground_truth(self.data.val_set)
-        self.schedule = build_schedule_from_config(
-            cfg, self.plan.steps_per_epoch * self.accumulate, self.accumulate
-        )
-        log.info("schedule: %s", self.schedule.describe())
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.device.type == "cuda" and self.amp_dtype == torch.float16
-        )
-        self.clipper = GradientClipper(
-            cfg.clip.mode, cfg.clip.max_norm, cfg.clip.norm_type, cfg.clip.max_value
-        )
-        self.ema = (
-            ModelEMA(self.model, cfg.train.ema_decay, cfg.train.ema_tau) if cfg.train.ema else None
-        )
-        self.stepper = Stepper(
-            self.model, self.loss_fn, self.optimizer, self.scaler, self.clipper, self.ema,
-            self.device, self.amp_dtype, cfg.train.max_nonfinite, self.dist,
-        )  # fmt: skip
-        es = cfg.early_stop
-        self.early_stop = EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta)
         self.stop_reason = ""
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.best_fitness, self.best_epoch = -math.inf, -1
-        # a fresh run starts a fresh results.csv even in a reused folder (exist_ok)
-        self.results = ResultsCSV(self.run_dir / "results.csv")
-        self.last_val = None
-        if resume_ckpt is not None:
-            self.results = ResultsCSV.load(self.run_dir / "results.csv")
-            self._restore(resume_ckpt)
-        log.info(
-            "optimizer %s lr0 %g, weight decay %g (effective batch %d = %d x accumulate %d), "
-            "amp %s, device %s",
-            cfg.optim.name,
-            cfg.optim.lr0,
-            wd,
-            eff_batch,
-            cfg.train.batch,
-            self.accumulate,
-            str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-            self.device,
-        )
+        self.epoch_sums: dict | None = None
+        self.row, self.metrics, self.validated, self.improved = {}, {}, False, False
+        self.last_val, self.final_metrics, self.per_class = None, {}, {}
+        # log records of the set-up go to train.log once the run folder exists
+        early_log = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
+        log.addHandler(early_log)
+        try:
+            build_parts(self, load_weights=ckpt is None)
+        finally:
+            log.removeHandler(early_log)
+        folder, self.own_run, self._log_handler = open_run_folder(cfg, ckpt, self.dist, early_log)
+        self.run_dir, self.weights_dir = folder, folder / "weights"
+        try:
+            self.resumed = ckpt is not None
+            if ckpt is not None:
+                self.load_state_dict(ckpt)
+        except BaseException as e:
+            log.error("could not resume from %s: %s", cfg.train.resume, e)
+            self._close_log()
+            raise
 
-    def _restore(self, ckpt: dict) -> None:
-        load_model_state(self.model, ckpt["model"], f"resume {self.cfg.train.resume}")
-        if self.ema is not None and ckpt.get("ema") is not None:
-            self.ema.load_state_dict(ckpt["ema_state"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch, self.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
-        self.step = ckpt["step"]
-        self.best_fitness, self.best_epoch = ckpt["best_fitness"], ckpt["best_epoch"]
-        self.early_stop.load_state_dict(ckpt["early_stop"])
-        self.schedule.load_state_dict(ckpt["schedule"])
-        self.stepper.skipped_steps = ckpt.get("skipped_steps", 0)
-        self.results.truncate(self.epoch)
-        restore_rng_state(ckpt["rng"])
-        log.info(
-            "resumed from %s at epoch %d, batch %d",
-            self.cfg.train.resume,
-            self.epoch + 1,
-            self.batch_in_epoch,
-        )
+    def _close_log(self) -> None:
+        if self._log_handler is not None:
+            log.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
 
-    # ---------------------------------------------------------------- checkpoints
-    def checkpoint(self, metrics: dict | None = None) -> dict:
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        """The trainer's part of a checkpoint (``train``): enough to continue exactly."""
         return {
-            "format": "detforge-checkpoint-1",
-            "model_spec": asdict(self.model.spec),
-            "num_classes": self.model.nc,
-            "names": list(self.data.names),
-            "model": self.model.state_dict(),
-            "ema": self.ema.module.state_dict() if self.ema else None,
-            "ema_state": self.ema.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "epoch": self.epoch,
@@ -227,245 +115,146 @@ class Trainer:
             "step": self.step,
             "best_fitness": self.best_fitness,
             "best_epoch": self.best_epoch,
-            "early_stop": self.early_stop.state_dict(),
             "schedule": self.schedule.state_dict(),
             "skipped_steps": self.stepper.skipped_steps,
-            "metrics": metrics or {},
-            "config": config_to_dict(self.cfg),
             "rng": rng_state(),
+            "epoch_sums": self.epoch_sums,
+            "hooks": self.hooks.state_dict(),
         }
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        src = f"resume {self.cfg.train.resume}"
+        load_model_state(self.model, ckpt["model"], src)
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        t = ckpt["train"]
+        self.optimizer.load_state_dict(t["optimizer"])
+        if t.get("scaler"):
+            self.scaler.load_state_dict(t["scaler"])
+        self.epoch, self.batch_in_epoch, self.step = t["epoch"], t["batch_in_epoch"], t["step"]
+        self.best_fitness, self.best_epoch = t["best_fitness"], t["best_epoch"]
+        if not self.own_run:  # best.pt of the old run is not here: track the best anew
+            self.best_fitness, self.best_epoch = -math.inf, -1
+        self.schedule.load_state_dict(t["schedule"])
+        self.stepper.skipped_steps = t["skipped_steps"]
+        self.epoch_sums = t.get("epoch_sums")
+        self.hooks.load_state_dict(t.get("hooks") or {}, self.cfg.train.resume)
+        restore_rng_state(t["rng"])
+        log.info(
+            "resumed from %s at epoch %d, batch %d",
+            self.cfg.train.resume, self.epoch + 1, self.batch_in_epoch,
+        )  # fmt: skip
+        replan = describe_replan(ckpt.get("config") or {}, self.cfg, self.plan)
+        if replan and self.is_main:
+            log.info("%s", replan)
+
+    def checkpoint(self, metrics: dict | None = None) -> dict:
+        """A checkpoint of the current state (see engine/checkpoint.py for the layout)."""
+        ema = self.ema.state_dict() if self.ema is not None else None
+        return build_checkpoint(
+            self.model, ema, self.data.names, config_to_dict(self.cfg), self.run_dir,
+            metrics, self.state_dict(),
+        )  # fmt: skip
+
+    # ---------------------------------------------------------------- what hooks use
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def request_stop(self, reason: str) -> None:
+        """End training after the current epoch (every process; the first reason is kept)."""
+        self.stop_reason = self.stop_reason or reason
 
     # ---------------------------------------------------------------- loop
     def fit(self) -> TrainResult:
         self.setup()
-        cfg = self.cfg
-        t_train, images = 0.0, 0
+        self.train_seconds, self.train_images = 0.0, 0
         try:
-            while self.epoch < cfg.train.epochs and not self.stop_reason:
-                t0 = time.perf_counter()
-                row, n_img = self.train_one_epoch()
-                t_train += time.perf_counter() - t0
-                images += n_img
-                self.end_epoch(row, time.perf_counter() - t0)
-        except BaseException:
-            # counters move only after a whole optimizer step, and BN statistics of an unfinished
-            # step are rolled back, so last.pt is exactly the state after the last whole step
-            self.stepper.restore_buffers()
-            if not self.main:
-                raise
-            save_atomic(self.checkpoint(), self.weights_dir / "last.pt")
-            log.error(
-                "training stopped in epoch %d after %d batches; checkpoint saved. Resume with: "
-                "detforge train resume=%s",
-                self.epoch + 1,
-                self.batch_in_epoch,
-                self.weights_dir / "last.pt",
-            )
-            log.removeHandler(self._log_handler)
+            with sigterm_raises():
+                self.hooks.call("before_train", self)
+                while self.epoch < self.cfg.train.epochs and not self.stop_reason:
+                    self._run_epoch()
+                self.hooks.call("after_train", self)
+        except BaseException as e:
+            self.stepper.restore_buffers()  # BN statistics of an unfinished step
+            self.hooks.on_exception(self, e)
+            self._close_log()
             raise
-        result = self.finish() if self.main else TrainResult(self.run_dir, self.best_epoch, 0.0)
-        result.train_seconds, result.train_images = t_train, images * self.dist.world_size
-        result.epochs_run, result.stop_reason = self.epoch, self.stop_reason
+        result = TrainResult(
+            self.run_dir, self.best_epoch, self.best_fitness if self.is_main else 0.0,
+            self.final_metrics, self.per_class, self.train_seconds,
+            self.train_images * self.dist.world_size, self.epoch, self.stop_reason,
+        )  # fmt: skip
         barrier(self.dist)
         shutdown(self.dist)
-        if self._log_handler is not None:
-            log.removeHandler(self._log_handler)
+        self._close_log()
         return result
 
-    def train_one_epoch(self) -> tuple[dict, int]:
-        cfg, model = self.cfg, self.model
-        if cfg.optim.freeze and not freeze_active(self.epoch, cfg.optim.unfreeze_at):
-            unfreeze(model, cfg.optim.freeze)  # idempotent, so resuming past unfreeze_at works
-        model.train()
-        freeze_norm_stats(model)  # frozen parts keep their BatchNorm statistics
-        stage = self._enter_stage()
-        data = self.data
+    def _run_epoch(self) -> None:
+        t0 = time.perf_counter()
+        self.model.train()
+        self.hooks.call("before_epoch", self)
+        self.train_images += self.train_one_epoch()
+        self.epoch_seconds = time.perf_counter() - t0
+        self.train_seconds += self.epoch_seconds
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.metrics, self.validated, self.improved = {}, False, False
+        self.hooks.call("after_epoch", self)
+        # whichever hook asked to stop, and on whichever process, all processes stop together
+        self.stop_reason = broadcast_object(self.stop_reason, self.dist)
+        if self.stop_reason and self.is_main:
+            log.info("%s; stopping after epoch %d", self.stop_reason, self.epoch)
+
+    def train_one_epoch(self) -> int:
+        """Optimizer steps over the epoch's (remaining) batches; sets ``row``; returns images."""
+        cfg, data = self.cfg, self.data
+        stage = self.plan.stage(self.epoch)
         data.train_set.set_epoch(self.epoch)
         data.train_sampler.resume_at(self.epoch, self.batch_in_epoch * stage.batch)
-        sums: dict[str, float] = {}
-        grad_norms: list[float] = []
-        n_batches = n_images = 0
+        if self.batch_in_epoch == 0 or self.epoch_sums is None:
+            # running sums of the epoch, in checkpoints so a resumed epoch logs the whole epoch
+            self.epoch_sums = {"loss": {}, "batches": 0, "grad_norms": []}
+        sums = self.epoch_sums
         bar = tqdm(
-            data.train_loader,
-            total=len(data.train_loader),
-            desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}",
-            disable=not cfg.train.progress,
-            leave=False,
-            dynamic_ncols=True,
-        )
+            data.train_loader, total=len(data.train_loader), disable=not cfg.train.progress,
+            desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}", leave=False, dynamic_ncols=True,
+        )  # fmt: skip
         total_batches = math.ceil(data.train_sampler.per_rank / stage.batch)
         window: list[dict[str, float]] = []
-        mass = 0.0
-        images = 0
+        mass, images, n_images = 0.0, 0, 0
         for batch in bar:
             if not window:
+                self.hooks.call("before_step", self)
                 self.stepper.save_buffers()
                 steps_done = math.ceil(self.batch_in_epoch / self.accumulate)
                 self.schedule.apply(self.optimizer, self.plan.schedule_step(self.epoch, steps_done))
             index = self.batch_in_epoch + len(window)
-            x, targets = self._batch_inputs(batch, index)
-            terms, batch_mass = self.stepper.forward_backward(x, targets)
-            b = x.shape[0]
+            x, targets = batch_inputs(
+                batch, self.device, self.cfg, self.epoch, index, self.model.max_stride
+            )
+            last = len(window) + 1 >= self.accumulate or index + 1 >= total_batches
+            terms, batch_mass = self.stepper.forward_backward(x, targets, sync=last)
             window.append(terms)
             mass += batch_mass
-            images += b
-            position = self.batch_in_epoch + len(window)
-            if len(window) < self.accumulate and position < total_batches:
+            images += x.shape[0]
+            if not last:
                 continue
             norm, finite = self.stepper.step(mass, images, self.step)
-            grad_norms.append(norm)
+            sums["grad_norms"].append(norm)
             if finite:
                 for terms in window:
                     for k, v in terms.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                n_batches += len(window)
+                        sums["loss"][k] = sums["loss"].get(k, 0.0) + v
+                sums["batches"] += len(window)
             # a skipped step still advances the schedule: it is a function of batches consumed
             self.step += 1
             self.batch_in_epoch += len(window)
             n_images += images
             window, mass, images = [], 0.0, 0
-            bar.set_postfix({k: f"{v / max(n_batches, 1):.3f}" for k, v in sums.items()})
+            n = max(sums["batches"], 1)
+            bar.set_postfix({k: f"{v / n:.3f}" for k, v in sums["loss"].items()})
+            self.hooks.call("after_step", self)
         bar.close()
-        row = {"epoch": self.epoch + 1}
-        row.update({f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()})
-        finite = [g for g in grad_norms if math.isfinite(g)]
-        if finite:
-            row["grad_norm/mean"] = sum(finite) / len(finite)
-            row["grad_norm/max"] = max(finite)
-        row["skipped_steps"] = self.stepper.skipped_steps
-        for g in self.optimizer.param_groups:
-            row[f"lr/{g['name']}"] = g["lr"]
-        return row, n_images
-
-    def _enter_stage(self) -> Stage:
-        """Rebuild the training set and loader when the epoch starts a new stage."""
-        cfg, stage = self.cfg, self.plan.stage(self.epoch)
-        if (stage.imgsz, stage.batch) != self._train_shape:
-            d = self.data
-            image_cache = d.train_set.image_cache  # decoded originals do not depend on imgsz
-            d.train_set = build_train_set(cfg, d.spec, stage.imgsz)
-            d.train_set.set_image_cache(image_cache)
-            d.train_sampler = build_train_sampler(
-                cfg, d.train_set, self.dist.rank, self.dist.world_size
-            )
-            d.train_loader = build_train_loader(
-                cfg, d.train_set, d.train_sampler, stage.batch, d.workers
-            )
-            self._train_shape = (stage.imgsz, stage.batch)
-            log.info(
-                "stage: %d px, batch %d from epoch %d", stage.imgsz, stage.batch, self.epoch + 1
-            )
-        return stage
-
-    def _batch_inputs(self, batch: dict, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images as floats in [0, 1] (channels-last) and targets on the device; with
-        augment.multi_scale, resized to the size drawn for (seed, epoch, batch index)."""
-        x = batch["img"].to(self.device, non_blocking=True).float().div_(255)
-        x = x.contiguous(memory_format=torch.channels_last)
-        targets = batch["targets"].to(self.device)
-        if self.cfg.augment.multi_scale:
-            rng = multi_scale_rng(self.cfg.train.seed, self.epoch, index)
-            size = random_batch_size(
-                x.shape[-1], self.cfg.augment.multi_scale, self.model.max_stride, rng
-            )
-            x, targets = resize_batch(x, targets, size)
-        return x, targets
-
-    def end_epoch(self, row: dict, seconds: float) -> None:
-        """Checkpoint, validate (main process), feed schedule and early stopping, log."""
-        cfg = self.cfg
-        self.epoch += 1
-        self.batch_in_epoch = 0
-        validate = self.epoch == cfg.train.epochs or self.epoch % cfg.train.val_interval == 0
-        metrics: dict[str, float] = {}
-        watched, improved = None, False
-        if self.main:
-            save_atomic(self.checkpoint(), self.weights_dir / "last.pt")
-            if validate:
-                metrics, improved = self._validate(row)
-                if self.schedule.needs_metric:
-                    watched = monitored_value(cfg.schedule.monitor, row, "schedule.monitor")
-                value = monitored_value(cfg.early_stop.monitor, row, "early_stop.monitor")
-                if self.early_stop.step(value, self.epoch):
-                    self.stop_reason = self.early_stop.reason
-        # every process applies the same plateau decision and stops together
-        watched, self.stop_reason = broadcast_object((watched, self.stop_reason), self.dist)
-        if watched is not None:
-            position = self.plan.schedule_step(self.epoch, 0)
-            if self.schedule.observe(watched, position) and self.main:
-                log.info(
-                    "plateau: %s stalled at %.5g, learning rate cut by %g",
-                    cfg.schedule.monitor, watched, cfg.schedule.factor,
-                )  # fmt: skip
-        if not self.main:
-            return
-        if validate:
-            ckpt = self.checkpoint(metrics)
-            save_atomic(ckpt, self.weights_dir / "last.pt")
-            if improved:
-                save_atomic(ckpt, self.weights_dir / "best.pt")
-            losses = " ".join(f"{k[6:]} {v:.3f}" for k, v in row.items() if k.startswith("train/"))
-            log.info(
-                "epoch %d/%d  %s  mAP50 %.4f  mAP50-95 %.4f%s", self.epoch, cfg.train.epochs,
-                losses, metrics["map50"], metrics["map50_95"], "  (best)" if improved else "",
-            )  # fmt: skip
-        if cfg.train.save_period and self.epoch % cfg.train.save_period == 0:
-            save_atomic(self.checkpoint(metrics), self.weights_dir / f"epoch{self.epoch}.pt")
-        row["epoch_time"] = seconds
-        row["peak_mem_mb"] = _peak_memory_mb(self.device)
-        self.results.append(row)
-        if self.stop_reason:
-            log.info("%s; stopping after epoch %d", self.stop_reason, self.epoch)
-        for hook in self.hooks:
-            hook(self, row)
-
-    def _validate(self, row: dict) -> tuple[dict[str, float], bool]:
-        """Validate the EMA (or model), add val/*, metrics/* and fitness to ``row``."""
-        val = self.data.validator.run(self.eval_model(), self.loss_fn, keep_predictions=True)
-        self.last_val = val
-        row["val_time"] = val.seconds
-        metrics = {
-            **val.metrics,
-            **scalar_metrics(val.predictions, self._val_gt, len(self.data.names)),
-        }
-        row.update({f"val/{k}": v for k, v in val.losses.items()})
-        row.update({f"metrics/{k}": v for k, v in metrics.items()})
-        fit = fitness(metrics, self.cfg.train.fitness)
-        row["fitness"] = fit
-        improved = fit > self.best_fitness
-        if improved:
-            self.best_fitness, self.best_epoch = fit, self.epoch
-        return metrics, improved
-
-    def eval_model(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.model
-
-    def finish(self) -> TrainResult:
-        """Validate ``best.pt`` once more, print per-class metrics, export COCO json."""
-        from ..report.run_report import export_run_predictions, format_per_class, write_run_analysis
-
-        if self.best_epoch == self.epoch and self.last_val is not None:
-            val = self.last_val  # best.pt is the model just validated: do not repeat it
-        else:
-            best = load_checkpoint(self.weights_dir / "best.pt", map_location=self.device)
-            model = self.eval_model()
-            load_model_state(model, best["ema"] or best["model"], "best.pt")
-            val = self.data.validator.run(model, keep_predictions=True)
-        log.info(
-            "best epoch %d, validation of best.pt:\n%s",
-            self.best_epoch,
-            format_per_class(val.result, self.data.names),
-        )
-        if self.cfg.eval.save_json:
-            export_run_predictions(self.run_dir, self.data.val_set, val.predictions)
-        if self.cfg.eval.report:
-            try:
-                report = write_run_analysis(
-                    self.run_dir, val.result, val.predictions, self.data.val_set
-                )
-                log.info("report: %s", report)
-            except Exception as e:  # a finished run must not fail because a plot did
-                log.warning("could not write the run report: %s", e)
-        return TrainResult(
-            self.run_dir, self.best_epoch, self.best_fitness, val.metrics, val.result.per_class
-        )
+        skipped = self.stepper.skipped_steps
+        self.row = epoch_row(self.epoch, self.epoch_sums, skipped, self.optimizer)
+        return n_images

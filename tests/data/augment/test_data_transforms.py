@@ -1,4 +1,4 @@
-"""Letterbox, training augmentation geometry and reproducibility (detforge.data.transforms)."""
+"""Letterbox, training augmentation geometry and reproducibility (detforge.data.augment)."""
 
 from __future__ import annotations
 
