@@ -176,8 +176,10 @@ class Trainer:
                 self.hooks.call("after_train", self)
         except BaseException as e:
             self.stepper.restore_buffers()  # BN statistics of an unfinished step
-            self.hooks.on_exception(self, e)
-            self._close_log()
+            try:
+                self.hooks.on_exception(self, e)  # saves last.pt, which can fail too (full disk)
+            finally:
+                self._close_log()
             raise
         result = TrainResult(
             self.run_dir, self.best_epoch, self.best_fitness if self.is_main else 0.0,
