@@ -35,11 +35,11 @@ commands:
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
   lr-find    learning-rate range test  detforge lr-find data=... [iters=100] [start_lr=1e-7]
-  config     list every setting with its default
+  config     list every setting with its default and the module that acts on it
 
 Settings: key=value with dotted keys (optim.lr0=0.01) or aliases (data, model, epochs, imgsz,
-batch, device, name, workers, seed, amp, lr0, optimizer, project, resume); cfg=FILE.yaml loads
-settings from a file; recipe=NAME starts from a shipped preset (detforge recipes);
+batch, device, name, workers, seed, amp, lr0, optimizer, project, resume, weights); cfg=FILE.yaml
+loads settings from a file; recipe=NAME starts from a shipped preset (detforge recipes);
 DETFORGE_<SECTION>__<KEY> environment variables also apply.
 """
 
@@ -63,27 +63,20 @@ def _require(special: dict, key: str, command: str, example: str) -> str:
 
 
 def cmd_train(args: Sequence[str]) -> int:
-    from .api import config_from_checkpoint
-    from .config import load_config
+    from .api import describe_run, summary_lines, train_config
     from .engine.trainer import Trainer
 
     special, rest = _split_args(args, {"cfg"})
-    resume = next(
-        (a.split("=", 1)[1] for a in rest if a.split("=", 1)[0] in ("resume", "train.resume")), None
-    )
-    if resume:
-        cfg = config_from_checkpoint(resume, rest)
-    else:
-        cfg = load_config(rest, cfg_file=special.get("cfg"))
+    notes: list[tuple[int, str]] = []
+    cfg = train_config(rest, cfg_file=special.get("cfg"), notes=notes)
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun the main process reports
+    if main_process:
+        print(describe_run(cfg), flush=True)
+    for level, line in notes:
+        log.log(level, line)
     result = Trainer(cfg).fit()
-    if os.environ.get("RANK", "0") != "0":
-        return 0  # under torchrun the main process reports
-    m = result.metrics
-    print(
-        f"\ndone: {result.run_dir}  best epoch {result.best_epoch}  "
-        f"mAP50 {m.get('map50', float('nan')):.4f}  mAP50-95 {m.get('map50_95', float('nan')):.4f}"
-        f"  ({result.train_images / max(result.train_seconds, 1e-9):.1f} train images/s)"
-    )
+    if main_process:
+        print("\n" + "\n".join(summary_lines(result, cfg)))
     return 0
 
 
@@ -266,20 +259,10 @@ def _data_cmd(name: str, args: Sequence[str]) -> int:
     return getattr(cli_data, name)(args)
 
 
-def _quiet_openmp() -> None:
-    """Make idle OpenMP threads sleep instead of spin (only if torch is not loaded yet).
-
-    On CPU the main process's intra-op threads share the cores with DataLoader workers; spinning
-    threads then steal those cores, and small ops slowed down 100x here under such load (a
-    BatchNorm call on a 4x32x32x32 tensor: 47 ms spinning, 0.17 ms passive). A user's own
-    OMP_WAIT_POLICY wins.
-    """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_openmp()
+    from .utils.threads import prefer_passive_openmp
+
+    prefer_passive_openmp()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -305,7 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[command](args)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as e:
-        print(f"detforge {command}: error: {e}", file=sys.stderr)
+        # some messages already name the command; say it once
+        message = str(e).removeprefix(f"detforge {command}: ")
+        print(f"detforge {command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"detforge {command}: interrupted", file=sys.stderr)

@@ -11,7 +11,13 @@ from torch import nn
 
 from ..utils.atomic import atomic_write
 
-__all__ = ["save_atomic", "load_checkpoint", "load_model_state", "CheckpointError"]
+__all__ = [
+    "save_atomic",
+    "load_checkpoint",
+    "load_model_state",
+    "load_initial_weights",
+    "CheckpointError",
+]
 
 
 class CheckpointError(RuntimeError):
@@ -60,3 +66,9 @@ def load_model_state(model: nn.Module, state: dict, source: str) -> None:
             parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
         raise CheckpointError(f"{source} does not fit this model: " + "; ".join(parts))
     model.load_state_dict(state)
+
+
+def load_initial_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """``model.weights``: start from a checkpoint's weights (its EMA when it has one)."""
+    init = load_checkpoint(path)
+    load_model_state(model, init.get("ema") or init["model"], f"model.weights {path}")

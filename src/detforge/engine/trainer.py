@@ -20,14 +20,9 @@ from tqdm import tqdm
 from ..config import ConfigError, RunConfig, config_to_dict, dump_config
 from ..eval.metrics import scalar_metrics
 from ..eval.report import dataset_ground_truth
-from .checkpoint import load_checkpoint, load_model_state, save_atomic
-from .components import (
-    accumulation_steps,
-    build_loss_from_config,
-    build_model_from_config,
-    build_optimizer_from_config,
-    build_schedule_from_config,
-)
+from ..losses.detection import build_loss_from_config
+from ..models.factory import build_model_from_config
+from .checkpoint import load_checkpoint, load_initial_weights, load_model_state, save_atomic
 from .device import resolve_amp, select_device
 from .distributed import barrier, broadcast_object, init_distributed, shutdown
 from .early_stop import EarlyStopping, monitored_value
@@ -35,8 +30,9 @@ from .ema import ModelEMA
 from .fitness import fitness
 from .freeze import freeze_active, freeze_norm_stats, unfreeze
 from .gradients import GradientClipper
-from .optim import describe_param_groups
+from .optim import accumulation_steps, build_optimizer_from_config, describe_param_groups
 from .rundir import ResultsCSV, attach_log_file, make_run_dir, write_text_atomic
+from .schedule import build_schedule_from_config
 from .setup_data import (
     DataBundle,
     build_data,
@@ -118,20 +114,22 @@ class Trainer:
             cfg, self.dist.rank, self.dist.world_size, stages[0].imgsz, stages[0].batch
         )
         self._train_shape = (stages[0].imgsz, stages[0].batch)
-        self.model = build_model_from_config(
-            cfg, len(self.data.names), self.device, load_weights=resume_ckpt is None
-        )
+        model = build_model_from_config(cfg.model, len(self.data.names), cfg.train.imgsz)
+        if cfg.model.weights and resume_ckpt is None:
+            load_initial_weights(model, cfg.model.weights)
+        self.model = model.to(self.device, memory_format=torch.channels_last)
         if self.dist.enabled and cfg.optim.unfreeze_at:
             raise ConfigError(
                 "optim.unfreeze_at is not supported with torchrun yet (DDP fixes the trained "
                 "parameters at start); freeze for the whole run or train in one process"
             )
+        m = self.model
         self.loss_fn = build_loss_from_config(
-            cfg, self.model, self.data.train_set.labels, self.data.names
+            cfg.loss, m.nc, m.strides, m.reg_max, self.data.train_set.labels, self.data.names
         )
-        self.accumulate = accumulation_steps(cfg, self.dist.world_size)
+        self.accumulate = accumulation_steps(cfg.train, self.dist.world_size)
         eff_batch = cfg.train.batch * self.accumulate * self.dist.world_size
-        self.optimizer, wd = build_optimizer_from_config(cfg, self.model, eff_batch)
+        self.optimizer, wd = build_optimizer_from_config(cfg.optim, self.model, eff_batch)
         log.info("parameter groups:\n%s", describe_param_groups(self.optimizer))
         n_train = math.ceil(len(self.data.train_set) / self.dist.world_size)  # per process
         self.plan = StagePlan(
