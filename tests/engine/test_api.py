@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    env["PYTHONPATH"] = str(SRC)
+    env.setdefault("PYTHONPATH", str(SRC))  # the detforge under test
     return env
 
 
