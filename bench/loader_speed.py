@@ -207,7 +207,7 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     # idle OpenMP threads must sleep, not spin, while the loader workers run (see
-    # detforge.cli._quiet_openmp); it only works if set before torch is imported
+    # detforge.utils.threads.prefer_passive_openmp); it only works if set before torch is imported
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = parse_args(argv)
     command = shlex.join([sys.executable, *sys.argv])

@@ -1,45 +1,168 @@
-"""Python API: ``detforge.train(...)`` and ``detforge.Detector.load(path).predict(images)``."""
+"""Python API: ``detforge.train(...)`` and ``detforge.Detector.load(path).predict(images)``.
+
+Importing this module does not import torch: :func:`train` and :meth:`Detector.load` first ask
+for a passive OpenMP wait policy (:func:`~detforge.utils.threads.prefer_passive_openmp`), which
+only acts before torch is loaded.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .config import RunConfig, load_config
-from .engine.checkpoint import load_checkpoint, model_from_checkpoint
-from .engine.hooks import Hook
-from .infer.device import autocast, resolve_amp, select_device
-from .infer.postprocess import postprocess, scale_boxes_to_original
-from .models.classmap import check_same_classes
-from .models.decode import decode
-from .models.yolo import YOLODetector
+from .utils.threads import prefer_passive_openmp
 
-__all__ = ["train", "Detector", "Prediction"]
+if TYPE_CHECKING:
+    import torch
+
+    from .engine.hooks import Hook
+    from .engine.trainer import TrainResult
+    from .models.yolo import YOLODetector
+
+__all__ = ["train", "train_config", "Detector", "Prediction"]
 
 ImageLike = str | os.PathLike | np.ndarray
+log = logging.getLogger("detforge")
 
 
-def train(cfg: str | os.PathLike | None = None, hooks: Sequence[Hook] = (), **overrides: Any):
-    """Train a detector. ``overrides`` use config keys or aliases: ``train(data="d.yaml",
-    epochs=50, **{"optim.lr0": 0.02})``; nested dicts per section also work. ``hooks``:
-    :class:`detforge.Hook` instances run at every training event after the built-in ones.
-    With ``train.resume`` set (anywhere), the checkpoint's configuration is the base. Returns a
-    :class:`~detforge.engine.trainer.TrainResult`."""
+def train(
+    cfg: str | os.PathLike | None = None,
+    hooks: Sequence[Hook] = (),
+    *,
+    verbose: bool = True,
+    config: RunConfig | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train a detector; returns a :class:`~detforge.engine.trainer.TrainResult`.
+
+    overrides: the settings of ``detforge train key=value``, with the same names: aliases
+    (``data``, ``model``, ``epochs``, ``imgsz``, ``batch``, ``resume``, ``weights``, ... see
+    :data:`detforge.config.ALIASES`), dotted keys (``**{"optim.lr0": 0.02}``), nested dicts per
+    section (``optim={"lr0": 0.02}``) and ``recipe="finetune"``. ``resume="runs/train/weights/
+    last.pt"`` continues a run with its saved settings. An unknown key is a
+    :class:`~detforge.config.ConfigError` that names it and the nearest valid key.
+    hooks: :class:`detforge.Hook` instances run at every training event after the built-in
+    ones (see the README's Hooks section).
+    cfg: a YAML file of settings, below ``overrides``. config: a ready :class:`RunConfig`
+    instead of ``cfg`` and ``overrides``.
+    verbose: log progress to stderr as the command line does (data summary, epochs, final
+    metrics); False keeps only warnings on the console. ``train.log`` in the run folder gets the
+    full log either way. ``train.progress=False`` hides the progress bar.
+    """
+    prefer_passive_openmp()
+    with _run_logging(verbose):
+        notes: list[tuple[int, str]] = []
+        if config is not None:
+            if cfg is not None or overrides:
+                raise TypeError("train(config=...) takes no cfg file or other settings")
+            run_cfg = config
+        else:
+            run_cfg = train_config(overrides, cfg_file=cfg, notes=notes)
+        from .engine.trainer import Trainer
+
+        log.info(describe_run(run_cfg))
+        for level, line in notes:
+            log.log(level, line)
+        result = Trainer(run_cfg, hooks=hooks).fit()
+        if os.environ.get("RANK", "0") == "0":  # under torchrun the main process reports
+            log.info("\n".join(["", *summary_lines(result, run_cfg)]))
+        return result
+
+
+def describe_run(cfg: RunConfig) -> str:
+    """The first line of a training run: what it trains, on what, how long, where it writes."""
+    t = cfg.train
+    if t.resume:
+        return f"detforge train: resuming {t.resume} ({t.epochs} epochs in all)"
+    data = (
+        f"on {cfg.data.path}"
+        if cfg.data.path
+        else "on the built-in demo dataset (synthetic shapes, 6 classes; use data=your/data.yaml "
+        "for your own)"
+    )
+    return (
+        f"detforge train: {cfg.model.name} {data}, {t.epochs} epoch{'s' * (t.epochs != 1)} at "
+        f"{t.imgsz} px, "
+        f"run folder under {t.project}/"
+    )
+
+
+def summary_lines(result: TrainResult, cfg: RunConfig) -> list[str]:
+    """The last lines of a training run: its result, then how to go on from it."""
+    m, run = result.metrics, result.run_dir
+    best = run / "weights" / "best.pt"
+    speed = result.train_images / max(result.train_seconds, 1e-9)
+    lines = [
+        f"done: {run}  best epoch {result.best_epoch}  mAP50 {m.get('map50', float('nan')):.4f}"
+        f"  mAP50-95 {m.get('map50_95', float('nan')):.4f}  ({speed:.1f} train images/s)",
+        "next:",
+        f"  validate:  detforge val weights={best}",
+        f"  predict:   detforge predict weights={best} source=path/to/images",
+    ]
+    if not cfg.data.path:
+        lines.append("  your data: detforge train data=path/to/data.yaml   (README: Your own data)")
+    report = run / "report.html"
+    if report.is_file():
+        lines.append(f"  report:    {report}")
+    return lines
+
+
+def train_config(
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    cfg_file: str | os.PathLike | None = None,
+    notes: list[tuple[int, str]] | None = None,
+) -> RunConfig:
+    """The configuration of a training run (shared by ``detforge train`` and :func:`train`):
+    the usual layers (:func:`~detforge.config.load_config`), on top of the checkpoint's saved
+    settings when any layer (argument, cfg file, environment) sets ``train.resume``. Settings
+    that need model or loss code are checked here too, before any data is read."""
+    from .engine.preflight import check_before_data
     from .engine.resume import load_train_config
-    from .engine.trainer import Trainer
 
-    config = overrides.pop("config", None)
-    if isinstance(config, RunConfig):
-        run_cfg = config
-    else:
-        run_cfg = load_train_config(overrides, cfg_file=cfg)
-    return Trainer(run_cfg, hooks=hooks).fit()
+    cfg = load_train_config(overrides, cfg_file=cfg_file, notes=notes)
+    check_before_data(cfg)
+    return cfg
+
+
+@contextmanager
+def _run_logging(verbose: bool) -> Iterator[None]:
+    """Let the ``detforge`` logger's INFO records reach ``train.log`` and, if ``verbose``, the
+    console, for the duration of a call; restored afterwards.
+
+    A level the user set on the ``detforge`` logger is kept. Without any logging set up
+    (``logger.hasHandlers()`` false), a stderr handler prints messages as the CLI does; when the
+    application has its own handlers, records propagate to them. ``verbose=False`` stops
+    propagation and prints only warnings.
+    """
+    level, propagate = log.level, log.propagate
+    added: list[logging.Handler] = []
+    if level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+    if not verbose:
+        log.propagate = False
+        added.append(logging.StreamHandler(sys.stderr))
+        added[-1].setLevel(logging.WARNING)
+    elif not log.hasHandlers():
+        added.append(logging.StreamHandler(sys.stderr))
+    for handler in added:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in added:
+            log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 @dataclass
@@ -77,6 +200,10 @@ class Detector:
         device: str | torch.device = "auto",
         amp: str = "off",
     ):
+        import torch
+
+        from .infer.device import resolve_amp, select_device
+
         self.device = select_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         self.names, self.imgsz = list(names), imgsz
@@ -85,6 +212,8 @@ class Detector:
 
     def add_ensemble_member(self, other: Detector) -> None:
         """Merge another detector's predictions into this one's (same classes)."""
+        from .models.classmap import check_same_classes
+
         check_same_classes(
             other.names, "an ensemble member", self.names, "this detector",
             "; ensembled weights must predict the same classes",
@@ -100,12 +229,14 @@ class Detector:
         amp: str = "off",
     ) -> Detector:
         """Load ``best.pt``/``last.pt`` (EMA weights when present)."""
+        prefer_passive_openmp()
+        from .engine.checkpoint import load_checkpoint, model_from_checkpoint
+
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(ckpt, str(path))
         size = imgsz or ckpt.get("config", {}).get("train", {}).get("imgsz", 640)
         return cls(model, ckpt["names"], size, device, amp)
 
-    @torch.no_grad()
     def predict(
         self,
         images: ImageLike | Iterable[ImageLike],
@@ -122,9 +253,20 @@ class Detector:
         :func:`~detforge.infer.tta.ensemble_predict` (transforms, scales, merge, wbf_iou); also
         used to merge ensemble members (see :meth:`add_ensemble_member`).
         """
+        import torch
+
+        with torch.no_grad():
+            return self._predict(images, conf, iou, max_det, batch, tta)
+
+    def _predict(self, images, conf, iou, max_det, batch, tta) -> list[Prediction]:
+        import torch
+
         from .data.augment.core import letterbox
         from .data.images import read_image, to_rgb
+        from .infer.device import autocast
+        from .infer.postprocess import postprocess, scale_boxes_to_original
         from .infer.tta import ensemble_predict
+        from .models.decode import decode
 
         if isinstance(images, str | os.PathLike | np.ndarray):
             images = [images]
@@ -178,9 +320,12 @@ def config_from_checkpoint(
     path: str | os.PathLike,
     overrides: Iterable[str] | Mapping = (),
     extra_aliases: Mapping[str, str] | None = None,
+    notes: list[tuple[int, str]] | None = None,
 ) -> RunConfig:
     """The run configuration saved in a checkpoint, with ``overrides`` on top."""
+    from .engine.checkpoint import load_checkpoint
+
     ckpt = load_checkpoint(path)
     base = dict(ckpt.get("config") or {})
     base.get("train", {}).pop("resume", None)
-    return load_config(overrides, base=base, extra_aliases=extra_aliases)
+    return load_config(overrides, base=base, extra_aliases=extra_aliases, notes=notes)

@@ -96,3 +96,77 @@ def test_unknown_tta_view_is_named_with_a_suggestion():
     with pytest.raises(ConfigError, match=r"tta.transforms: unknown view 'flp'.*'flip'"):
         load_config(["tta.transforms=[flp, scale]"], env={})
     assert load_config(["tta.transforms=[rot90]"], env={}).tta.transforms == ["rot90"]
+
+
+def test_python_api_mapping_takes_aliases_dotted_keys_and_sections():
+    """Issue 10.1: the README's detforge.train(data=..., model=..., epochs=...) call."""
+    cfg = load_config(
+        {
+            "data": "pcb/data.yaml",
+            "model": "yolo-s",
+            "epochs": 50,
+            "imgsz": 320,
+            "batch": 8,
+            "device": "cpu",
+            "name": "exp",
+            "project": "out",
+            "weights": "init.pt",
+            "optim.lr0": 0.02,
+            "schedule": {"name": "linear"},
+        },
+        env={},
+    )
+    assert (cfg.data.path, cfg.model.name, cfg.train.epochs) == ("pcb/data.yaml", "yolo-s", 50)
+    assert (cfg.train.imgsz, cfg.train.batch, cfg.train.device) == (320, 8, "cpu")
+    assert (cfg.train.name, cfg.train.project, cfg.model.weights) == ("exp", "out", "init.pt")
+    assert cfg.optim.lr0 == 0.02 and cfg.schedule.name == "linear"
+    cfg = load_config({"data": {"path": "d.yaml"}, "model": {"name": "yolo-m"}}, env={})
+    assert (cfg.data.path, cfg.model.name) == ("d.yaml", "yolo-m")
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch' \(did you mean 'epochs'\?\)"):
+        load_config({"epoch": 3}, env={})
+
+
+def test_cli_and_api_share_one_alias_table():
+    from detforge.cli.main import USAGE
+    from detforge.config import ALIASES
+
+    listed = USAGE.split("aliases (", 1)[1].split(")", 1)[0]
+    assert {a.strip() for a in listed.replace("\n", " ").split(",")} == set(ALIASES)
+
+
+def test_value_errors_name_their_source_and_case_hint():
+    with pytest.raises(ConfigError, match="DETFORGE_EPOCHS.*train.epochs: expected an integer"):
+        load_config([], env={"DETFORGE_EPOCHS": "abc"})
+    with pytest.raises(ConfigError, match=r"optim.name: 'SGD'.*did you mean 'sgd'\?"):
+        load_config(["optimizer=SGD"], env={})
+
+
+def test_short_runs_fit_defaults_and_say_so(caplog):
+    caplog.set_level("INFO", logger="detforge")
+    cfg = load_config(["data=d.yaml", "epochs=2"], env={})
+    assert cfg.schedule.warmup_epochs == 0.4 and cfg.augment.close_mosaic == 1
+    assert (
+        "short run of 2 epochs: defaults fitted to it: schedule.warmup_epochs 3 -> 0.4, "
+        "augment.close_mosaic 10 -> 1" in caplog.text
+    )
+    caplog.clear()
+    cfg = load_config(
+        ["data=d.yaml", "epochs=2", "schedule.warmup_epochs=3", "augment.close_mosaic=10"], env={}
+    )
+    assert cfg.schedule.warmup_epochs == 3.0 and cfg.augment.close_mosaic == 10  # kept
+    assert "schedule.warmup_epochs=3 is not shorter than the 2-epoch run" in caplog.text
+    assert "augment.close_mosaic=10 turns mosaic off for the whole 2-epoch run" in caplog.text
+    caplog.clear()
+    # the demo and long runs are left exactly as they were
+    demo = load_config([], env={})
+    assert (demo.train.epochs, demo.schedule.warmup_epochs, demo.augment.close_mosaic) == (
+        15,
+        1.0,
+        10,
+    )
+    long = load_config(["data=d.yaml"], env={})
+    assert (long.schedule.warmup_epochs, long.augment.close_mosaic) == (3.0, 10)
+    assert caplog.text == ""
+    # a checkpoint's saved settings are what that run used: not changed again
+    saved = load_config(base={"train": {"epochs": 2}, "schedule": {"warmup_epochs": 3.0}}, env={})
+    assert saved.schedule.warmup_epochs == 3.0

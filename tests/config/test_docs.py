@@ -30,3 +30,32 @@ def test_readme_starts_with_the_two_setup_commands():
     assert cmds[1].endswith("python -m pytest")
     ci = (README.parent / ".ci" / "run").read_text()
     assert cmds[1] in ci
+
+
+def test_every_setting_names_the_module_that_acts_on_it():
+    """Config key -> code in one hop: the consumer module exists and names the key."""
+    import importlib.util
+    import re
+
+    from detforge.config.schema import consumer_of
+
+    for key in all_keys():
+        module = consumer_of(key)
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.origin, f"{key}: consumer {module} does not exist"
+        leaf = key.split(".", 1)[1]
+        assert re.search(rf"\b{leaf}\b", Path(spec.origin).read_text()), (key, module)
+    assert "`engine.schedule`" in settings_table()
+
+
+def test_augment_params_take_their_defaults_from_the_schema():
+    import dataclasses
+
+    from detforge.config.schema import AugmentSection
+    from detforge.data.augment.core import AugmentParams
+
+    schema, params = AugmentSection(), AugmentParams()
+    shared = [f.name for f in dataclasses.fields(AugmentParams) if hasattr(schema, f.name)]
+    assert len(shared) == 18
+    for name in shared:
+        assert getattr(params, name) == getattr(schema, name), name

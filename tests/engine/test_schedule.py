@@ -363,10 +363,10 @@ def test_contract_group_multipliers_kept(name):
         assert opt.param_groups[0]["momentum"] == s.momentum_at(step)
         if step >= s.warmup_steps:
             assert math.isclose(lr[2], 10 * lr[3], rel_tol=1e-12) and lr[2] == lr[0]
-        else:  # both bias groups start at warmup_bias_lr (absolute) and ramp to their own lr
+        else:  # bias groups start at warmup_bias_factor x their own lr and ramp to it
             frac = step / s.warmup_steps
             for b, base in ((lr[2], 0.01), (lr[3], 0.001)):
-                assert math.isclose(b, 0.1 + (base - 0.1) * frac, rel_tol=1e-12)
+                assert math.isclose(b, 10 * base + (base - 10 * base) * frac, rel_tol=1e-12)
     if name == "plateau":
         assert s.lr_factor(s.total_steps - 1) == 0.5
 
@@ -410,7 +410,7 @@ def test_contract_interval_epoch_constant_within_epoch(name):
 
 # --------------------------------------------------------------------------- details and errors
 def test_bias_warmup_and_momentum_values():
-    c = cfg(warmup_iters=10, warmup_bias_lr=0.1, warmup_momentum=0.8, name="constant")
+    c = cfg(warmup_iters=10, warmup_bias_factor=10.0, warmup_momentum=0.8, name="constant")
     s = build_lr_schedule(c, lr0=0.01, momentum=0.9, epochs=2, steps_per_epoch=10)
     assert s.warmup_steps == 10 and s.total_steps == 20
     assert s.lr(0, 0.01, is_bias=True) == 0.1
@@ -419,7 +419,7 @@ def test_bias_warmup_and_momentum_values():
     assert s.lr(0, 0.01) == 0.0 and math.isclose(s.lr(5, 0.01), 0.005)
     assert math.isclose(s.momentum_at(5), 0.85)
     no_bias = build_lr_schedule(
-        dataclasses.replace(c, warmup_bias_lr=None), lr0=0.01, momentum=None, epochs=2,
+        dataclasses.replace(c, warmup_bias_factor=None), lr0=0.01, momentum=None, epochs=2,
         steps_per_epoch=10,
     )  # fmt: skip
     assert no_bias.lr(5, 0.01, is_bias=True) == no_bias.lr(5, 0.01)
@@ -495,7 +495,11 @@ def assert_png(path, min_bytes=5_000):
 
 def test_plot_schedule_png_and_values(tmp_path):
     c = ScheduleSection(
-        name="cosine", warmup_epochs=2, warmup_start_factor=0.1, min_lr=1e-5, warmup_bias_lr=0.05
+        name="cosine",
+        warmup_epochs=2,
+        warmup_start_factor=0.1,
+        min_lr=1e-5,
+        warmup_bias_factor=50.0,
     )
     groups = [("backbone", 0.1, False), ("head", 1.0, False), ("bias", 1.0, True)]
     out = tmp_path / "sched" / "schedule.png"

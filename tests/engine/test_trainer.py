@@ -209,7 +209,7 @@ def _without_batchnorm(monkeypatch):
     one thing accumulation cannot reproduce)."""
     from torch import nn
 
-    import detforge.engine.components as trainer_mod
+    import detforge.models.factory as trainer_mod
 
     real = trainer_mod.build_model
 

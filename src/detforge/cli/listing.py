@@ -14,7 +14,10 @@ RECIPES = Command(
     settings=False,
 )
 CONFIG = Command(
-    "config", "List every setting with its default.", "detforge config", settings=False
+    "config",
+    "List every setting with its default and the module that acts on it.",
+    "detforge config",
+    settings=False,
 )
 
 

@@ -39,13 +39,13 @@ commands:
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
   lr-find    learning-rate range test  detforge lr-find data=... [iters=100] [start_lr=1e-7]
-  config     list every setting with its default
+  config     list every setting with its default and the module that acts on it
 
 detforge <command> -h prints that command's own arguments.
 
 Settings: key=value with dotted keys (optim.lr0=0.01) or aliases (data, model, epochs, imgsz,
-batch, device, name, workers, seed, amp, lr0, optimizer, project, resume); cfg=FILE.yaml loads
-settings from a file; recipe=NAME starts from a shipped preset (detforge recipes);
+batch, device, name, workers, seed, amp, lr0, optimizer, project, resume, weights); cfg=FILE.yaml
+loads settings from a file; recipe=NAME starts from a shipped preset (detforge recipes);
 DETFORGE_<SECTION>__<KEY> environment variables also apply.
 """
 
@@ -86,18 +86,6 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
     return {c.name: (c, fn) for c, fn in table}
 
 
-def _quiet_openmp() -> None:
-    """Make idle OpenMP threads sleep instead of spin (only if torch is not loaded yet).
-
-    On CPU the main process's intra-op threads share the cores with DataLoader workers; spinning
-    threads then steal those cores, and small ops slowed down 100x here under such load (a
-    BatchNorm call on a 4x32x32x32 tensor: 47 ms spinning, 0.17 ms passive). A user's own
-    OMP_WAIT_POLICY wins.
-    """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
@@ -110,7 +98,9 @@ def _describe_os_error(e: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_openmp()
+    from ..utils.threads import prefer_passive_openmp
+
+    prefer_passive_openmp()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -138,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except (ConfigError, DataError, CheckpointError) as e:
-        print(f"detforge {command}: error: {e}", file=sys.stderr)
+        # some messages already name the command; say it once
+        message = str(e).removeprefix(f"detforge {command}: ")
+        print(f"detforge {command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as e:  # full disk, read-only or missing folder: one line, not a traceback
         print(f"detforge {command}: error: {_describe_os_error(e)}", file=sys.stderr)

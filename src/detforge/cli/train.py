@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 
 from .spec import Arg, Command, parse
+
+log = logging.getLogger("detforge")
 
 COMMAND = Command(
     "train",
@@ -18,26 +21,27 @@ COMMAND = Command(
 
 
 def run(args: Sequence[str]) -> int:
-    from ..engine.resume import load_train_config
+    from ..api import describe_run, summary_lines, train_config
     from ..engine.trainer import Trainer
 
     p = parse(COMMAND, args)
-    cfg = load_train_config(p.settings, cfg_file=p.special["cfg"])
+    notes: list[tuple[int, str]] = []
+    cfg = train_config(p.settings, cfg_file=p.special["cfg"], notes=notes)
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun the main process reports
+    if main_process and not p.as_json:
+        print(describe_run(cfg), flush=True)
+    for level, line in notes:
+        log.log(level, line)
     result = Trainer(cfg).fit()
-    if os.environ.get("RANK", "0") != "0":
-        return 0  # under torchrun the main process reports
-    m = result.metrics
+    if not main_process:
+        return 0
     if p.as_json:
         summary = {
             "run_dir": str(result.run_dir),
             "best_epoch": result.best_epoch,
-            "metrics": {k: float(v) for k, v in m.items()},
+            "metrics": {k: float(v) for k, v in result.metrics.items()},
         }
         print(json.dumps(summary, indent=2))
         return 0
-    print(
-        f"\ndone: {result.run_dir}  best epoch {result.best_epoch}  "
-        f"mAP50 {m.get('map50', float('nan')):.4f}  mAP50-95 {m.get('map50_95', float('nan')):.4f}"
-        f"  ({result.train_images / max(result.train_seconds, 1e-9):.1f} train images/s)"
-    )
+    print("\n" + "\n".join(summary_lines(result, cfg)))
     return 0

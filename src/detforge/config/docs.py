@@ -6,7 +6,7 @@ import yaml
 
 from .fields import describe_type
 from .loader import all_keys
-from .schema import ALIASES, DEMO_PRESET
+from .schema import ALIASES, DEMO_PRESET, consumer_of
 
 __all__ = ["settings_table"]
 
@@ -27,9 +27,10 @@ def _default(f) -> str:
 
 
 def settings_table() -> str:
-    """A markdown table: key, type, default, meaning (with bounds and aliases)."""
+    """A markdown table: key, type, default, meaning (with bounds and aliases), and the module
+    that acts on the key."""
     reverse = {v: k for k, v in ALIASES.items()}
-    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    rows = ["| key | type | default | meaning | acted on in |", "|---|---|---|---|---|"]
     for key, (f, tp) in all_keys().items():
         meta = f.metadata
         bounds = [
@@ -43,7 +44,8 @@ def settings_table() -> str:
         if key in reverse:
             note += f" Alias: `{reverse[key]}=`."
         ktype = describe_type(tp).replace("|", "\\|")
-        rows.append(f"| `{key}` | {ktype} | `{_default(f)}` | {note} |")
+        where = consumer_of(key).removeprefix("detforge.")
+        rows.append(f"| `{key}` | {ktype} | `{_default(f)}` | {note} | `{where}` |")
     preset = ", ".join(f"{s}.{k}={v}" for s, kv in DEMO_PRESET.items() for k, v in kv.items())
     rows.append("")
     rows.append(f"Without `data.path` the demo preset applies below your settings: {preset}.")

@@ -82,8 +82,13 @@ def _copy(value: Any) -> Any:
 
 
 def suggest(name: str, options: typing.Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the nearest option, or an empty string."""
-    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    """`` (did you mean 'x'?)`` for the nearest option, or an empty string.
+
+    Case is compared first on its own (``SGD`` -> ``sgd``), since difflib scores it as a miss.
+    """
+    options = list(options)
+    same_case = [o for o in options if o.lower() == name.lower()]
+    match = same_case or difflib.get_close_matches(name, options, n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 

@@ -19,7 +19,8 @@ import yaml
 
 from .fields import ConfigError, check_constraints, coerce, suggest, yaml_load
 from .metrics import check_fitness_weights, check_monitor
-from .schema import ALIASES, DEMO_PRESET, TTA_VIEWS, RunConfig
+from .schema import ALIASES, DEMO_PRESET, TTA_VIEWS, OptimSection, RunConfig
+from .short_run import fit_short_run
 from .stages import plan_stages
 
 __all__ = [
@@ -53,6 +54,28 @@ def all_keys() -> dict[str, tuple[dataclasses.Field, Any]]:
     return out
 
 
+# Settings that changed meaning: key -> what to set instead (files and checkpoints written before
+# the change are converted by _migrate).
+RENAMED = {
+    "schedule.warmup_bias_lr": "schedule.warmup_bias_factor, relative to the group's lr "
+    "(the old absolute 0.1 at optim.lr0 0.01 is 10)",
+}
+
+
+def _migrate(flat: dict[str, Any], source: str) -> dict[str, Any]:
+    """Convert renamed settings of a saved config or config file (a run made before the rename)."""
+    if "schedule.warmup_bias_lr" in flat:
+        absolute = flat.pop("schedule.warmup_bias_lr")
+        lr0 = flat.get("optim.lr0", OptimSection.lr0)
+        if isinstance(absolute, int | float) and isinstance(lr0, int | float) and lr0 > 0:
+            flat["schedule.warmup_bias_factor"] = absolute / lr0
+        elif absolute is None:
+            flat["schedule.warmup_bias_factor"] = None
+        else:
+            raise ConfigError(f"{source}: schedule.warmup_bias_lr: expected a number or null")
+    return flat
+
+
 def _resolve_key(key: str, aliases: Mapping[str, str], source: str) -> str:
     key = key.strip()
     if key in aliases:
@@ -60,6 +83,8 @@ def _resolve_key(key: str, aliases: Mapping[str, str], source: str) -> str:
     keys = all_keys()
     if key in keys:
         return key
+    if key in RENAMED:
+        raise ConfigError(f"{source}: '{key}' was replaced by {RENAMED[key]}")
     sections = _sections()
     if key in sections:
         raise ConfigError(f"{source}: '{key}' is a section; set one of its keys, e.g. '{key}.…'")
@@ -74,13 +99,20 @@ def _resolve_key(key: str, aliases: Mapping[str, str], source: str) -> str:
 
 
 def _flatten(tree: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Nested ``{section: {key: value}}`` (or dotted keys) -> ``{"section.key": value}``."""
+    """Nested ``{section: {key: value}}``, dotted keys or aliases -> ``{"section.key": value}``
+    (aliases are resolved later, by :func:`_resolve_key`).
+
+    ``data`` and ``model`` are both a section and an alias: a mapping is the section, anything
+    else the alias (``data="pcb/data.yaml"`` sets ``data.path``).
+    """
     flat: dict[str, Any] = {}
     sections = _sections()
     for k, v in tree.items():
         if not isinstance(k, str):
             raise ConfigError(f"{source}: keys must be strings, got {k!r}")
-        if k in sections:
+        if k in sections and not isinstance(v, Mapping) and k in ALIASES:
+            flat[k] = v
+        elif k in sections:
             if not isinstance(v, Mapping):
                 raise ConfigError(f"{source}: section '{k}' must be a mapping, got {v!r}")
             for kk, vv in v.items():
@@ -127,14 +159,25 @@ def _apply(
     values: dict[str, Any],
     items: Iterable[tuple[str, Any, str]],
     aliases: Mapping[str, str],
-) -> None:
+) -> set[str]:
+    """Check and set each item; returns the full keys set."""
     keys = all_keys()
+    done = set()
     for key, value, source in items:
         full = _resolve_key(key, aliases, source)
         f, tp = keys[full]
-        value = coerce(full, value, tp)
-        check_constraints(full, value, f)
+        try:
+            value = coerce(full, value, tp)
+            check_constraints(full, value, f)
+        except ConfigError as e:
+            # name where the value came from (an environment variable, a file) unless the
+            # source already is the key=value the user typed
+            if source.startswith("argument") or not source:
+                raise
+            raise ConfigError(f"{source}: {e}") from None
         values[full] = value
+        done.add(full)
+    return done
 
 
 def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
@@ -183,6 +226,8 @@ def _cross_check(cfg: RunConfig) -> None:
             f"tta.transforms: unknown view '{bad[0]}'{suggest(bad[0], TTA_VIEWS)}; choose from "
             + ", ".join(TTA_VIEWS)
         )
+    if cfg.optim.unfreeze_at and not cfg.optim.freeze:
+        raise ConfigError("optim.unfreeze_at is set but optim.freeze lists nothing to freeze")
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"train.device: {dev!r} is not one of auto, cpu, cuda, cuda:N")
@@ -194,6 +239,7 @@ def load_config(
     env: Mapping[str, str] | None = None,
     extra_aliases: Mapping[str, str] | None = None,
     base: Mapping[str, Any] | None = None,
+    notes: list[tuple[int, str]] | None = None,
 ) -> RunConfig:
     """Resolve a run configuration.
 
@@ -202,13 +248,16 @@ def load_config(
     env: environment to read ``DETFORGE_*`` from (default ``os.environ``).
     extra_aliases: command-specific short names (``conf`` means ``predict.conf`` in predict).
     base: values below everything else except defaults (a checkpoint's saved config).
+    notes: where to put the ``(level, message)`` lines about defaults fitted to a short run
+    (:mod:`~detforge.config.short_run`) instead of logging them.
     """
     aliases = {**ALIASES, **(extra_aliases or {})}
     env = os.environ if env is None else env
     layers: list[list[tuple[str, Any, str]]] = []
     overrides = _pop_recipe(overrides, layers, aliases)
     if base:
-        layers.append([(k, v, "saved config") for k, v in _flatten(base, "saved config").items()])
+        flat = _migrate(_flatten(base, "saved config"), "saved config")
+        layers.append([(k, v, "saved config") for k, v in flat.items()])
     if recipe_from_file := _recipe_in_file(cfg_file):
         layers.insert(0, _recipe_layer(recipe_from_file))
     if cfg_file is not None:
@@ -223,7 +272,8 @@ def load_config(
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
         tree = {k: v for k, v in tree.items() if k != "recipe"}
         src = f"config file {path}"
-        layers.append([(k, v, f"{src}: key '{k}'") for k, v in _flatten(tree, src).items()])
+        flat = _migrate(_flatten(tree, src), src)
+        layers.append([(k, v, f"{src}: key '{k}'") for k, v in flat.items()])
     layers.append(_env_layer(env, aliases))
     if isinstance(overrides, Mapping):
         flat = _flatten(overrides, "overrides")
@@ -232,13 +282,23 @@ def load_config(
         layers.append([(k, v, f"argument '{k}={v}'") for k, v in parse_overrides(overrides)])
 
     values: dict[str, Any] = {}
+    user_keys: set[str] = set()
+    saved_keys: set[str] = set()
     for layer in layers:
-        _apply(values, layer, aliases)
+        done = _apply(values, layer, aliases)
+        saved = bool(layer) and layer[0][2] == "saved config"
+        (saved_keys if saved else user_keys).update(done)
     if values.get("data.path") is None:
         preset: dict[str, Any] = {}
         _apply(preset, [(k, v, "demo preset") for k, v in _flatten(DEMO_PRESET, "").items()], {})
         values = {**preset, **values}
-    return config_from_dict(values)
+    cfg = config_from_dict(values)
+    flat = {f"{s}.{k}": v for s, sec in config_to_dict(cfg).items() for k, v in sec.items()}
+    fit_short_run(flat, user_keys, saved_keys, notes)
+    for key in ("schedule.warmup_epochs", "augment.close_mosaic"):
+        sec, name = key.split(".")
+        setattr(getattr(cfg, sec), name, flat[key])
+    return cfg
 
 
 def _recipe_layer(name: str) -> list[tuple[str, Any, str]]:

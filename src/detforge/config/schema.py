@@ -275,9 +275,10 @@ class ScheduleSection:
         0.0, "Learning rate at the start of warmup, as a fraction of the scheduled lr.", ge=0, le=1
     )
     warmup_momentum: float = setting(0.8, "Momentum at the start of warmup.", ge=0, lt=1)
-    warmup_bias_lr: float | None = setting(
-        0.1,
-        "Learning rate of bias parameters at the start of warmup (absolute); null: as weights.",
+    warmup_bias_factor: float | None = setting(
+        10.0,
+        "Learning rate of bias parameters at the start of warmup, as a multiple of their "
+        "group's lr (10: 0.1 at optim.lr0 0.01); null: bias groups warm up as weights.",
         ge=0,
     )
 
@@ -457,6 +458,7 @@ ALIASES: dict[str, str] = {
     "optimizer": "optim.name",
     "project": "train.project",
     "resume": "train.resume",
+    "weights": "model.weights",
 }
 
 # Settings applied when no data.yaml is given, below anything the user sets.
@@ -464,3 +466,52 @@ DEMO_PRESET: dict[str, dict] = {
     "train": {"imgsz": 256, "epochs": 15, "batch": 16},
     "schedule": {"warmup_epochs": 1.0},
 }
+
+# The module that acts on each setting (``detforge config`` shows it): per section, with the keys
+# that another module handles listed by full name. A test checks that each module exists and
+# names its keys.
+CONSUMERS: dict[str, str] = {
+    "data": "detforge.engine.setup_data",
+    "model": "detforge.models.factory",
+    "model.weights": "detforge.engine.checkpoint",
+    "augment": "detforge.data.augment.core",
+    "augment.close_mosaic": "detforge.engine.setup_data",
+    "augment.albumentations": "detforge.engine.setup_data",
+    "augment.multi_scale": "detforge.engine.stages",
+    "loss": "detforge.losses.detection",
+    "optim": "detforge.engine.optim",
+    "optim.freeze": "detforge.engine.freeze",
+    "optim.unfreeze_at": "detforge.engine.freeze",
+    "schedule": "detforge.engine.schedule",
+    "clip": "detforge.engine.gradients",
+    "early_stop": "detforge.engine.early_stop",
+    "train": "detforge.engine.trainer",
+    "train.accumulate": "detforge.engine.optim",
+    "train.nominal_batch": "detforge.engine.optim",
+    "train.stages": "detforge.engine.stages",
+    "train.project": "detforge.engine.setup_train",
+    "train.name": "detforge.engine.setup_train",
+    "train.exist_ok": "detforge.engine.setup_train",
+    "train.imgsz": "detforge.engine.setup_train",
+    "train.ema_decay": "detforge.engine.setup_train",
+    "train.ema_tau": "detforge.engine.setup_train",
+    "train.max_nonfinite": "detforge.engine.setup_train",
+    "train.val_interval": "detforge.engine.train_hooks",
+    "train.save_period": "detforge.engine.train_hooks",
+    "train.fitness": "detforge.engine.train_hooks",
+    "train.device": "detforge.infer.device",
+    "train.amp": "detforge.infer.device",
+    "train.seed": "detforge.engine.state",
+    "train.deterministic": "detforge.engine.state",
+    "eval": "detforge.engine.setup_data",
+    "eval.save_json": "detforge.engine.train_hooks",
+    "eval.report": "detforge.engine.train_hooks",
+    "eval.augment": "detforge.cli.val",
+    "predict": "detforge.cli.predict",
+    "tta": "detforge.infer.tta",
+}
+
+
+def consumer_of(key: str) -> str:
+    """The module that acts on ``key`` (``"section.key"``)."""
+    return CONSUMERS.get(key) or CONSUMERS[key.split(".", 1)[0]]

@@ -47,6 +47,7 @@ __all__ = [
     "model_weights",
     "model_from_checkpoint",
     "build_checkpoint",
+    "load_initial_weights",
 ]
 
 FORMAT = "detforge-checkpoint-2"
@@ -201,3 +202,9 @@ def load_model_state(model: nn.Module, state: dict, source: str) -> None:
             parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
         raise CheckpointError(f"{source} does not fit this model: " + "; ".join(parts))
     model.load_state_dict(state)
+
+
+def load_initial_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """``model.weights``: start from a checkpoint's weights (its EMA when it has one)."""
+    init = load_checkpoint(path)
+    load_model_state(model, model_weights(init), f"model.weights {path}")

@@ -36,7 +36,7 @@ class LRSchedule:
         warmup_units: int = 0,
         warmup_method: str = "linear",
         warmup_start_factor: float = 0.0,
-        warmup_bias_lr: float | None = None,
+        warmup_bias_factor: float | None = None,
         momentum: float | None = None,
         warmup_momentum: float | None = None,
         plateau: PlateauTracker | None = None,
@@ -49,9 +49,14 @@ class LRSchedule:
         self.warmup_units = warmup_units
         self.warmup_method = warmup_method
         self.warmup_start_factor = warmup_start_factor
-        self.warmup_bias_lr = warmup_bias_lr
+        self.warmup_bias_factor = warmup_bias_factor
         self.momentum = momentum
-        self.warmup_momentum = momentum if warmup_momentum is None else warmup_momentum
+        # warmup ramps momentum up to its value, never down from above it
+        self.warmup_momentum = (
+            momentum
+            if warmup_momentum is None or momentum is None
+            else min(warmup_momentum, momentum)
+        )
         self.plateau = plateau
         self.monitor = monitor if plateau is not None else None
 
@@ -118,8 +123,8 @@ class LRSchedule:
     def lr(self, step: int, base_lr: float, is_bias: bool = False) -> float:
         """Learning rate at ``step`` of a group whose ``initial_lr`` is ``base_lr``."""
         unit = self._unit(step)
-        if is_bias and self.warmup_bias_lr is not None and unit < self.warmup_units:
-            start, target = self.warmup_bias_lr, base_lr * self._scheduled(unit)
+        if is_bias and self.warmup_bias_factor is not None and unit < self.warmup_units:
+            start, target = self.warmup_bias_factor * base_lr, base_lr * self._scheduled(unit)
             return start + (target - start) * self._warm_fraction(unit)
         return base_lr * self.lr_factor(step)
 

@@ -27,7 +27,7 @@ from ..config.fields import ConfigError, suggest
 from .freeze import apply_freeze, name_matches, parameter_name_hint
 
 if TYPE_CHECKING:
-    from ..config.schema import OptimSection
+    from ..config.schema import OptimSection, TrainSection
 
 __all__ = [
     "OPTIMIZERS",
@@ -36,6 +36,8 @@ __all__ = [
     "build_param_groups",
     "build_optimizer",
     "optimizer_kwargs_from_config",
+    "build_optimizer_from_config",
+    "accumulation_steps",
     "describe_param_groups",
 ]
 
@@ -242,6 +244,25 @@ def optimizer_kwargs_from_config(optim_section: OptimSection, weight_decay: floa
         "groups": list(o.groups),
         "freeze": list(o.freeze),
     }
+
+
+def build_optimizer_from_config(
+    optim_section: OptimSection, model: nn.Module, effective_batch: int
+) -> tuple[optim.Optimizer, float]:
+    """The ``optim`` section -> the optimizer and the weight decay it uses: ``weight_decay``
+    scaled by ``effective_batch / wd_batch_ref`` (images per optimizer step, all processes)."""
+    wd = optim_section.weight_decay
+    if optim_section.wd_batch_ref:
+        wd *= effective_batch / optim_section.wd_batch_ref
+    return build_optimizer(model, **optimizer_kwargs_from_config(optim_section, wd)), wd
+
+
+def accumulation_steps(train_section: TrainSection, world_size: int = 1) -> int:
+    """Batches per optimizer step: ``train.accumulate``, or from ``train.nominal_batch``."""
+    if train_section.nominal_batch:
+        per_step = train_section.batch * world_size
+        return max(1, round(train_section.nominal_batch / per_step))
+    return train_section.accumulate
 
 
 def describe_param_groups(optimizer: optim.Optimizer) -> str:

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 
 from ..config import RunConfig
 from ..config.stages import Stage, plan_stages
-from .components import accumulation_steps
-from .lr_schedule import LRSchedule
-from .schedule import build_lr_schedule
+from .optim import accumulation_steps
 
-__all__ = ["RunPlan", "plan_run", "build_schedule"]
+__all__ = ["RunPlan", "plan_run"]
 
 
 @dataclass
@@ -70,18 +68,7 @@ class RunPlan:
 def plan_run(cfg: RunConfig, train_images: int, world_size: int = 1) -> RunPlan:
     """The plan for ``train_images`` training images shared by ``world_size`` processes."""
     stages = plan_stages(cfg.train.stages, cfg.train.epochs, cfg.train.imgsz, cfg.train.batch)
-    accumulate = accumulation_steps(cfg, world_size)
+    accumulate = accumulation_steps(cfg.train, world_size)
     per_rank = math.ceil(train_images / world_size)
     steps = [math.ceil(math.ceil(per_rank / st.batch) / accumulate) for st in stages]
     return RunPlan(stages, steps, accumulate, cfg.train.epochs)
-
-
-def build_schedule(cfg: RunConfig, plan: RunPlan) -> LRSchedule:
-    """The configured lr schedule over the plan's virtual step grid."""
-    return build_lr_schedule(
-        cfg.schedule,
-        lr0=cfg.optim.lr0,
-        momentum=cfg.optim.momentum,
-        epochs=plan.epochs,
-        steps_per_epoch=plan.steps_per_epoch,
-    )

@@ -27,16 +27,20 @@ def load_train_config(
     overrides: Iterable[str] | Mapping[str, Any] = (),
     cfg_file: str | os.PathLike | None = None,
     env: Mapping[str, str] | None = None,
+    notes: list[tuple[int, str]] | None = None,
 ) -> RunConfig:
     """:func:`~detforge.config.load_config`, on top of the checkpoint's configuration when any
-    layer sets ``train.resume``."""
+    layer sets ``train.resume``. ``notes`` receives the loader's notes of the final config."""
     overrides = overrides if isinstance(overrides, Mapping) else list(overrides)
-    cfg = load_config(overrides, cfg_file=cfg_file, env=env)
+    first: list[tuple[int, str]] = []
+    cfg = load_config(overrides, cfg_file=cfg_file, env=env, notes=first)
     if not cfg.train.resume:
+        if notes is not None:
+            notes.extend(first)
         return cfg
     base = dict(load_checkpoint(cfg.train.resume).get("config") or {})
     base["train"] = {k: v for k, v in base.get("train", {}).items() if k != "resume"}
-    return load_config(overrides, cfg_file=cfg_file, env=env, base=base)
+    return load_config(overrides, cfg_file=cfg_file, env=env, base=base, notes=notes)
 
 
 def resume_run_dir(ckpt_path: str | os.PathLike, ckpt: dict, cfg: RunConfig) -> tuple[Path, bool]:

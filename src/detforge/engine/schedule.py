@@ -24,10 +24,14 @@ Warmup (units ``u < W``), for a group with initial lr ``base``:
 
 - ``linear``: ``base * (f + (1 - f) * u / W)`` with ``f = warmup_start_factor``;
   ``constant``: ``base * f``;
-- bias groups (name ending in ``bias``), when ``warmup_bias_lr`` is set: a straight line from
-  ``warmup_bias_lr`` (absolute) at ``u = 0`` to the scheduled lr ``base`` at ``u = W``;
+- bias groups (name ending in ``bias``), when ``warmup_bias_factor`` is set: a straight line
+  from ``warmup_bias_factor * base`` at ``u = 0`` to the scheduled lr at ``u = W``. Relative to
+  the group's lr, so it suits any optimizer and lr (the default 10 starts SGD's bias groups at
+  0.1 for lr0 0.01, the value the old absolute ``warmup_bias_lr`` gave, bit for bit; an absolute
+  0.1 started AdamW at lr0 1e-3 at 100x its lr);
 - momentum (SGD / RMSprop ``momentum``, Adam-family ``beta1``): a straight line from
-  ``warmup_momentum`` to the optimizer's momentum.
+  ``min(warmup_momentum, momentum)`` to the optimizer's momentum, so warmup never raises
+  momentum above the configured value (``optim.momentum=0`` stays 0 throughout).
 
 A warmup longer than the run is allowed (the run ends inside it; short smoke tests do this).
 
@@ -46,12 +50,12 @@ import math
 
 from ..config.fields import ConfigError
 from ..config.metrics import resolve_mode
-from ..config.schema import ScheduleSection
+from ..config.schema import RunConfig, ScheduleSection
 from .lr_schedule import LRSchedule, is_bias_group
 from .schedule_curves import DecayCurve
 from .schedule_plateau import PlateauTracker
 
-__all__ = ["LRSchedule", "build_lr_schedule", "is_bias_group"]
+__all__ = ["LRSchedule", "build_lr_schedule", "build_schedule_from_config", "is_bias_group"]
 
 # ReduceLROnPlateau ignores cuts smaller than this (absolute lr); converted to a multiplier of lr0
 _PLATEAU_EPS = 1e-8
@@ -186,9 +190,21 @@ def build_lr_schedule(
         warmup_units=warm,
         warmup_method=cfg.warmup_method,
         warmup_start_factor=cfg.warmup_start_factor,
-        warmup_bias_lr=cfg.warmup_bias_lr,
+        warmup_bias_factor=cfg.warmup_bias_factor,
         momentum=momentum,
         warmup_momentum=cfg.warmup_momentum,
         plateau=plateau,
         monitor=cfg.monitor if plateau is not None else None,
+    )
+
+
+def build_schedule_from_config(cfg: RunConfig, steps_per_epoch: int) -> LRSchedule:
+    """The ``schedule`` section, with ``optim.lr0``, ``optim.momentum`` and ``train.epochs``,
+    over ``steps_per_epoch`` optimizer steps per epoch (the run plan's step grid)."""
+    return build_lr_schedule(
+        cfg.schedule,
+        lr0=cfg.optim.lr0,
+        momentum=cfg.optim.momentum,
+        epochs=cfg.train.epochs,
+        steps_per_epoch=steps_per_epoch,
     )

@@ -11,19 +11,18 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..config import ConfigError, RunConfig, dump_config
-from .components import (
-    build_loss_from_config,
-    build_model_from_config,
-    build_optimizer_from_config,
-)
+from ..losses.detection import build_loss_from_config
+from ..models.factory import build_model_from_config
+from .checkpoint import load_initial_weights
 from .distributed import DistInfo, broadcast_object
 from .ema import ModelEMA
 from .gradients import GradientClipper
 from .hooks import HookList, build_hooks
-from .optim import describe_param_groups
-from .plan import build_schedule, plan_run
+from .optim import build_optimizer_from_config, describe_param_groups
+from .plan import plan_run
 from .resume import resume_run_dir
 from .rundir import attach_log_file, make_run_dir, write_text_atomic
+from .schedule import build_schedule_from_config
 from .setup_data import build_data
 from .stages import plan_stages
 from .stepper import Stepper
@@ -42,21 +41,27 @@ def build_parts(tr: Trainer, load_weights: bool) -> None:
     cfg, dist, t = tr.cfg, tr.dist, tr.cfg.train
     first = plan_stages(t.stages, t.epochs, t.imgsz, t.batch)[0]
     tr.data = build_data(cfg, dist.rank, dist.world_size, first.imgsz, first.batch)
-    tr.model = build_model_from_config(cfg, len(tr.data.names), tr.device, load_weights)
+    model = build_model_from_config(cfg.model, len(tr.data.names), t.imgsz)
+    if cfg.model.weights and load_weights:
+        load_initial_weights(model, cfg.model.weights)
+    tr.model = model.to(tr.device, memory_format=torch.channels_last)
     if dist.enabled and cfg.optim.unfreeze_at:
         raise ConfigError(
             "optim.unfreeze_at is not supported with torchrun yet (DDP fixes the trained "
             "parameters at start); freeze for the whole run or train in one process"
         )
-    tr.loss_fn = build_loss_from_config(cfg, tr.model, tr.data.train_set.labels, tr.data.names)
+    m = tr.model
+    tr.loss_fn = build_loss_from_config(
+        cfg.loss, m.nc, m.strides, m.reg_max, tr.data.train_set.labels, tr.data.names
+    )
     tr.plan = plan_run(cfg, len(tr.data.train_set), dist.world_size)
     tr.accumulate = tr.plan.accumulate
     eff_batch = t.batch * tr.accumulate * dist.world_size
-    tr.optimizer, wd = build_optimizer_from_config(cfg, tr.model, eff_batch)
+    tr.optimizer, wd = build_optimizer_from_config(cfg.optim, tr.model, eff_batch)
     log.info("parameter groups:\n%s", describe_param_groups(tr.optimizer))
     if len(tr.plan.stages) > 1:
         log.info("stages:\n%s", tr.plan.describe())
-    tr.schedule = build_schedule(cfg, tr.plan)
+    tr.schedule = build_schedule_from_config(cfg, tr.plan.steps_per_epoch)
     log.info("schedule: %s", tr.schedule.describe())
     fp16 = tr.device.type == "cuda" and tr.amp_dtype == torch.float16
     tr.scaler = torch.amp.GradScaler("cuda", enabled=fp16)

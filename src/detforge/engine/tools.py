@@ -7,15 +7,16 @@ import io
 import logging
 from pathlib import Path
 
+import torch
+
 from ..config import RunConfig
 from ..infer.device import resolve_amp, select_device
+from ..losses.detection import build_loss_from_config
+from ..models.factory import build_model_from_config
 from ..utils.atomic import write_text_atomic
-from .components import (
-    build_loss_from_config,
-    build_model_from_config,
-    build_optimizer_from_config,
-)
+from .checkpoint import load_initial_weights
 from .gradients import GradientClipper
+from .optim import build_optimizer_from_config
 from .plan import plan_run
 from .rundir import make_run_dir
 from .schedule import is_bias_group
@@ -36,9 +37,8 @@ def plot_schedule_from_config(cfg: RunConfig, out_png: str | Path) -> Path:
     spec = load_data_yaml(resolve_data_yaml(cfg))
     n_train = len(build_train_set(cfg, spec))
     plan = plan_run(cfg, n_train)
-    device = select_device("cpu")
-    model = build_model_from_config(cfg, len(spec.names), device, load_weights=False)
-    opt, _ = build_optimizer_from_config(cfg, model, cfg.train.batch * plan.accumulate)
+    model = build_model_from_config(cfg.model, len(spec.names), cfg.train.imgsz)
+    opt, _ = build_optimizer_from_config(cfg.optim, model, cfg.train.batch * plan.accumulate)
     groups = [
         (g["name"], g["initial_lr"] / cfg.optim.lr0, is_bias_group(g)) for g in opt.param_groups
     ]
@@ -61,10 +61,15 @@ def lr_find_from_config(
     seed_everything(cfg.train.seed)
     device = select_device(cfg.train.device)
     data = build_data(cfg)
-    model = build_model_from_config(cfg, len(data.names), device)
-    loss_fn = build_loss_from_config(cfg, model, data.train_set.labels, data.names)
+    model = build_model_from_config(cfg.model, len(data.names), cfg.train.imgsz)
+    if cfg.model.weights:
+        load_initial_weights(model, cfg.model.weights)
+    model = model.to(device, memory_format=torch.channels_last)
+    loss_fn = build_loss_from_config(
+        cfg.loss, model.nc, model.strides, model.reg_max, data.train_set.labels, data.names
+    )
     accumulate = plan_run(cfg, len(data.train_set)).accumulate
-    opt, _ = build_optimizer_from_config(cfg, model, cfg.train.batch * accumulate)
+    opt, _ = build_optimizer_from_config(cfg.optim, model, cfg.train.batch * accumulate)
     clip = cfg.clip
     result = lr_range_test(
         model, loss_fn, data.train_loader, opt, start_lr=start_lr, end_lr=end_lr, iters=iters,

@@ -8,6 +8,7 @@ of images: gradients sum over images, which keeps the learning rate meaningful a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,16 @@ if TYPE_CHECKING:
 
     from ..config.schema import LossSection
 
-__all__ = ["DetectionLoss", "total_loss", "pad_targets", "dfl_loss", "loss_kwargs_from_config"]
+__all__ = [
+    "DetectionLoss",
+    "total_loss",
+    "pad_targets",
+    "dfl_loss",
+    "build_loss_from_config",
+    "loss_kwargs_from_config",
+]
+
+log = logging.getLogger("detforge")
 
 
 def pad_targets(targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -186,6 +196,28 @@ class DetectionLoss(nn.Module):
             "dfl": dfl * self.gains["dfl"],
         }
         return sums, mass.detach()
+
+
+def build_loss_from_config(
+    loss_section: LossSection,
+    num_classes: int,
+    strides: tuple[int, ...],
+    reg_max: int,
+    train_labels: Sequence[np.ndarray] | None = None,
+    names: Sequence[str] | None = None,
+) -> DetectionLoss:
+    """The ``loss`` section -> :class:`DetectionLoss` for a model's ``strides`` and ``reg_max``;
+    resolved class weights are logged with the class ``names``."""
+    loss = DetectionLoss(
+        num_classes, strides, reg_max,
+        **loss_kwargs_from_config(loss_section, num_classes, train_labels),
+    )  # fmt: skip
+    weights = loss.cls_term.class_weights
+    if weights is not None:
+        labels = names or [str(i) for i in range(num_classes)]
+        pairs = zip(labels, weights.tolist(), strict=True)
+        log.info("class weights: %s", ", ".join(f"{n} {w:.3g}" for n, w in pairs))
+    return loss
 
 
 def loss_kwargs_from_config(

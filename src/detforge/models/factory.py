@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
 from torch import nn
 
 from ..config.fields import ConfigError, suggest
+from .norm import set_batchnorm
 from .yolo import ModelSpec, YOLODetector
 
-__all__ = ["resolve_spec", "build_model", "model_info", "available_models"]
+if TYPE_CHECKING:
+    from ..config.schema import ModelSection
+
+__all__ = [
+    "resolve_spec",
+    "build_model",
+    "build_model_from_config",
+    "model_info",
+    "available_models",
+]
+
+log = logging.getLogger("detforge")
 
 _NAME = re.compile(r"^(?P<family>[a-z0-9]+)-(?P<scale>[a-z]+)(?:-(?P<levels>[a-z0-9]+))?$")
 
@@ -106,6 +119,21 @@ def build_model(name: str | ModelSpec, num_classes: int) -> YOLODetector:
         raise ConfigError(f"a detector needs at least one class, got {num_classes}")
     spec = name if isinstance(name, ModelSpec) else resolve_spec(name)
     return YOLODetector(spec, num_classes)
+
+
+def build_model_from_config(section: ModelSection, num_classes: int, imgsz: int) -> YOLODetector:
+    """The ``model`` section -> an untrained detector: architecture (``model.name``), BatchNorm
+    settings, head biases at their prior for ``imgsz``; logged with its size. ``model.weights``
+    is loaded by the caller (``detforge.engine.checkpoint.load_initial_weights``)."""
+    model = build_model(section.name, num_classes)
+    set_batchnorm(model, section.bn_momentum, section.bn_eps)
+    model.head.reset_bias(imgsz)
+    info = model_info(model, imgsz)
+    log.info(
+        "model %s: %d classes, %.2f M parameters, %.2f GFLOPs at %d",
+        section.name, num_classes, info["params"] / 1e6, info["gflops"], imgsz,
+    )  # fmt: skip
+    return model
 
 
 def model_info(model: nn.Module, imgsz: int = 640) -> dict[str, float]:

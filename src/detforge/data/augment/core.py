@@ -28,6 +28,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from ...config.schema import AugmentSection
+
 __all__ = [
     "AugmentParams",
     "Sample",
@@ -45,6 +47,8 @@ __all__ = [
     "Layout",
     "Placer",
 ]
+
+_SCHEMA = AugmentSection()  # the defaults of the augment settings
 
 Sample = dict[str, Any]
 Transform = Callable[[Sample, np.random.Generator], Sample]
@@ -67,31 +71,30 @@ class AugmentParams:
     min_area px^2, aspect ratio (long / short side) <= max_aspect and at least min_visible of
     their area stays inside the image.
 
-    The defaults of mosaic, mixup, copy-paste and the rotation/shear/perspective terms are off
-    here (a plain-kwargs factory should not surprise); the config section's defaults turn
-    mosaic on.
+    Defaults are those of the config's ``augment`` section (one source of truth); mixup_beta and
+    copy_paste_ioa are constants of the methods, not settings.
     """
 
-    hsv_h: float = 0.015
-    hsv_s: float = 0.7
-    hsv_v: float = 0.4
-    fliplr: float = 0.5
-    flipud: float = 0.0
-    scale: float = 0.5
-    translate: float = 0.1
-    degrees: float = 0.0
-    shear: float = 0.0
-    perspective: float = 0.0
-    mosaic: float = 0.0
-    mosaic9: float = 0.0
-    mixup: float = 0.0
+    hsv_h: float = _SCHEMA.hsv_h
+    hsv_s: float = _SCHEMA.hsv_s
+    hsv_v: float = _SCHEMA.hsv_v
+    fliplr: float = _SCHEMA.fliplr
+    flipud: float = _SCHEMA.flipud
+    scale: float = _SCHEMA.scale
+    translate: float = _SCHEMA.translate
+    degrees: float = _SCHEMA.degrees
+    shear: float = _SCHEMA.shear
+    perspective: float = _SCHEMA.perspective
+    mosaic: float = _SCHEMA.mosaic
+    mosaic9: float = _SCHEMA.mosaic9
+    mixup: float = _SCHEMA.mixup
     mixup_beta: float = 32.0
-    copy_paste: float = 0.0
+    copy_paste: float = _SCHEMA.copy_paste
     copy_paste_ioa: float = 0.3
-    min_area: float = 4.0
-    min_side: float = 2.0
-    max_aspect: float = 20.0
-    min_visible: float = 0.1
+    min_area: float = _SCHEMA.min_area
+    min_side: float = _SCHEMA.min_side
+    max_aspect: float = _SCHEMA.max_aspect
+    min_visible: float = _SCHEMA.min_visible
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | Any) -> AugmentParams:
