@@ -3,6 +3,9 @@
 Importing this module does not import torch: :func:`train` and :meth:`Detector.load` first ask
 for a passive OpenMP wait policy (:func:`~detforge.utils.threads.prefer_passive_openmp`), which
 only acts before torch is loaded.
+
+Longer than the ~300-line guide: train(), its logging and the Detector are the whole
+public surface, kept in one module users read.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Precedence, lowest first: schema defaults < demo preset (only when no data.yaml 
 config YAML (``cfg=``) < ``DETFORGE_*`` environment variables < ``key=value`` arguments.
 Every layer is checked key by key, so a misspelt key fails with the layer that holds it and the
 nearest valid key.
+
+Longer than the ~300-line guide because the layers share one key-by-key merge and error
+path (aliases, env names, notes); splitting it would spread one precedence rule over files.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Every field is documented here once; ``detforge config --help``-style listings and the README
 reference are generated from this file, so a setting without help text cannot exist.
+
+Longer than the ~300-line guide on purpose: it is the one place every setting, its bounds,
+help text and consumer module are written down.
 """
 
 from __future__ import annotations

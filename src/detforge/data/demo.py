@@ -27,6 +27,9 @@ Files
     ``(seed, split, index, imgsz, empty_fraction)``: the same seed gives byte-identical files
     with the same numpy / OpenCV builds, and :func:`render_demo_image` re-renders one image
     with its per-object masks for checking.
+
+Longer than the ~300-line guide: the shape drawing, backgrounds and the dataset writer are
+one generator whose output must stay byte-stable (the demo's benchmark figures depend on it).
 """
 
 from __future__ import annotations

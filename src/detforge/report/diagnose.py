@@ -8,6 +8,9 @@ positives blue, false positives red. The error types, oracles and AP follow Boly
 2020); see :mod:`detforge.eval._tide` for the exact rules. Sizes are COCO's area ranges of the
 object concerned: the ground truth for Miss, and the target ground truth for Cls / Loc / Dupe;
 the detection box for Both / Bkg, which have none.
+
+Longer than the ~300-line guide: files, tables, the dAP plot and the gallery of one
+analysis are written together (the error classification itself is in eval/_tide.py).
 """
 
 from __future__ import annotations
