@@ -127,8 +127,10 @@ def pair_iou_ltwh(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndar
     return out
 
 
-def _ltwh_np(xyxy: np.ndarray) -> np.ndarray:
-    return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+def xyxy_to_ltwh_np(xyxy: np.ndarray) -> np.ndarray:
+    """(..., 4) xyxy -> (N, 4) ltwh (width = x2 - x1, as the COCO evaluator computes it)."""
+    b = xyxy.reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
 
 def coco_iou_matrix(boxes: np.ndarray, gt_boxes: np.ndarray, gt_crowd: np.ndarray | None = None):
@@ -140,7 +142,7 @@ def coco_iou_matrix(boxes: np.ndarray, gt_boxes: np.ndarray, gt_crowd: np.ndarra
     if n == 0 or m == 0:
         return np.zeros((n, m))
     crowd = np.zeros(m, bool) if gt_crowd is None else gt_crowd
-    d, g = np.repeat(_ltwh_np(boxes), m, axis=0), np.tile(_ltwh_np(gt_boxes), (n, 1))
+    d, g = np.repeat(xyxy_to_ltwh_np(boxes), m, axis=0), np.tile(xyxy_to_ltwh_np(gt_boxes), (n, 1))
     return pair_iou_ltwh(d, g, np.tile(crowd, n)).reshape(n, m)
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..boxes import xyxy_to_ltwh_np
+
 __all__ = ["COCOJsonError", "load_json", "coco_gt_from_labels"]
 
 
@@ -35,17 +37,11 @@ def load_json(path: str | os.PathLike[str]) -> Any:
         raise COCOJsonError(msg) from None
 
 
-def _np(x: Any) -> np.ndarray:
+def as_float64(x: Any) -> np.ndarray:
     """numpy array / torch tensor -> float64 numpy array."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)
-
-
-def _ltwh(xyxy: np.ndarray) -> np.ndarray:
-    """(N, 4) xyxy -> (N, 4) ltwh, width = x2 - x1 in float64 (what the evaluator does too)."""
-    b = xyxy.reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
 
 def coco_gt_from_labels(
@@ -61,8 +57,8 @@ def coco_gt_from_labels(
         raise ValueError(f"{len(images)} images but {len(labels)} label arrays")
     anns = []
     for img, lab in zip(images, labels, strict=True):
-        lab = _np(lab).reshape(-1, 5)
-        box = _ltwh(lab[:, 1:5])
+        lab = as_float64(lab).reshape(-1, 5)
+        box = xyxy_to_ltwh_np(lab[:, 1:5])
         area = box[:, 2] * box[:, 3]
         for c, bb, ar in zip(lab[:, 0].tolist(), box.tolist(), area.tolist(), strict=True):
             anns.append({"id": len(anns) + 1, "image_id": img["id"], "category_id": int(c) + 1,

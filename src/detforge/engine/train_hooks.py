@@ -69,11 +69,19 @@ class StageHook(Hook):
         log.info("stage: %d px, batch %d from epoch %d", stage.imgsz, stage.batch, tr.epoch + 1)
 
 
+def validates_now(tr: Trainer) -> bool:
+    """Whether the epoch just finished is validated (every ``train.val_interval``, and last)."""
+    return tr.epoch == tr.cfg.train.epochs or tr.epoch % tr.cfg.train.val_interval == 0
+
+
 class LastCheckpointHook(Hook):
-    """``last.pt`` before validation; on an exception, ``last.pt`` at the last whole step."""
+    """``last.pt`` before validation (so a failing validation still leaves the epoch's state;
+    epochs without validation get theirs from EpochCheckpointHook only); on an exception,
+    ``last.pt`` at the last whole step."""
 
     def after_epoch(self, tr: Trainer) -> None:
-        save_atomic(tr.checkpoint(), tr.weights_dir / "last.pt")
+        if validates_now(tr):
+            save_atomic(tr.checkpoint(), tr.weights_dir / "last.pt")
 
     def on_exception(self, tr: Trainer, exc: BaseException) -> None:
         # counters move only after a whole optimizer step, and the trainer rolled back the BN
@@ -95,7 +103,7 @@ class ValidationHook(Hook):
 
     def after_epoch(self, tr: Trainer) -> None:
         cfg, row = tr.cfg, tr.row
-        if not (tr.epoch == cfg.train.epochs or tr.epoch % cfg.train.val_interval == 0):
+        if not validates_now(tr):
             return
         val = tr.data.validator.run(tr.eval_model(), tr.loss_fn, keep_predictions=True)
         tr.last_val = val

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from detforge.data.cocofmt import COCOJsonError, load_json
+from detforge.boxes import xyxy_to_ltwh_np
+from detforge.data.cocofmt import COCOJsonError, as_float64, load_json
 from detforge.eval.coco import STAT_KEYS, COCOEvaluator, EvalResult
 
 __all__ = ["evaluate_coco", "evaluate_coco_json", "coco_predictions", "format_stats_table"]
@@ -142,19 +143,6 @@ def evaluate_coco_json(
     return evaluate_coco(load_json(gt_path), load_json(pred_path), **evaluator_kwargs)
 
 
-def _np(x: Any) -> np.ndarray:
-    """numpy array / torch tensor -> float64 numpy array."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def _ltwh(xyxy: np.ndarray) -> np.ndarray:
-    """(N, 4) xyxy -> (N, 4) ltwh, width = x2 - x1 in float64 (what the evaluator does too)."""
-    b = xyxy.reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
-
-
 def coco_predictions(
     image_ids: Sequence[Any], boxes: Sequence[Any], scores: Sequence[Any], classes: Sequence[Any]
 ) -> list[dict]:
@@ -169,7 +157,8 @@ def coco_predictions(
     for image_id, b, s, c in zip(image_ids, boxes, scores, classes, strict=True):
         if hasattr(image_id, "item"):
             image_id = image_id.item()
-        bb, ss, cc = _ltwh(_np(b)).tolist(), _np(s).reshape(-1).tolist(), _np(c).reshape(-1)
+        bb = xyxy_to_ltwh_np(as_float64(b)).tolist()
+        ss, cc = as_float64(s).reshape(-1).tolist(), as_float64(c).reshape(-1)
         if not len(bb) == len(ss) == len(cc):
             raise ValueError(f"image {image_id!r}: boxes, scores and classes differ in length")
         for box, score, cls in zip(bb, ss, (cc.astype(np.int64) + 1).tolist(), strict=True):
