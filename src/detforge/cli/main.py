@@ -45,7 +45,8 @@ commands:
 detforge <command> -h prints that command's own arguments.
 
 Settings: key=value with dotted keys (optim.lr0=0.01) or aliases (data, model, epochs, imgsz,
-batch, device, name, workers, seed, amp, lr0, optimizer, project, resume, weights); cfg=FILE.yaml
+batch, device, name, workers, seed, amp, lr0, optimizer, project, resume, weights,
+track); cfg=FILE.yaml
 loads settings from a file; recipe=NAME starts from a shipped preset (detforge recipes);
 DETFORGE_<SECTION>__<KEY> environment variables also apply.
 """

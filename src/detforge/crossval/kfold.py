@@ -24,6 +24,7 @@ from ..engine.hooks import Hook
 from ..engine.preflight import check_before_data
 from ..engine.resume import load_train_config
 from ..engine.trainer import Trainer
+from ..track import tracking_hooks
 from ..utils.atomic import write_json_atomic
 
 __all__ = ["KFoldResult", "kfold_dir", "run_kfold", "fold_results"]
@@ -132,7 +133,7 @@ def run_kfold(
                 "kfold: fold %d/%d (%d train / %d val images)%s", i + 1, k,
                 len(split.train(i)), len(split.val(i)), ", resuming" if resumed else "",
             )  # fmt: skip
-            result = Trainer(cfg, hooks=hooks).fit()
+            result = Trainer(cfg, hooks=[*tracking_hooks(cfg), *hooks]).fit()
             record = {
                 "fold": i,
                 "run_dir": os.fspath(result.run_dir),
