@@ -54,7 +54,7 @@ def train(
     last.pt"`` continues a run with its saved settings. An unknown key is a
     :class:`~detforge.config.ConfigError` that names it and the nearest valid key.
     hooks: :class:`detforge.Hook` instances run at every training event after the built-in
-    ones (see the README's Hooks section).
+    ones and the trackers of ``track.loggers`` (see the README's Hooks section).
     cfg: a YAML file of settings, below ``overrides``. config: a ready :class:`RunConfig`
     instead of ``cfg`` and ``overrides``.
     verbose: log progress to stderr as the command line does (data summary, epochs, final
@@ -75,7 +75,9 @@ def train(
         log.info(describe_run(run_cfg))
         for level, line in notes:
             log.log(level, line)
-        result = Trainer(run_cfg, hooks=hooks).fit()
+        from .track import tracking_hooks
+
+        result = Trainer(run_cfg, hooks=[*tracking_hooks(run_cfg), *hooks]).fit()
         if os.environ.get("RANK", "0") == "0":  # under torchrun the main process reports
             log.info("\n".join(["", *summary_lines(result, run_cfg)]))
         return result

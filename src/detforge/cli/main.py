@@ -34,6 +34,7 @@ commands:
   data-stats per-class boxes, sizes, aspect ratios, empty and duplicate images (+ plots)
   convert    from=coco json=.. images=.. out=.. | from=voc xml=.. images=.. out=.. |
              to=coco data=data.yaml split=val out=gt.json
+  kfold      k-fold cross-validation   detforge kfold data=data.yaml [k=5] [folds=0,2] [settings]
   split      split a flat folder into train/val by seed, stratified   src=.. out=.. val=0.2
   models     list built-in models
   recipes    list training recipes     detforge train recipe=finetune data=...
@@ -44,7 +45,8 @@ commands:
 detforge <command> -h prints that command's own arguments.
 
 Settings: key=value with dotted keys (optim.lr0=0.01) or aliases (data, model, epochs, imgsz,
-batch, device, name, workers, seed, amp, lr0, optimizer, project, resume, weights); cfg=FILE.yaml
+batch, device, name, workers, seed, amp, lr0, optimizer, project, resume, weights,
+track); cfg=FILE.yaml
 loads settings from a file; recipe=NAME starts from a shipped preset (detforge recipes);
 DETFORGE_<SECTION>__<KEY> environment variables also apply.
 """
@@ -58,6 +60,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         data_stats,
         diagnose,
         eval_json,
+        kfold,
         listing,
         lr_find,
         predict,
@@ -82,6 +85,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         (data_stats.COMMAND, data_stats.run),
         (convert.COMMAND, convert.run),
         (split.COMMAND, split.run),
+        (kfold.COMMAND, kfold.run),
     ]
     return {c.name: (c, fn) for c, fn in table}
 

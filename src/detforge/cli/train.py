@@ -23,6 +23,7 @@ COMMAND = Command(
 def run(args: Sequence[str]) -> int:
     from ..api import describe_run, summary_lines, train_config
     from ..engine.trainer import Trainer
+    from ..track import tracking_hooks
 
     p = parse(COMMAND, args)
     notes: list[tuple[int, str]] = []
@@ -32,7 +33,7 @@ def run(args: Sequence[str]) -> int:
         print(describe_run(cfg), flush=True)
     for level, line in notes:
         log.log(level, line)
-    result = Trainer(cfg).fit()
+    result = Trainer(cfg, hooks=tracking_hooks(cfg)).fit()
     if not main_process:
         return 0
     if p.as_json:

@@ -110,7 +110,8 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert where lossless.
 
     Values from the command line and environment arrive already parsed by YAML, so this only
-    accepts ints for floats, and single values for lists of that type.
+    accepts ints for floats, single values for lists of that type, and comma-separated choices
+    for a list of choices (``track=tensorboard,mlflow``).
     """
     origin = get_origin(tp)
     if tp is Any:
@@ -138,6 +139,8 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
         (inner,) = get_args(tp) or (Any,)
         if isinstance(value, tuple):
             value = list(value)
+        if isinstance(value, str) and get_origin(inner) is Literal:
+            value = [v.strip() for v in value.split(",") if v.strip()]  # track=tensorboard,mlflow
         if not isinstance(value, list):
             value = [value]
         return [coerce(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]

@@ -430,6 +430,25 @@ class PredictSection:
 
 
 @dataclass
+class TrackSection:
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = setting(
+        [],
+        "Experiment trackers, e.g. track=tensorboard,mlflow (extras [track]); only those "
+        "named run, and one that fails is switched off with a warning while training goes on.",
+    )
+    every_steps: int = setting(
+        10, "Log losses, learning rates and gradient norm every N optimizer steps.", ge=1
+    )
+    mlflow_uri: str | None = setting(
+        None,
+        "MLflow tracking URI; null: a local file store in the run folder (run_dir/mlruns).",
+    )
+    wandb_mode: Literal["offline", "online"] = setting(
+        "offline", "W&B mode: offline writes run_dir/wandb only (no login, no network)."
+    )
+
+
+@dataclass
 class RunConfig:
     data: DataSection = field(default_factory=DataSection)
     model: ModelSection = field(default_factory=ModelSection)
@@ -443,6 +462,7 @@ class RunConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     predict: PredictSection = field(default_factory=PredictSection)
     tta: TTASection = field(default_factory=TTASection)
+    track: TrackSection = field(default_factory=TrackSection)
 
 
 # Short names for the settings people type every day.
@@ -462,6 +482,7 @@ ALIASES: dict[str, str] = {
     "project": "train.project",
     "resume": "train.resume",
     "weights": "model.weights",
+    "track": "track.loggers",
 }
 
 # Settings applied when no data.yaml is given, below anything the user sets.
@@ -512,6 +533,7 @@ CONSUMERS: dict[str, str] = {
     "eval.augment": "detforge.cli.val",
     "predict": "detforge.cli.predict",
     "tta": "detforge.infer.tta",
+    "track": "detforge.track.hooks",
 }
 
 

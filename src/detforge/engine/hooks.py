@@ -44,11 +44,13 @@ class Hook:
 
     What a hook may read on the trainer: ``cfg``, ``model``, ``eval_model()`` (the EMA when
     kept), ``optimizer``, ``schedule``, ``plan``, ``data``, ``epoch``, ``step``,
-    ``batch_in_epoch``, ``row`` (after_epoch: this epoch's losses, lrs, gradient norms and,
-    when validated, ``val/*``, ``metrics/*`` and ``fitness``), ``metrics``, ``best_epoch``,
-    ``best_fitness``, ``run_dir``, ``is_main``. What it may change: add columns to ``row``
-    (in after_epoch, before ``ResultsHook`` writes it, i.e. only built-in hooks can; user
-    hooks see the written row), and call ``trainer.request_stop(reason)`` to end training after
+    ``batch_in_epoch``, ``step_losses`` and ``step_grad_norm`` (after_step: the step's mean
+    loss terms and its gradient norm), ``row`` (after_epoch: this epoch's losses, lrs,
+    gradient norms and, when validated, ``val/*``, ``metrics/*`` and ``fitness``),
+    ``metrics``, ``best_epoch``, ``best_fitness``, ``run_dir``, ``is_main``. What it may
+    change: add columns to ``row`` (in after_epoch, before ``ResultsHook`` writes it, i.e.
+    only built-in hooks can; user hooks see the written row), and call
+    ``trainer.request_stop(reason)`` to end training after
     the current epoch (all processes stop together).
     """
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import RunConfig, config_to_dict
+from ..config import ConfigError, RunConfig, config_to_dict
 from ..infer.device import resolve_amp, select_device
 from .checkpoint import CheckpointError, build_checkpoint, load_checkpoint, load_model_state
 from .distributed import barrier, broadcast_object, init_distributed, shutdown
@@ -58,6 +58,12 @@ class Trainer:
         self.cfg = cfg
         self.user_hooks = list(hooks)
         HookList(self.user_hooks, True)  # reject a non-Hook before any work
+        if cfg.track.loggers and not any(getattr(h, "tracker", None) for h in self.user_hooks):
+            # track.* acts through hooks built above the engine; never accept it and do nothing
+            raise ConfigError(
+                "track.loggers: a Trainer built directly takes its trackers as hooks: "
+                "Trainer(cfg, hooks=detforge.track.tracking_hooks(cfg))"
+            )
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -243,6 +249,9 @@ class Trainer:
                 continue
             norm, finite = self.stepper.step(mass, images, self.step)
             sums["grad_norms"].append(norm)
+            # what after_step hooks (the trackers) read: this step's mean loss terms and norm
+            self.step_losses = {k: sum(t[k] for t in window) / len(window) for k in window[0]}
+            self.step_grad_norm = norm
             if finite:
                 for terms in window:
                     for k, v in terms.items():
