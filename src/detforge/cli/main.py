@@ -39,6 +39,9 @@ commands:
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
   lr-find    learning-rate range test  detforge lr-find data=... [iters=100] [start_lr=1e-7]
+  tune       hyperparameter search     detforge tune space=grid-lr-warmup data=... [trials=N]
+             [workers=K] [sampler=tpe|random|grid|cmaes] [pruner=hyperband|median|sha|none]
+  spaces     list shipped search spaces
   config     list every setting with its default and the module that acts on it
 
 detforge <command> -h prints that command's own arguments.
@@ -64,6 +67,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         schedule,
         split,
         train,
+        tune,
         val,
     )
 
@@ -82,6 +86,8 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         (data_stats.COMMAND, data_stats.run),
         (convert.COMMAND, convert.run),
         (split.COMMAND, split.run),
+        (tune.COMMAND, tune.run),
+        (listing.SPACES, listing.run_spaces),
     ]
     return {c.name: (c, fn) for c, fn in table}
 

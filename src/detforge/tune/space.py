@@ -17,6 +17,7 @@ name.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -95,6 +96,11 @@ class Space:
 
     def grid_size(self) -> int:
         return math.prod(len(c) for c in self.grid().values())
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the grid, the first key varying slowest."""
+        grid = self.grid()
+        return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
     def describe(self) -> list[dict[str, Any]]:
         """Plain data of the space (kept in the study, to notice a changed space on resume)."""
