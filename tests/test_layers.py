@@ -1,5 +1,5 @@
 """The import-linter contracts in pyproject.toml hold: layers point one way (config/boxes/utils ->
-data/models/assign -> losses/infer -> eval -> report -> engine -> api -> cli) and each
+data/models/assign -> losses/infer -> eval -> report -> engine -> tune -> api -> cli) and each
 augmentation transform imports only the augmentation core."""
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ RECIPES = Command(
     "detforge recipes",
     settings=False,
 )
+SPACES = Command(
+    "spaces",
+    "List the shipped search spaces (detforge tune space=NAME ...).",
+    "detforge spaces",
+    settings=False,
+)
 CONFIG = Command(
     "config",
     "List every setting with its default and the module that acts on it.",
@@ -43,4 +49,13 @@ def run_config(args: Sequence[str]) -> int:
 
     parse(CONFIG, args)
     print(settings_table())
+    return 0
+
+
+def run_spaces(args: Sequence[str]) -> int:
+    from ..tune.space import available_spaces, space_description
+
+    parse(SPACES, args)
+    for name in available_spaces():
+        print(f"{name:<22} {space_description(name)}")
     return 0

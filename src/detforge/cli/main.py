@@ -40,6 +40,9 @@ commands:
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
   lr-find    learning-rate range test  detforge lr-find data=... [iters=100] [start_lr=1e-7]
+  tune       hyperparameter search     detforge tune space=grid-lr-warmup data=... [trials=N]
+             [workers=K] [sampler=tpe|random|grid|cmaes] [pruner=hyperband|median|sha|none]
+  spaces     list shipped search spaces
   config     list every setting with its default and the module that acts on it
 
 detforge <command> -h prints that command's own arguments.
@@ -67,6 +70,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         schedule,
         split,
         train,
+        tune,
         val,
     )
 
@@ -86,6 +90,8 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         (convert.COMMAND, convert.run),
         (split.COMMAND, split.run),
         (kfold.COMMAND, kfold.run),
+        (tune.COMMAND, tune.run),
+        (listing.SPACES, listing.run_spaces),
     ]
     return {c.name: (c, fn) for c, fn in table}
 

@@ -39,7 +39,7 @@ __all__ = [
 
 ENV_PREFIX = "DETFORGE_"
 # Environment variables of detforge that are not run settings.
-ENV_RESERVED = {"DETFORGE_CACHE", "DETFORGE_SHARED", "DETFORGE_CONFIG"}
+ENV_RESERVED = {"DETFORGE_CACHE", "DETFORGE_SHARED", "DETFORGE_CONFIG", "DETFORGE_TUNE_WORKER"}
 
 
 def _sections() -> dict[str, type]:

@@ -49,6 +49,13 @@ class DataSection:
         gt=0,
         le=1,
     )
+    fraction: float = setting(
+        1.0,
+        "Train on this fraction of the training images: a deterministic (train.seed), "
+        "class-stratified draw that keeps every class (cheap tuning trials); validation is whole.",
+        gt=0,
+        le=1,
+    )
     cache: Literal["none", "ram", "disk"] = setting(
         "none",
         "Cache decoded images: in RAM, or as .npy files under cache_dir; the memory or "

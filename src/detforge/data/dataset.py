@@ -152,8 +152,8 @@ class YoloDataset(Dataset):
         self.shapes = [r.shape for r in used]
         self._info = [ImageInfo(r.shape, r.orientation, r.gray) for r in used]
         # made here, in the main process, so that forked loader workers share it
-        max_bytes = int(tile_cache_mb * 2**20)
-        self._tiles = TileCache(len(self), max_bytes) if augment and max_bytes > 0 else None
+        self._tile_bytes = int(tile_cache_mb * 2**20) if augment else 0
+        self._tiles = TileCache(len(self), self._tile_bytes) if self._tile_bytes > 0 else None
         self.transforms: Transform = (
             transforms
             if transforms is not None
@@ -169,6 +169,16 @@ class YoloDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.image_files)
+
+    def keep_images(self, indices: Sequence[int]) -> None:
+        """Keep only images ``indices`` (in that order), e.g. ``data.fraction``'s subset; call
+        before caches, rect shapes and loaders are made, which are sized by ``len(self)``."""
+        idx = [int(i) for i in indices]
+        self.image_files = [self.image_files[i] for i in idx]
+        self.labels = [self.labels[i] for i in idx]
+        self.shapes = [self.shapes[i] for i in idx]
+        self._info = [self._info[i] for i in idx]
+        self._tiles = TileCache(len(self), self._tile_bytes) if self._tile_bytes > 0 else None
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch used for the augmentation seed (and by ``build_dataloader``'s sampler)."""

@@ -13,6 +13,7 @@ from ..config import RunConfig
 from ..data.augment.core import AugmentParams
 from ..data.dataset import YoloDataset
 from ..data.datayaml import load_data_yaml
+from ..data.fraction import stratified_fraction
 from ..data.imcache import cache_images
 from ..data.loader import build_dataloader
 from ..data.order import EpochSampler
@@ -76,8 +77,9 @@ def resolve_workers(workers: int | str, device: torch.device) -> int:
 
 def build_train_set(cfg: RunConfig, spec, imgsz: int | None = None) -> YoloDataset:
     """The augmented training split; mosaic and mixup stop for the last augment.close_mosaic
-    epochs (each sample decides from its epoch, so persistent workers follow)."""
-    return YoloDataset.from_spec(
+    epochs (each sample decides from its epoch, so persistent workers follow); only a
+    class-stratified data.fraction of its images when that is below 1."""
+    ds = YoloDataset.from_spec(
         spec,
         "train",
         imgsz=imgsz or cfg.train.imgsz,
@@ -89,6 +91,16 @@ def build_train_set(cfg: RunConfig, spec, imgsz: int | None = None) -> YoloDatas
         mosaic_until_epoch=max(0, cfg.train.epochs - cfg.augment.close_mosaic),
         albumentations=cfg.augment.albumentations,
     )
+    if cfg.data.fraction < 1:
+        total = len(ds)
+        ds.keep_images(
+            stratified_fraction(ds.labels, len(ds.names), cfg.data.fraction, cfg.train.seed)
+        )
+        log.info(
+            "data.fraction %g: training on %d of %d images (every class kept)",
+            cfg.data.fraction, len(ds), total,
+        )  # fmt: skip
+    return ds
 
 
 def build_val_set(cfg: RunConfig, spec, split: str = "val") -> YoloDataset:

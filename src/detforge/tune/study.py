@@ -1,0 +1,291 @@
+"""A study: its folder, storage, sampler and pruner, and the worker loop that runs trials.
+
+The default storage is an Optuna journal file in the study folder (``journal.log``, with the
+open-file lock several local processes can share); any Optuna storage URL
+(``postgresql://...``) passes through. Re-running the same command opens the same study and
+carries on. ``trials`` counts every trial that finished (complete, pruned, failed) or runs, over
+all workers: each worker counts and asks under a lock file in the study folder, so K workers
+never start more than ``trials`` trials between them.
+
+A trial left RUNNING by a worker that died (SIGKILL, a power cut) is found by the worker's host
+name, pid and process start time recorded on the trial: it is marked failed, with that reason,
+and its parameters are queued again once (a re-queued trial that dies too is not queued again).
+Journal storages have no heartbeat, hence the pid check; it sees the workers of this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, RunConfig, load_config
+from ..config.loader import parse_overrides
+from ..config.schema import ALIASES
+from ..engine.preflight import check_before_data
+from .outputs import best_trial, progress_line, write_best_yaml, write_plots, write_trials_csv
+from .space import Space
+from .trial import run_trial
+from .workers import alive, counted, locked, me, result_attrs
+
+__all__ = ["TuneOptions", "Tuner", "SAMPLERS", "PRUNERS"]
+
+log = logging.getLogger("detforge")
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes")
+PRUNERS = ("hyperband", "median", "sha", "none")
+
+
+@dataclass
+class TuneOptions:
+    """What ``detforge tune`` takes besides the space: the training settings of every trial
+    (``key=value``, with ``cfg_file`` below them), the trial budget and the study's storage."""
+
+    space: Space
+    settings: list[str] = field(default_factory=list)
+    cfg_file: str | None = None
+    trials: int | None = None  # None: every combination of a grid
+    timeout: float | None = None  # seconds; a worker starts no trial after it
+    storage: str | None = None  # None: the journal file in the study folder
+    study: str | None = None  # None: the space's name
+    sampler: str | None = None  # None: grid for a grid space, else tpe
+    pruner: str = "hyperband"
+    epochs: int | None = None  # tune.epochs: epochs per trial (None: the settings' epochs)
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("detforge tune needs Optuna: pip install 'detforge[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def _settings_map(settings: list[str]) -> dict[str, Any]:
+    """``key=value`` strings -> ``{dotted key: value}`` (aliases resolved, the last one wins)."""
+    out: dict[str, Any] = {}
+    for key, value in parse_overrides(settings):
+        out[ALIASES.get(key, key)] = value
+    return out
+
+
+class Tuner:
+    """One worker of a study: ``Tuner(opts).run()`` runs trials until the study has ``trials``;
+    ``finish()`` writes the plots and returns the summary."""
+
+    def __init__(self, opts: TuneOptions, worker: int = 0, pruner: Any = None):
+        self.opts, self.space, self.worker = opts, opts.space, worker
+        self.optuna = _optuna()
+        self.values = _settings_map(opts.settings)
+        if "train.resume" in self.values:
+            raise ConfigError("tune: train.resume is not a tuning setting; trials start anew")
+        self.base = load_config(self.values, cfg_file=opts.cfg_file, notes=[])
+        check_before_data(self.base)
+        self.name = opts.study or self.space.name
+        self.dir = Path(self.base.train.project) / "tune" / self.name
+        self.sampler_name = opts.sampler or ("grid" if self.space.is_grid else "tpe")
+        for what, name, choices in (("sampler", self.sampler_name, SAMPLERS),
+                                    ("pruner", opts.pruner, PRUNERS)):  # fmt: skip
+            if name not in choices:
+                raise ConfigError(f"tune: {what} '{name}' is not one of {', '.join(choices)}")
+        self.total = self._total()
+        self.epochs = opts.epochs or self.base.train.epochs
+        self.pruner = pruner if pruner is not None else self._pruner()
+        self._check_first_trial()
+
+    def _total(self) -> int:
+        n = self.opts.trials
+        if self.sampler_name == "grid":
+            size = self.space.grid_size()
+            if n is not None and n > size:
+                log.info("trials=%d: the grid has %d combinations, each runs once", n, size)
+            return size if n is None else min(n, size)
+        if n is None:
+            raise ConfigError(f"tune: trials= is needed with sampler {self.sampler_name}")
+        return n
+
+    def _check_first_trial(self) -> None:
+        """Settings that only fail combined with the space's values fail here, not per trial:
+        the lowest value of every range (first choice of every list) must make a valid run."""
+        fixed = {}
+        for p in self.space.params:
+            fixed[p.key] = p.low if p.kind in ("float", "int") else p.choices[0]
+        self.trial_config(fixed, 0)
+
+    # ---------------------------------------------------------------- optuna parts
+    def _sampler(self, offset: int):
+        """The sampler of this worker; its seed moves on with the trials the study already
+        has (``offset``), so a resumed study does not draw its first trials again."""
+        s = self.optuna.samplers
+        seed = self.base.train.seed + 1000 * self.worker + offset
+        if self.sampler_name in ("grid", "random"):  # a grid's points are queued: see open()
+            return s.RandomSampler(seed=seed)
+        if self.sampler_name == "cmaes":
+            try:
+                import cmaes  # noqa: F401
+            except ImportError:
+                raise ConfigError(
+                    "tune: sampler cmaes needs the 'cmaes' package: pip install 'detforge[tune]'"
+                ) from None
+            return s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        # multivariate TPE handles conditional keys (group); constant liar keeps parallel
+        # workers from sampling next to each other's running trials
+        return s.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+
+    def _pruner(self):
+        p = self.optuna.pruners
+        if self.opts.pruner == "hyperband":
+            return p.HyperbandPruner(min_resource=1, max_resource=self.epochs)
+        if self.opts.pruner == "median":
+            return p.MedianPruner()
+        if self.opts.pruner == "sha":
+            return p.SuccessiveHalvingPruner(min_resource=1)
+        return p.NopPruner()
+
+    def storage(self):
+        if self.opts.storage:
+            return self.opts.storage
+        j = self.optuna.storages.journal
+        path = str(self.dir / "journal.log")
+        return self.optuna.storages.JournalStorage(
+            j.JournalFileBackend(path, lock_obj=j.JournalFileOpenLock(path))
+        )
+
+    def open(self):
+        """Create or load the study; a study made with another space or settings is an error."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with locked(self.dir / "tune.lock"):
+            study = self.optuna.create_study(
+                study_name=self.name, storage=self.storage(), pruner=self.pruner,
+                direction="maximize", load_if_exists=True,
+            )  # fmt: skip
+            study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
+            if self.sampler_name == "grid":
+                # every combination queued once, in file order: workers take them from the
+                # storage (Optuna's GridSampler stops the study from inside tell, which only
+                # works in study.optimize)
+                for point in self.space.grid_points():
+                    study.enqueue_trial(point, skip_if_exists=True)
+            made_with = json.loads(json.dumps(
+                {"space": self.space.describe(), "settings": self._trial_settings()}
+            ))  # fmt: skip
+            for key, value in made_with.items():
+                if key not in study.user_attrs:
+                    study.set_user_attr(key, value)
+                elif study.user_attrs[key] != value:
+                    raise ConfigError(
+                        f"tune: study '{self.name}' in {self.dir} was started with other "
+                        f"{key}; resume it with the same command, or start a new one with "
+                        "study=NAME"
+                    )
+        return study
+
+    def _trial_settings(self) -> dict[str, Any]:
+        out = {**self.values, "tune.epochs": self.epochs}
+        if self.opts.cfg_file:
+            out["cfg"] = str(self.opts.cfg_file)
+        return out
+
+    def trial_config(self, params: dict[str, Any], number: int) -> RunConfig:
+        values = {
+            **self.values, **params, "train.epochs": self.epochs, "train.project": str(self.dir),
+            "train.name": f"trial_{number:03d}", "train.exist_ok": True,
+        }  # fmt: skip
+        cfg = load_config(values, cfg_file=self.opts.cfg_file, notes=[])
+        check_before_data(cfg)
+        return cfg
+
+    # ---------------------------------------------------------------- the worker loop
+    def run(self) -> None:
+        """Run trials until the study has ``trials`` of them (or ``timeout`` passed)."""
+        study = self.open()
+        start = time.monotonic()
+        while True:
+            if self.opts.timeout is not None and time.monotonic() - start >= self.opts.timeout:
+                log.info("tune: timeout reached; worker %d starts no more trials", self.worker)
+                break
+            with locked(self.dir / "tune.lock"):
+                self._fail_stale(study)
+                trials = study.get_trials(deepcopy=False)
+                if counted(trials) >= self.total:
+                    break
+                trial = study.ask()
+                trial.set_user_attr("worker", me())
+            self._run_one(study, trial)
+
+    def _run_one(self, study, trial) -> None:
+        params = self.space.suggest(trial)
+        run_dir = self.dir / f"trial_{trial.number:03d}"
+        try:
+            cfg: RunConfig | Exception = self.trial_config(params, trial.number)
+        except ConfigError as e:
+            cfg = e
+        outcome = run_trial(trial, cfg, run_dir)
+        trial.set_user_attr("result", result_attrs(outcome))
+        state = self.optuna.trial.TrialState
+        if outcome.state == "complete":
+            study.tell(trial, outcome.fitness)
+        else:
+            study.tell(trial, state=state.PRUNED if outcome.state == "pruned" else state.FAIL)
+        with locked(self.dir / "tune.lock"):
+            trials = study.get_trials(deepcopy=False)
+            self.write_outputs(trials)
+        done = next(t for t in trials if t.number == trial.number)
+        print(progress_line(done, trials, self.total), flush=True)
+
+    def _fail_stale(self, study) -> None:
+        """Mark trials of dead workers of this host failed, and queue their params once."""
+        storage = study._storage  # Optuna has no public call to finish another worker's trial
+        for t in study.get_trials(deepcopy=False, states=(self.optuna.trial.TrialState.RUNNING,)):
+            w = t.user_attrs.get("worker")
+            if not w or w["host"] != socket.gethostname() or alive(w):
+                continue
+            again = "requeued_from" not in t.user_attrs
+            reason = f"failed: worker {w['pid']} died during the trial; " + (
+                "its parameters are queued again" if again else "not queued again (a re-run)"
+            )
+            run_dir = self.dir / f"trial_{t.number:03d}"
+            result = {"reason": reason, "run_dir": str(run_dir), "requeued": again}
+            storage.set_trial_user_attr(t._trial_id, "result", result)
+            storage.set_trial_state_values(t._trial_id, self.optuna.trial.TrialState.FAIL)
+            if again:
+                study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "reason.txt").write_text(reason + "\n")
+            log.warning("tune: trial %d %s", t.number, reason)
+
+    def write_outputs(self, trials: list) -> None:
+        write_trials_csv(self.dir / "trials.csv", trials, self.space)
+        best = best_trial(trials)
+        if best is not None:
+            write_best_yaml(self.dir / "best.yaml", self.base, best, self.name)
+
+    def finish(self) -> list[str]:
+        """Write trials.csv, best.yaml and the plots; the summary lines."""
+        study = self.open()
+        with locked(self.dir / "tune.lock"):
+            trials = study.get_trials(deepcopy=False)
+            self.write_outputs(trials)
+            write_plots(study, self.dir)
+        states = [
+            t.state.name for t in trials if not (t.user_attrs.get("result") or {}).get("requeued")
+        ]  # noqa: E501
+        lines = [
+            f"study {self.name}: {states.count('COMPLETE')} complete, {states.count('PRUNED')} "
+            f"pruned, {states.count('FAIL')} failed of {self.total} trials ({self.dir})"
+        ]
+        best = best_trial(trials)
+        if best is None:
+            lines.append("no trial completed; see reason.txt in the trial folders")
+        else:
+            params = ", ".join(f"{k}={v}" for k, v in best.params.items())
+            lines.append(f"best: trial {best.number}, fitness {best.value:.5f}: {params}")
+            lines.append(f"train it: detforge train cfg={self.dir / 'best.yaml'}")
+        return lines

@@ -1,0 +1,145 @@
+"""detforge tune: trials are run folders, pruning stops at the pruner's epoch, workers share one
+journal and never exceed trials=N, a killed study resumes, best.yaml trains the winner."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from detforge.cli.main import main
+from detforge.config import load_config
+from detforge.tune.space import parse_space
+from detforge.tune.study import TuneOptions, Tuner
+
+SPACE = "optim.lr0: {type: float, low: 1.0e-3, high: 1.0e-1, log: true}\nloss.box: [5.0, 7.5]\n"
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _settings(tiny_args: list[str]) -> list[str]:
+    """tiny_args for tune, where workers= is the number of processes."""
+    return [a.replace("workers=", "data.workers=") for a in tiny_args]
+
+
+def _args(tiny_args: list[str], tmp_path: Path) -> list[str]:
+    (tmp_path / "space.yaml").write_text(SPACE)
+    return [f"space={tmp_path / 'space.yaml'}", *_settings(tiny_args), "epochs=1", "pruner=none"]
+
+
+def test_pruned_trial_stops_at_the_pruners_epoch(tiny_args, tmp_path):
+    space = parse_space({"optim.lr0": [0.01]}, "p")
+    opts = TuneOptions(space, [*tiny_args, "epochs=2"], trials=1)
+    # fitness is at most 1, so a threshold of 2 prunes at the first report: epoch 1
+    tuner = Tuner(opts, pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    tuner.run()
+    study_dir = tmp_path / "runs" / "tune" / "p"
+    (row,) = _rows(study_dir / "trials.csv")
+    assert (row["state"], row["pruned_at"], row["epochs"]) == ("pruned", "1", "1")
+    trial_dir = study_dir / "trial_000"
+    assert len(_rows(trial_dir / "results.csv")) == 1  # epoch 2 never ran
+    assert (trial_dir / "weights" / "last.pt").is_file()  # the folder is a consistent run
+    assert (trial_dir / "reason.txt").read_text().startswith("pruned at epoch 1")
+    assert not (study_dir / "best.yaml").exists()  # no complete trial
+
+
+def test_two_workers_share_one_journal_and_run_exactly_n_trials(tiny_args, tmp_path):
+    args = [*_args(tiny_args, tmp_path), "trials=3", "workers=2", "sampler=random"]
+    assert main(["tune", *args]) == 0
+    study_dir = tmp_path / "runs" / "tune" / "space"
+    rows = _rows(study_dir / "trials.csv")
+    assert [r["state"] for r in rows] == ["complete"] * 3
+    assert sorted(p.name for p in study_dir.glob("trial_*")) == [
+        "trial_000", "trial_001", "trial_002",
+    ]  # fmt: skip
+    assert len({r["optim.lr0"] for r in rows}) == 3  # the workers sample with their own seeds
+    for r in rows:  # each trial trained once, with its own parameters
+        trial_dir = Path(r["run_dir"])
+        assert len(_rows(trial_dir / "results.csv")) == 1
+        cfg = load_config(cfg_file=trial_dir / "config.yaml")
+        assert cfg.optim.lr0 == float(r["optim.lr0"]) and cfg.loss.box == float(r["loss.box"])
+    study = optuna.load_study(study_name="space", storage=Tuner(
+        TuneOptions(parse_space({"optim.lr0": [0.01]}), [*tiny_args], trials=1, study="space")
+    ).storage())  # fmt: skip
+    assert len(study.trials) == 3
+    # best.yaml trains the winner at the settings' budget with its parameters
+    best = min(rows, key=lambda r: (-float(r["fitness"]), int(r["trial"])))
+    cfg = load_config(cfg_file=study_dir / "best.yaml")
+    assert cfg.optim.lr0 == float(best["optim.lr0"]) and cfg.loss.box == float(best["loss.box"])
+    assert cfg.train.epochs == 1 and cfg.train.imgsz == 64
+
+
+def test_a_killed_study_resumes_and_requeues_the_interrupted_trial(tiny_args, tmp_path):
+    args = [*_args(tiny_args, tmp_path), "trials=2", "sampler=random"]
+    study_dir = tmp_path / "runs" / "tune" / "space"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "detforge.cli", "tune", *args], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(3000):  # until a trial is training (not a time limit on the code)
+            if list(study_dir.glob("trial_*/train.log")) or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert main(["tune", *args]) == 0
+    rows = _rows(study_dir / "trials.csv")
+    died = [r for r in rows if "died during the trial" in r["reason"]]
+    assert len(died) == 1, rows
+    assert "queued again" in (Path(died[0]["run_dir"]) / "reason.txt").read_text()
+    complete = [r for r in rows if r["state"] == "complete"]
+    assert len(complete) == 2
+    # the interrupted parameters ran again, once
+    assert [r["optim.lr0"] for r in complete].count(died[0]["optim.lr0"]) == 1
+    # running the finished study again starts no trial
+    assert main(["tune", *args]) == 0
+    assert len(_rows(study_dir / "trials.csv")) == len(rows)
+
+
+def test_a_crashing_trial_fails_alone(tiny_args, tmp_path, monkeypatch):
+    import detforge.tune.trial as trial_mod
+
+    calls = []
+
+    class Boom(trial_mod.Trainer):
+        def fit(self):
+            calls.append(self.cfg.train.name)
+            if len(calls) == 1:
+                raise RuntimeError("out of memory")
+            return super().fit()
+
+    monkeypatch.setattr(trial_mod, "Trainer", Boom)
+    space = parse_space({"optim.lr0": [0.01, 0.02]}, "c")
+    Tuner(TuneOptions(space, [*tiny_args, "epochs=1"], pruner="none")).run()
+    rows = _rows(tmp_path / "runs" / "tune" / "c" / "trials.csv")
+    assert [r["state"] for r in rows] == ["fail", "complete"]
+    assert rows[0]["reason"] == "failed: RuntimeError: out of memory"
+    reason = (tmp_path / "runs" / "tune" / "c" / "trial_000" / "reason.txt").read_text()
+    assert "Traceback" in reason
+
+
+def test_bad_space_fails_before_any_trial(tiny_args, tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("optim.lr: [0.1, 0.2]\n")
+    assert main(["tune", f"space={tmp_path / 'bad.yaml'}", *_settings(tiny_args), "trials=2"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'optim.lr' (did you mean 'optim.lr0'?)" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_spaces_lists_the_shipped_spaces(capsys):
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    for name in ["grid-lr-warmup", "grid-box-dfl", "grid-scale-copypaste", "tpe-5"]:
+        assert name in out
