@@ -113,3 +113,21 @@ def test_sigterm_saves_a_resumable_checkpoint(tiny_args, tmp_path):
         load_train_config([f"resume={last}", "epochs=" + str(ck["train"]["epoch"] + 1)], env={})
     ).fit()
     assert resumed.epochs_run == ck["train"]["epoch"] + 1
+
+
+def test_load_train_config_logs_short_run_fits_when_not_asked_for_notes(caplog):
+    """kfold builds its fold configs through load_train_config without notes: the short-run
+    note must still be logged (it was swallowed)."""
+    import logging
+
+    from detforge.engine.resume import load_train_config
+
+    with caplog.at_level(logging.INFO, logger="detforge"):
+        cfg = load_train_config(["epochs=2"], env={})
+    assert cfg.schedule.warmup_epochs < 3
+    assert any("short run of 2 epochs" in r.getMessage() for r in caplog.records)
+    notes: list = []
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="detforge"):
+        load_train_config(["epochs=2"], env={}, notes=notes)
+    assert notes and not any("short run" in r.getMessage() for r in caplog.records)

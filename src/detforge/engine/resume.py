@@ -35,7 +35,10 @@ def load_train_config(
     first: list[tuple[int, str]] = []
     cfg = load_config(overrides, cfg_file=cfg_file, env=env, notes=first)
     if not cfg.train.resume:
-        if notes is not None:
+        if notes is None:  # as load_config does without ``notes``: log them
+            for level, line in first:
+                log.log(level, line)
+        else:
             notes.extend(first)
         return cfg
     base = dict(load_checkpoint(cfg.train.resume).get("config") or {})

@@ -198,7 +198,7 @@ class Tuner:
             **self.values, **params, "train.epochs": self.epochs, "train.project": str(self.dir),
             "train.name": f"trial_{number:03d}", "train.exist_ok": True,
         }  # fmt: skip
-        cfg = load_config(values, cfg_file=self.opts.cfg_file, notes=[])
+        cfg = load_config(values, cfg_file=self.opts.cfg_file)  # logs short-run fits per trial
         check_before_data(cfg)
         return cfg
 
