@@ -126,3 +126,55 @@ def test_track_settings_are_checked_and_never_ignored(tiny_args):
         load_config(["track=tensorbord"])
     with pytest.raises(ConfigError, match="track.loggers: a Trainer built directly"):
         Trainer(cfg)
+
+
+def _mlflow_runs(store: Path, experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment} in {store}"
+    return client.search_runs([exp.experiment_id])
+
+
+def test_tune_trials_and_kfold_folds_are_grouped_runs(tiny_args, tmp_path, monkeypatch):
+    """The trials of a study and the folds of a k-fold land in one MLflow experiment (one
+    store in their folder) and one W&B group; tune with track= ran no tracker before (a
+    Trainer with track.loggers and no tracker hooks is an error)."""
+    from detforge.cli.main import main
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    settings = [a.replace("workers=", "data.workers=") for a in tiny_args]
+    (tmp_path / "space.yaml").write_text("optim.lr0: [0.01, 0.02]\n")
+    args = [f"space={tmp_path / 'space.yaml'}", *settings, "epochs=1", "pruner=none"]
+    assert main(["tune", *args, "trials=2", "track=mlflow"]) == 0
+    study = tmp_path / "runs" / "tune" / "space"
+    runs = _mlflow_runs(study, "detforge/tune/space")
+    assert sorted(r.info.run_name for r in runs) == ["trial_000", "trial_001"]
+    assert {r.data.tags["detforge.group"] for r in runs} == {"tune/space"}
+    assert not (study / "trial_000" / "mlflow.db").exists()
+
+    kargs = [*tiny_args, "epochs=1", "k=2", "track=mlflow"]
+    assert main(["kfold", *kargs]) == 0
+    folder = tmp_path / "runs" / "kfold" / "cv"
+    runs = _mlflow_runs(folder, "detforge/kfold/cv")
+    assert sorted(r.info.run_name for r in runs) == ["fold0", "fold1"]
+
+
+def test_wandb_runs_of_a_group_share_the_group(tiny_args, monkeypatch):
+    import sys as _sys
+    import types
+    from pathlib import Path as _Path
+
+    from detforge.track.hooks import WandbHook
+
+    seen = {}
+    fake = types.SimpleNamespace(
+        init=lambda **kw: seen.update(kw) or types.SimpleNamespace(finish=lambda **k: None),
+        Settings=lambda **kw: kw,
+    )
+    monkeypatch.setitem(_sys.modules, "wandb", fake)
+    cfg = load_config([*tiny_args, "track=wandb"], env={})
+    hook = WandbHook(cfg, "kfold/cv")
+    hook.start(_Path("/tmp/x/fold0"), {})
+    assert seen["group"] == "kfold/cv" and seen["name"] == "fold0"

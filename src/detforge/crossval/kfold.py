@@ -133,7 +133,8 @@ def run_kfold(
                 "kfold: fold %d/%d (%d train / %d val images)%s", i + 1, k,
                 len(split.train(i)), len(split.val(i)), ", resuming" if resumed else "",
             )  # fmt: skip
-            result = Trainer(cfg, hooks=[*tracking_hooks(cfg), *hooks]).fit()
+            group = f"kfold/{folder.name}"
+            result = Trainer(cfg, hooks=[*tracking_hooks(cfg, group), *hooks]).fit()
             record = {
                 "fold": i,
                 "run_dir": os.fspath(result.run_dir),

@@ -52,8 +52,8 @@ class TrackerHook(Hook):
 
     tracker = "tracker"
 
-    def __init__(self, cfg: RunConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: RunConfig, group: str | None = None):
+        self.cfg, self.group = cfg, group
         self.every = cfg.track.every_steps
         self.enabled = True
 
@@ -146,7 +146,11 @@ class TensorBoardHook(TrackerHook):
 class MLflowHook(TrackerHook):
     """An MLflow run (experiment ``detforge``) in a SQLite store ``run_dir/mlflow.db`` with
     artifacts in ``run_dir/mlartifacts`` (MLflow's file store is frozen and refuses new runs),
-    unless ``track.mlflow_uri`` names another store or a server; the config as parameters."""
+    unless ``track.mlflow_uri`` names another store or a server; the config as parameters.
+
+    Runs of a group (the folds of one k-fold, the trials of one study) go to one experiment
+    named after the group, tagged ``detforge.group``; with the local store, it is one store in
+    the group's folder (the run folders' parent) instead of one per run."""
 
     tracker = "mlflow"
     client = None
@@ -159,14 +163,15 @@ class MLflowHook(TrackerHook):
         from mlflow.tracking import MlflowClient
 
         local = self.cfg.track.mlflow_uri is None
-        uri = (
-            f"sqlite:///{(run_dir / 'mlflow.db').resolve()}" if local else self.cfg.track.mlflow_uri
-        )
+        store = (run_dir.parent if self.group else run_dir).resolve()
+        uri = f"sqlite:///{store / 'mlflow.db'}" if local else self.cfg.track.mlflow_uri
         self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name("detforge")
-        artifacts = (run_dir / "mlartifacts").resolve().as_uri() if local else None
-        exp_id = exp.experiment_id if exp else self.client.create_experiment("detforge", artifacts)
-        self.run_id = self.client.create_run(exp_id, run_name=run_dir.name).info.run_id
+        name = f"detforge/{self.group}" if self.group else "detforge"
+        exp = self.client.get_experiment_by_name(name)
+        artifacts = (store / "mlartifacts").as_uri() if local else None
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(name, artifacts)
+        tags = {"detforge.group": self.group} if self.group else None
+        self.run_id = self.client.create_run(exp_id, run_name=run_dir.name, tags=tags).info.run_id
         from mlflow.entities import Param
 
         params = [Param(k, str(v)[:6000]) for k, v in _flat(config).items()]
@@ -197,7 +202,8 @@ class MLflowHook(TrackerHook):
 
 class WandbHook(TrackerHook):
     """A W&B run in ``run_dir/wandb``, offline (no login, no network) unless
-    ``track.wandb_mode=online``; the config as the run's config."""
+    ``track.wandb_mode=online``; the config as the run's config; runs of a group (folds of a
+    k-fold, trials of a study) share W&B's ``group``."""
 
     tracker = "wandb"
     run = None
@@ -212,6 +218,7 @@ class WandbHook(TrackerHook):
 
         self.run = wandb.init(
             project="detforge", name=run_dir.name, dir=str(run_dir), config=config,
+            group=self.group,
             mode=self.cfg.track.wandb_mode, reinit="create_new",
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True,
                                     save_code=False, disable_git=True),
@@ -248,6 +255,10 @@ class WandbHook(TrackerHook):
 HOOKS = {"tensorboard": TensorBoardHook, "mlflow": MLflowHook, "wandb": WandbHook}
 
 
-def tracking_hooks(cfg: RunConfig) -> list[Hook]:
-    """The tracker hooks ``track.loggers`` asks for, in that order (none: an empty list)."""
-    return [HOOKS[name](cfg) for name in dict.fromkeys(cfg.track.loggers)]
+def tracking_hooks(cfg: RunConfig, group: str | None = None) -> list[Hook]:
+    """The tracker hooks ``track.loggers`` asks for, in that order (none: an empty list).
+
+    group: a name shared by related runs, e.g. ``kfold/cv`` or ``tune/grid-lr-warmup``, whose
+    run folders sit in one folder: MLflow puts them in one experiment (and one local store in
+    that folder), W&B in one group; TensorBoard needs nothing (point it at the folder)."""
+    return [HOOKS[name](cfg, group) for name in dict.fromkeys(cfg.track.loggers)]

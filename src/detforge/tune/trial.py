@@ -19,6 +19,7 @@ from typing import Any
 from ..config import RunConfig
 from ..engine.hooks import Hook
 from ..engine.trainer import Trainer
+from ..track import tracking_hooks
 from ..utils.atomic import write_text_atomic
 
 __all__ = ["PruningHook", "TrialOutcome", "run_trial"]
@@ -67,7 +68,8 @@ def run_trial(trial: Any, cfg: RunConfig | Exception, run_dir: Path) -> TrialOut
     try:
         if isinstance(cfg, Exception):
             raise cfg
-        result = Trainer(cfg, hooks=[hook]).fit()
+        trackers = tracking_hooks(cfg, f"tune/{run_dir.parent.name}")
+        result = Trainer(cfg, hooks=[*trackers, hook]).fit()
     except Exception as e:
         details = "".join(traceback.format_exception(e))
         reason = f"failed: {type(e).__name__}: {e}"
