@@ -143,3 +143,34 @@ def test_spaces_lists_the_shipped_spaces(capsys):
     out = capsys.readouterr().out
     for name in ["grid-lr-warmup", "grid-box-dfl", "grid-scale-copypaste", "tpe-5"]:
         assert name in out
+
+
+def test_kfold_trials_score_the_mean_over_folds_and_prune_after_a_fold(tiny_args, tmp_path):
+    """tune.kfold=K: a trial is a k-fold run in its folder, its fitness the mean of the folds'
+    fitness; a pruner that prunes at the first report stops it after fold 1."""
+    import json
+
+    from detforge.engine.fitness import fitness
+
+    space = parse_space({"optim.lr0": [0.01]}, "kf")
+    opts = TuneOptions(space, [*_settings(tiny_args), "epochs=1"], trials=1, kfold=2)
+    Tuner(opts, pruner=optuna.pruners.NopPruner()).run()
+    study_dir = tmp_path / "runs" / "tune" / "kf"
+    (row,) = _rows(study_dir / "trials.csv")
+    trial_dir = study_dir / "trial_000"
+    folds = [json.loads((trial_dir / f"fold{i}" / "fold_result.json").read_text()) for i in (0, 1)]
+    weights = load_config(tiny_args, env={}).train.fitness
+    mean = sum(fitness(f["metrics"], weights) for f in folds) / 2
+    assert row["state"] == "complete" and abs(float(row["fitness"]) - mean) < 1e-9
+    assert (trial_dir / "summary.json").is_file()  # the trial's k-fold summary
+
+    space = parse_space({"optim.lr0": [0.02]}, "kp")
+    opts = TuneOptions(space, [*_settings(tiny_args), "epochs=1"], trials=1, kfold=2)
+    Tuner(opts, pruner=optuna.pruners.ThresholdPruner(lower=2.0)).run()
+    study_dir = tmp_path / "runs" / "tune" / "kp"
+    (row,) = _rows(study_dir / "trials.csv")
+    assert (row["state"], row["pruned_at"]) == ("pruned", "1")
+    trial_dir = study_dir / "trial_000"
+    assert (trial_dir / "fold0" / "fold_result.json").is_file()
+    assert not (trial_dir / "fold1").exists()  # fold 2 never trained
+    assert (trial_dir / "reason.txt").read_text().startswith("pruned after fold 1 of 2")

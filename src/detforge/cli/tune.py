@@ -69,6 +69,15 @@ COMMAND = Command(
             check=_positive,
             rule="must be a positive integer",
         ),  # fmt: skip
+        Arg(
+            "tune.kfold",
+            int,
+            None,
+            "score each trial by K-fold cross-validation (mean fitness, pruned after a fold)",
+            check=lambda v: v >= 2,
+            rule="must be at least 2",
+        ),  # fmt: skip
+        Arg("tune.kfold_group", str, None, "with tune.kfold: file-name regex kept in one fold"),
     ),
 )
 
@@ -92,7 +101,7 @@ def run(args: Sequence[str]) -> int:
     opts = TuneOptions(
         load_space(s["space"]), p.settings, s["cfg"], s["trials"],
         parse_duration(s["timeout"]) if s["timeout"] else None, s["storage"], s["study"],
-        s["sampler"], s["pruner"], s["tune.epochs"],
+        s["sampler"], s["pruner"], s["tune.epochs"], s["tune.kfold"], s["tune.kfold_group"],
     )  # fmt: skip
     worker = int(os.environ.get(WORKER_ENV, "0"))
     tuner = Tuner(opts, worker=worker)

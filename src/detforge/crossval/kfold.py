@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,19 +58,23 @@ def fold_results(folder: Path, k: int) -> dict[int, dict]:
 
 
 def _fold_config(
-    settings: Sequence[str], cfg_file: str | None, folder: Path, i: int
+    settings: Sequence[str] | Mapping[str, object], cfg_file: str | None, folder: Path, i: int
 ) -> tuple[RunConfig, bool]:
     """The fold's configuration, and whether it resumes an interrupted run."""
     last = folder / f"fold{i}" / "weights" / "last.pt"
     if last.is_file():
         return load_train_config([f"train.resume={last}"]), True
-    fold = [
-        f"data.path={fold_data_yaml(folder / 'folds', i)}",
-        f"train.project={folder}",
-        f"train.name=fold{i}",
-        "train.exist_ok=true",
-    ]
-    cfg = load_train_config([*settings, *fold], cfg_file=cfg_file)
+    fold = {
+        "data.path": str(fold_data_yaml(folder / "folds", i)),
+        "train.project": str(folder),
+        "train.name": f"fold{i}",
+        "train.exist_ok": True,
+    }
+    if isinstance(settings, Mapping):
+        cfg = load_train_config({**settings, **fold}, cfg_file=cfg_file)
+    else:
+        fold_args = [f"{key}={value}" for key, value in fold.items()]
+        cfg = load_train_config([*settings, *fold_args], cfg_file=cfg_file)
     check_before_data(cfg)
     return cfg, False
 
@@ -84,7 +88,7 @@ def _parse_folds(folds: Iterable[int] | None, k: int) -> list[int]:
 
 
 def run_kfold(
-    settings: Sequence[str] = (),
+    settings: Sequence[str] | Mapping[str, object] = (),
     k: int = 5,
     *,
     name: str = "cv",
@@ -95,6 +99,7 @@ def run_kfold(
     aggregate: bool = False,
     cfg_file: str | None = None,
     hooks: Sequence[Hook] = (),
+    folder: Path | None = None,
 ) -> KFoldResult:
     """Train the folds ``folds`` (all by default) of a k-fold split and summarize when every
     fold is finished.
@@ -103,7 +108,8 @@ def run_kfold(
     the split's seed (training's is ``train.seed``); group: a regex over file names whose
     match keeps images in one fold; pool: split train and val of the data.yaml together;
     aggregate: only summarize folds already run (an error names the missing ones); hooks:
-    extra :class:`~detforge.engine.hooks.Hook` instances of every fold's run.
+    extra :class:`~detforge.engine.hooks.Hook` instances of every fold's run; folder: the
+    k-fold folder instead of ``<train.project>/kfold/<name>`` (a tune trial's own folder).
     """
     if k < 2:
         raise ConfigError(f"k: at least 2 folds, got {k}")
@@ -115,7 +121,7 @@ def run_kfold(
         )
     if not base.data.path:
         raise ConfigError("kfold: data= is required (a data.yaml to split into folds)")
-    folder = kfold_dir(base, name)
+    folder = Path(folder) if folder is not None else kfold_dir(base, name)
     split: FoldSplit = load_or_write_folds(
         folder / "folds", base.data.path, k, seed=seed, group=group, pool=pool
     )

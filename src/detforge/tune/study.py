@@ -28,6 +28,7 @@ from ..config import ConfigError, RunConfig, load_config
 from ..config.loader import parse_overrides
 from ..config.schema import ALIASES
 from ..engine.preflight import check_before_data
+from .kfold_trial import run_kfold_trial
 from .outputs import best_trial, progress_line, write_best_yaml, write_plots, write_trials_csv
 from .space import Space
 from .trial import run_trial
@@ -56,6 +57,8 @@ class TuneOptions:
     sampler: str | None = None  # None: grid for a grid space, else tpe
     pruner: str = "hyperband"
     epochs: int | None = None  # tune.epochs: epochs per trial (None: the settings' epochs)
+    kfold: int | None = None  # tune.kfold: score each trial by K-fold cross-validation
+    kfold_group: str | None = None  # tune.kfold_group: file-name regex kept in one fold
 
 
 def _optuna():
@@ -142,7 +145,8 @@ class Tuner:
     def _pruner(self):
         p = self.optuna.pruners
         if self.opts.pruner == "hyperband":
-            return p.HyperbandPruner(min_resource=1, max_resource=self.epochs)
+            # with tune.kfold a trial reports once per fold, else once per validated epoch
+            return p.HyperbandPruner(min_resource=1, max_resource=self.opts.kfold or self.epochs)
         if self.opts.pruner == "median":
             return p.MedianPruner()
         if self.opts.pruner == "sha":
@@ -189,15 +193,22 @@ class Tuner:
 
     def _trial_settings(self) -> dict[str, Any]:
         out = {**self.values, "tune.epochs": self.epochs}
+        if self.opts.kfold:
+            out.update({"tune.kfold": self.opts.kfold, "tune.kfold_group": self.opts.kfold_group})
         if self.opts.cfg_file:
             out["cfg"] = str(self.opts.cfg_file)
         return out
 
-    def trial_config(self, params: dict[str, Any], number: int) -> RunConfig:
-        values = {
+    def trial_values(self, params: dict[str, Any], number: int) -> dict[str, Any]:
+        """The settings of trial ``number``: the study's, its parameters, its epochs and run
+        folder."""
+        return {
             **self.values, **params, "train.epochs": self.epochs, "train.project": str(self.dir),
             "train.name": f"trial_{number:03d}", "train.exist_ok": True,
         }  # fmt: skip
+
+    def trial_config(self, params: dict[str, Any], number: int) -> RunConfig:
+        values = self.trial_values(params, number)
         cfg = load_config(values, cfg_file=self.opts.cfg_file)  # logs short-run fits per trial
         check_before_data(cfg)
         return cfg
@@ -227,7 +238,15 @@ class Tuner:
             cfg: RunConfig | Exception = self.trial_config(params, trial.number)
         except ConfigError as e:
             cfg = e
-        outcome = run_trial(trial, cfg, run_dir)
+        if self.opts.kfold:
+            values = cfg if isinstance(cfg, Exception) else self.trial_values(params, trial.number)
+            weights = self.base.train.fitness if isinstance(cfg, Exception) else cfg.train.fitness
+            outcome = run_kfold_trial(
+                trial, values, run_dir, self.opts.kfold, weights, self.opts.kfold_group,
+                self.opts.cfg_file,
+            )  # fmt: skip
+        else:
+            outcome = run_trial(trial, cfg, run_dir)
         trial.set_user_attr("result", result_attrs(outcome))
         state = self.optuna.trial.TrialState
         if outcome.state == "complete":
