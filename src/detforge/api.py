@@ -230,13 +230,21 @@ class Detector:
         device: str = "auto",
         imgsz: int | None = None,
         amp: str = "off",
+        fuse: bool = True,
     ) -> Detector:
-        """Load ``best.pt``/``last.pt`` (EMA weights when present)."""
+        """Load ``best.pt``/``last.pt`` (EMA weights when present).
+
+        fuse: fold every BatchNorm into the conv before it (same outputs within float
+        rounding, fewer kernels); False keeps the model's modules as trained.
+        """
         prefer_passive_openmp()
         from .engine.checkpoint import load_checkpoint, model_from_checkpoint
+        from .models.fuse import fold_batchnorm
 
         ckpt = load_checkpoint(path)
-        model = model_from_checkpoint(ckpt, str(path))
+        model = model_from_checkpoint(ckpt, str(path)).eval()
+        if fuse:
+            fold_batchnorm(model)
         size = imgsz or ckpt.get("config", {}).get("train", {}).get("imgsz", 640)
         return cls(model, ckpt["names"], size, device, amp)
 
