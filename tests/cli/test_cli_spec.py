@@ -29,7 +29,7 @@ def test_each_command_prints_its_own_help(capsys, name):
 def test_the_commands_of_today_are_all_there():
     assert set(COMMANDS) == {
         "train", "val", "predict", "eval-json", "diagnose", "models", "config", "recipes",
-        "schedule", "lr-find", "augment-preview", "data-stats", "convert", "split",
+        "schedule", "lr-find", "augment-preview", "data-stats", "convert", "split", "export",
     }  # fmt: skip
     assert {n for n in COMMANDS if _commands()[n][0].json} == {
         "train",

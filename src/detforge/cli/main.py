@@ -35,6 +35,7 @@ commands:
   convert    from=coco json=.. images=.. out=.. | from=voc xml=.. images=.. out=.. |
              to=coco data=data.yaml split=val out=gt.json
   split      split a flat folder into train/val by seed, stratified   src=.. out=.. val=0.2
+  export     weights -> ONNX checked against PyTorch   detforge export weights=best.pt [nms=true]
   models     list built-in models
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
@@ -58,6 +59,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         data_stats,
         diagnose,
         eval_json,
+        export,
         listing,
         lr_find,
         predict,
@@ -82,8 +84,15 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         (data_stats.COMMAND, data_stats.run),
         (convert.COMMAND, convert.run),
         (split.COMMAND, split.run),
+        (export.COMMAND, export.run),
     ]
     return {c.name: (c, fn) for c, fn in table}
+
+
+def _export_error() -> type[Exception]:
+    from ..export.errors import ExportError
+
+    return ExportError
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
@@ -127,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return run(args)
-    except (ConfigError, DataError, CheckpointError) as e:
+    except (ConfigError, DataError, CheckpointError, _export_error()) as e:
         # some messages already name the command; say it once
         message = str(e).removeprefix(f"detforge {command}: ")
         print(f"detforge {command}: error: {message}", file=sys.stderr)
