@@ -36,6 +36,7 @@ commands:
              to=coco data=data.yaml split=val out=gt.json
   split      split a flat folder into train/val by seed, stratified   src=.. out=.. val=0.2
   export     weights -> ONNX checked against PyTorch   detforge export weights=best.pt [nms=true]
+  benchmark  latency, images/s, mAP per format   detforge benchmark weights=best.pt [imgsz=320,640]
   models     list built-in models
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
@@ -55,6 +56,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
     """Every command's spec and entry point (the modules import their heavy parts lazily)."""
     from . import (
         augment_preview,
+        benchmark,
         convert,
         data_stats,
         diagnose,
@@ -85,6 +87,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         (convert.COMMAND, convert.run),
         (split.COMMAND, split.run),
         (export.COMMAND, export.run),
+        (benchmark.COMMAND, benchmark.run),
     ]
     return {c.name: (c, fn) for c, fn in table}
 

@@ -6,7 +6,8 @@ of one side must have a partner on the other with the same class, boxes and scor
 tolerances. A detection may exist on one side only where rounding decides it: its score within
 SCORE_TOL of the threshold, or an NMS coin flip (a same-class overlap within IOU_TOL of the IoU
 threshold, or above it with scores tied within SCORE_TOL, and one step of what that flip
-suppressed). Those are counted as ``borderline``; any other unpaired detection is a failure.
+suppressed), or, when ``max_det`` cut the list, a score within SCORE_TOL of the last one kept.
+Those are counted (on both sides) as ``borderline``; any other unpaired detection is a failure.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def _match(a: Detections, b: Detections, conf: float, iou: float, rep: ParityRep
             rep.max_score_diff = max(rep.max_score_diff, float(abs(bs[na + j] - bs[i])))
     alone = np.flatnonzero(~paired)
     excused = (bs[alone] - conf <= rep.score_tol) | flips[alone].any(1)
+    if max(na, len(b)) >= rep.max_det:  # the cap cut the list: its last places are a coin flip
+        floor = max(float(a.scores.min()), float(b.scores.min()) if len(b) else 0.0)
+        excused |= bs[alone] <= floor + rep.score_tol
     # one step of cascade: a box the other side dropped by a coin flip may have suppressed
     # (or failed to suppress) a box that overlaps it
     side = np.arange(len(bs)) >= na
