@@ -134,3 +134,11 @@ def test_simplify_needs_a_simplifier_and_keeps_parity(spread_checkpoint, monkeyp
     )
     assert main(["export", f"weights={weights}", "simplify=true", f"out={out}.2"]) == 2
     assert "simplify=true needs onnxslim or onnxsim" in capsys.readouterr().err
+
+
+def test_onnxruntime_threads_sleep_when_idle(spread_checkpoint, tmp_path):
+    # spinning workers stall inference when another process keeps a core busy
+    out = tmp_path / "m.onnx"
+    assert main(["export", f"weights={spread_checkpoint('yolo-n')}", f"out={out}"]) == 0
+    options = OnnxRuntimeModel(out).session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
