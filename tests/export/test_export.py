@@ -142,3 +142,23 @@ def test_onnxruntime_threads_sleep_when_idle(spread_checkpoint, tmp_path):
     assert main(["export", f"weights={spread_checkpoint('yolo-n')}", f"out={out}"]) == 0
     options = OnnxRuntimeModel(out).session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_a_fixed_size_export_runs_any_batch_and_names_a_wrong_size(spread_checkpoint, tiny_data,
+                                                                   tmp_path):  # fmt: skip
+    from detforge.config.fields import ConfigError
+
+    weights = spread_checkpoint("yolo-n")
+    out = tmp_path / "fixed.onnx"
+    assert main(["export", f"weights={weights}", CONF, "dynamic=false", f"out={out}"]) == 0
+    rt = OnnxRuntimeModel(out)
+    assert rt.session.get_inputs()[0].shape == [1, 3, 64, 64]
+    files = sorted((tiny_data.parent / "images" / "val").glob("*.jpg"))[:3]
+    x = letterboxed_batch(files, 64)
+    together = rt.detect(x, 0.05, 0.7, 300)  # run one image at a time inside
+    for i in range(3):
+        alone = rt.detect(x[i : i + 1], 0.05, 0.7, 300)[0]
+        np.testing.assert_array_equal(together[i].boxes.numpy(), alone.boxes.numpy())
+    with pytest.raises(ConfigError, match="takes 64x64 images, got 96x64"):
+        rt.detect(torch.zeros(1, 3, 96, 64), 0.05, 0.7, 300)
+    assert main(["export", f"weights={weights}", f"out={tmp_path / 'model.bin'}"]) == 2

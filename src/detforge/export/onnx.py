@@ -136,6 +136,8 @@ def export_onnx(
     model = copy.deepcopy(reference)
     fold_batchnorm(model)
     target = Path(out) if out else Path(weights).with_suffix(".onnx")
+    if target.suffix.lower() != ".onnx":
+        raise ConfigError(f"out: the file name must end in .onnx, got {target}")
     tmp = target.with_name(f".{target.name}.tmp")
     p = cfg.predict
     x = torch.zeros(1, 3, size, size)
