@@ -162,3 +162,18 @@ def test_a_fixed_size_export_runs_any_batch_and_names_a_wrong_size(spread_checkp
     with pytest.raises(ConfigError, match="takes 64x64 images, got 96x64"):
         rt.detect(torch.zeros(1, 3, 96, 64), 0.05, 0.7, 300)
     assert main(["export", f"weights={weights}", f"out={tmp_path / 'model.bin'}"]) == 2
+
+
+def test_an_export_that_stops_on_the_way_leaves_no_temp_file(spread_checkpoint, tmp_path,
+                                                              monkeypatch, capsys):  # fmt: skip
+    from detforge.config.fields import ConfigError
+    from detforge.export import onnx as export_onnx
+
+    def no_images(cfg, n):
+        raise ConfigError("the val split has no images for the parity check: give source=")
+
+    monkeypatch.setattr(export_onnx, "parity_images", no_images)
+    out = tmp_path / "m.onnx"
+    assert main(["export", f"weights={spread_checkpoint('yolo-n')}", f"out={out}"]) == 2
+    assert "no images for the parity check" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -145,39 +145,44 @@ def export_onnx(
     if nms:
         args = (x, torch.tensor([p.conf]), torch.tensor([p.iou]), torch.tensor([p.max_det]))
     axes = {"images": {0: "batch", 2: "height", 3: "width"}} if dynamic else None
-    with warnings.catch_warnings():  # tracer notes on the NMS step; parity checks the result
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            ExportGraph(model, nms).eval(), args, str(tmp), input_names=input_names(nms),
-            output_names=output_names(nms), dynamic_axes=axes, opset_version=opset,
-            dynamo=False,
+    try:
+        with warnings.catch_warnings():  # tracer notes on the NMS step; parity checks the result
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                ExportGraph(model, nms).eval(), args, str(tmp), input_names=input_names(nms),
+                output_names=output_names(nms), dynamic_axes=axes, opset_version=opset,
+                dynamo=False,
+            )  # fmt: skip
+        if simplify:
+            _simplify(tmp)
+        _write_metadata(tmp, {
+            "names": json.dumps(list(ckpt["names"])),
+            "strides": json.dumps(list(model.strides)),
+            "imgsz": str(size),
+            "reg_max": str(model.reg_max),
+            "nms": "true" if nms else "false",
+            "dynamic": "true" if dynamic else "false",
+            "input": "images: (B, 3, H, W) float32 RGB, pixel / 255 (no mean or std)",
+            "letterbox": json.dumps({"long_side": size, "pad_value": 114, "centred": True,
+                                     "square": True, "stride": model.max_stride}),
+            "outputs": ", ".join(output_names(nms)),
+            "source": os.fspath(weights),
+        })  # fmt: skip
+        files = list(images)[:n_images] if images else parity_images(cfg, n_images)
+        report = check_parity(
+            reference, OnnxRuntimeModel(tmp), files, size, p.conf, p.iou, p.max_det,
+            batch if dynamic else 1,
         )  # fmt: skip
-    if simplify:
-        _simplify(tmp)
-    _write_metadata(tmp, {
-        "names": json.dumps(list(ckpt["names"])),
-        "strides": json.dumps(list(model.strides)),
-        "imgsz": str(size),
-        "reg_max": str(model.reg_max),
-        "nms": "true" if nms else "false",
-        "dynamic": "true" if dynamic else "false",
-        "input": "images: (B, 3, H, W) float32 RGB, pixel / 255 (no mean or std)",
-        "letterbox": json.dumps({"long_side": size, "pad_value": 114, "centred": True,
-                                 "square": True, "stride": model.max_stride}),
-        "outputs": ", ".join(output_names(nms)),
-        "source": os.fspath(weights),
-    })  # fmt: skip
-    files = list(images)[:n_images] if images else parity_images(cfg, n_images)
-    report = check_parity(
-        reference, OnnxRuntimeModel(tmp), files, size, p.conf, p.iou, p.max_det,
-        batch if dynamic else 1,
-    )  # fmt: skip
-    parity_path = target.with_name("export_parity.json")
-    write_text_atomic(parity_path, json.dumps({"onnx": str(target), **report.as_dict()}, indent=2))
-    if not report.passed:
-        failed = target.with_name(target.stem + ".parity-failed.onnx")
-        os.replace(tmp, failed)
-        raise ExportError(f"parity check failed, model kept as {failed}: {report.failures[0]} "
-                          f"(details in {parity_path})")  # fmt: skip
-    os.replace(tmp, target)
+        parity_path = target.with_name("export_parity.json")
+        write_text_atomic(
+            parity_path, json.dumps({"onnx": str(target), **report.as_dict()}, indent=2)
+        )
+        if not report.passed:
+            failed = target.with_name(target.stem + ".parity-failed.onnx")
+            os.replace(tmp, failed)
+            raise ExportError(f"parity check failed, model kept as {failed}: {report.failures[0]} "
+                              f"(details in {parity_path})")  # fmt: skip
+        os.replace(tmp, target)
+    finally:  # an error on the way (no images, unwritable folder) leaves no temp file behind
+        tmp.unlink(missing_ok=True)
     return ExportResult(target, parity_path, report)
