@@ -52,6 +52,7 @@ SUBSTITUTIONS = [
     ("epochs=100", "epochs=1"),
     ("epochs=50", "epochs=1"),
     ("imgsz=640", "imgsz=64"),
+    ("imgsz=320,640", "imgsz=64,96"),
     ("batch=16", "batch=8"),
     ("k=5", "k=2"),  # two folds of one epoch each
     ("gt=instances_val.json", "gt=runs/train/val_gt.json"),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import RunConfig, load_config
+from .config.fields import ConfigError
 from .utils.threads import prefer_passive_openmp
 
 if TYPE_CHECKING:
@@ -208,17 +209,28 @@ class Detector:
         import torch
 
         from .infer.device import resolve_amp, select_device
+        from .infer.runtime import OnnxRuntimeModel
 
+        self.names, self.imgsz = list(names), imgsz
+        self.extra_models: list[YOLODetector] = []
+        if isinstance(model, OnnxRuntimeModel):
+            if str(device) not in ("auto", "cpu") or amp not in ("off", "auto"):
+                raise ConfigError(
+                    f"{model.path}: ONNX models run in onnxruntime on the CPU in fp32; "
+                    f"device={device} amp={amp} do not apply (use device=cpu amp=off)"
+                )
+            self.device, self.model, self.amp_dtype = torch.device("cpu"), model, None
+            return
         self.device = select_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        self.names, self.imgsz = list(names), imgsz
         self.amp_dtype = resolve_amp(amp, self.device)
-        self.extra_models: list[YOLODetector] = []
 
     def add_ensemble_member(self, other: Detector) -> None:
         """Merge another detector's predictions into this one's (same classes)."""
         from .models.classmap import check_same_classes
 
+        self._refuse_onnx("ensembles")
+        other._refuse_onnx("ensembles")
         check_same_classes(
             other.names, "an ensemble member", self.names, "this detector",
             "; ensembled weights must predict the same classes",
@@ -232,13 +244,28 @@ class Detector:
         device: str = "auto",
         imgsz: int | None = None,
         amp: str = "off",
+        fuse: bool = True,
     ) -> Detector:
-        """Load ``best.pt``/``last.pt`` (EMA weights when present)."""
+        """Load ``best.pt``/``last.pt`` (EMA weights when present), or a ``.onnx`` file from
+        ``detforge export`` (run by onnxruntime on the CPU; names and input size from its
+        metadata).
+
+        fuse: fold every BatchNorm into the conv before it (same outputs within float
+        rounding, fewer kernels); False keeps the model's modules as trained.
+        """
         prefer_passive_openmp()
+        from .infer.runtime import OnnxRuntimeModel, is_onnx
+
+        if is_onnx(path):
+            rt = OnnxRuntimeModel(path)
+            return cls(rt, rt.names, imgsz or rt.imgsz, device, amp)
         from .engine.checkpoint import load_checkpoint, model_from_checkpoint
+        from .models.fuse import fold_batchnorm
 
         ckpt = load_checkpoint(path)
-        model = model_from_checkpoint(ckpt, str(path))
+        model = model_from_checkpoint(ckpt, str(path)).eval()
+        if fuse:
+            fold_batchnorm(model)
         size = imgsz or ckpt.get("config", {}).get("train", {}).get("imgsz", 640)
         return cls(model, ckpt["names"], size, device, amp)
 
@@ -263,16 +290,24 @@ class Detector:
         with torch.no_grad():
             return self._predict(images, conf, iou, max_det, batch, tta)
 
+    def _refuse_onnx(self, what: str) -> None:
+        from .infer.runtime import OnnxRuntimeModel
+
+        if isinstance(self.model, OnnxRuntimeModel):
+            raise ConfigError(f"{self.model.path}: {what} need PyTorch weights (.pt), not ONNX")
+
     def _predict(self, images, conf, iou, max_det, batch, tta) -> list[Prediction]:
         import torch
 
         from .data.augment.core import letterbox
         from .data.images import read_image, to_rgb
         from .infer.device import autocast
-        from .infer.postprocess import postprocess, scale_boxes_to_original
+        from .infer.postprocess import scale_boxes_to_original
+        from .infer.runtime import detect_batch
         from .infer.tta import ensemble_predict
-        from .models.decode import decode
 
+        if tta is not None:
+            self._refuse_onnx("test-time augmentation and ensembles")
         if isinstance(images, str | os.PathLike | np.ndarray):
             images = [images]
         items = list(images)
@@ -290,20 +325,14 @@ class Detector:
                 metas.append((ratio, pad, img.shape[:2], path))
             x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
             x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
-            merged = tta is not None or bool(self.extra_models)
-            with autocast(self.device, self.amp_dtype):
-                if merged:
+            if tta is not None or self.extra_models:
+                with autocast(self.device, self.amp_dtype):
                     dets = ensemble_predict(
                         [self.model, *self.extra_models], x, conf=conf, iou=iou,
                         max_det=max_det, **(tta or {}),
                     )  # fmt: skip
-                else:
-                    outputs = self.model(x)
-            if not merged:
-                boxes, scores = decode(
-                    [o.float() for o in outputs], self.model.strides, self.model.reg_max
-                )
-                dets = postprocess(boxes, scores, conf, iou, max_det)
+            else:
+                dets = detect_batch(self.model, x, conf, iou, max_det, self.amp_dtype)
             ms = (time.perf_counter() - t0) * 1000 / len(chunk)
             for det, (ratio, pad, shape, path) in zip(dets, metas, strict=True):
                 b = scale_boxes_to_original(det.boxes, ratio, pad, shape)
@@ -327,9 +356,14 @@ def config_from_checkpoint(
     extra_aliases: Mapping[str, str] | None = None,
     notes: list[tuple[int, str]] | None = None,
 ) -> RunConfig:
-    """The run configuration saved in a checkpoint, with ``overrides`` on top."""
+    """The run configuration saved in a checkpoint, with ``overrides`` on top. For an ONNX file
+    (which holds no settings) the defaults, with the input size of its metadata."""
     from .engine.checkpoint import load_checkpoint
+    from .infer.runtime import OnnxRuntimeModel, is_onnx
 
+    if is_onnx(path):
+        base = {"train": {"imgsz": OnnxRuntimeModel(path).imgsz}}
+        return load_config(overrides, base=base, extra_aliases=extra_aliases, notes=notes)
     ckpt = load_checkpoint(path)
     base = dict(ckpt.get("config") or {})
     base.get("train", {}).pop("resume", None)

@@ -82,3 +82,35 @@ def test_gray_and_rgba_arrays_detect_like_rgb(weights: Path) -> None:
         det.predict(np.zeros((70, 90, 2), np.uint8))
     with pytest.raises(ValueError, match="dtype float32"):
         det.predict(np.zeros((70, 90, 3), np.float32))
+
+
+def test_predict_runs_images_in_batches_with_the_results_of_one_at_a_time(
+    weights: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    val = sorted((tiny_data.parent / "images" / "val").glob("*.jpg"))
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(11):  # two batches of 8 and 3, one unreadable image inside the first
+        shutil.copy(val[i % len(val)], src / f"{i:02d}.jpg")
+    (src / "04.jpg").write_bytes(b"not an image")
+    sizes: list[int] = []
+    real = detforge.Detector.predict
+
+    def spy(self, images, *a, **k):
+        images = list(images)
+        sizes.append(len(images))
+        return real(self, images, *a, **k)
+
+    monkeypatch.setattr(detforge.Detector, "predict", spy)
+    assert main(["predict", f"weights={weights}", f"source={src}", "conf=0.01",
+                 f"project={tmp_path / 'runs'}"]) == 0  # fmt: skip
+    assert sizes == [7, 3]
+    preds = json.loads((tmp_path / "runs" / "predict" / "predictions.json").read_text())
+    det = detforge.Detector.load(weights)
+    for i in (0, 5, 10):
+        alone = real(det, [src / f"{i:02d}.jpg"], conf=0.01)[0]
+        rows = [p for p in preds if p["image_id"] == i]
+        assert len(rows) == len(alone) > 0
+        got = np.array([p["bbox"] for p in rows])
+        want = np.concatenate([alone.boxes[:, :2], alone.boxes[:, 2:] - alone.boxes[:, :2]], 1)
+        np.testing.assert_allclose(got, want, atol=1e-3)

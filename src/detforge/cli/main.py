@@ -36,6 +36,8 @@ commands:
              to=coco data=data.yaml split=val out=gt.json
   kfold      k-fold cross-validation   detforge kfold data=data.yaml [k=5] [folds=0,2] [settings]
   split      split a flat folder into train/val by seed, stratified   src=.. out=.. val=0.2
+  export     weights -> ONNX checked against PyTorch   detforge export weights=best.pt [nms=true]
+  benchmark  latency, images/s, mAP per format   detforge benchmark weights=best.pt [imgsz=320,640]
   models     list built-in models
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
@@ -59,10 +61,12 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
     """Every command's spec and entry point (the modules import their heavy parts lazily)."""
     from . import (
         augment_preview,
+        benchmark,
         convert,
         data_stats,
         diagnose,
         eval_json,
+        export,
         kfold,
         listing,
         lr_find,
@@ -92,8 +96,16 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         (kfold.COMMAND, kfold.run),
         (tune.COMMAND, tune.run),
         (listing.SPACES, listing.run_spaces),
+        (export.COMMAND, export.run),
+        (benchmark.COMMAND, benchmark.run),
     ]
     return {c.name: (c, fn) for c, fn in table}
+
+
+def _export_error() -> type[Exception]:
+    from ..export.errors import ExportError
+
+    return ExportError
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
@@ -137,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return run(args)
-    except (ConfigError, DataError, CheckpointError) as e:
+    except (ConfigError, DataError, CheckpointError, _export_error()) as e:
         # some messages already name the command; say it once
         message = str(e).removeprefix(f"detforge {command}: ")
         print(f"detforge {command}: error: {message}", file=sys.stderr)

@@ -34,6 +34,7 @@ COMMAND = Command(
             example="source=images/ or source='*.jpg'"),
     ),
 )  # fmt: skip
+PREDICT_BATCH = 8  # images per forward pass (letterboxed to one square size, so any mix batches)
 ALIASES = {
     "conf": "predict.conf",
     "iou": "predict.iou",
@@ -100,41 +101,26 @@ def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
         (out / "labels").mkdir(exist_ok=True)
     results, latencies, skipped = [], [], []
     names = unique_output_names(files)  # a.jpg and a.png, x/a.jpg and y/a.jpg: no overwrites
-    for i, (f, name) in enumerate(zip(files, names, strict=True)):
-        try:
-            img = read_image(f)
-        except (DataError, OSError) as e:  # as training does: skip it, say so, go on
-            why = str(e) if os.fspath(f) in str(e) else f"{f}: {e}"
-            log.warning("skipped an unreadable image: %s", why)
-            skipped.append(os.fspath(f))
+    for start in range(0, len(files), PREDICT_BATCH):
+        chunk = []
+        for i in range(start, min(start + PREDICT_BATCH, len(files))):
+            try:
+                chunk.append((i, read_image(files[i])))
+            except (DataError, OSError) as e:  # as training does: skip it, say so, go on
+                f = files[i]
+                why = str(e) if os.fspath(f) in str(e) else f"{f}: {e}"
+                log.warning("skipped an unreadable image: %s", why)
+                skipped.append(os.fspath(f))
+        if not chunk:
             continue
-        pred = det.predict(img, conf=p.conf, iou=p.iou, max_det=p.max_det, tta=tta)[0]
-        latencies.append(pred.latency_ms)
-        log.info("%s: %d objects, %.1f ms", f, len(pred), pred.latency_ms)
-        if p.save_images:
-            cv2.imwrite(str(out / f"{name}.jpg"), draw_detections(img, pred))
-        h, w = pred.shape
-        if p.save_txt:
-            lines = []
-            for (x1, y1, x2, y2), s, c in zip(pred.boxes, pred.scores, pred.classes, strict=True):
-                lines.append(
-                    f"{int(c)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-                    f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f} {s:.5f}"
-                )
-            write_text_atomic(
-                out / "labels" / f"{name}.txt", "\n".join(lines) + ("\n" if lines else "")
-            )
-        for (x1, y1, x2, y2), s, c in zip(pred.boxes, pred.scores, pred.classes, strict=True):
-            results.append(
-                {
-                    "image_id": i,
-                    "file_name": os.fspath(f),
-                    "output_name": name,  # of the annotated image and the label file
-                    "category_id": int(c) + 1,
-                    "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                    "score": float(s),
-                }
-            )
+        preds = det.predict(
+            [img for _, img in chunk], conf=p.conf, iou=p.iou, max_det=p.max_det,
+            batch=PREDICT_BATCH, tta=tta,
+        )  # fmt: skip
+        for (i, img), pred in zip(chunk, preds, strict=True):
+            f, name = files[i], names[i]
+            results += _write_one(out, p, f, name, i, img, pred)
+            latencies.append(pred.latency_ms)
     if p.save_json:
         write_text_atomic(out / "predictions.json", json.dumps(results))
     speed = (
@@ -144,3 +130,35 @@ def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
     )
     print(f"{len(latencies)} images, {len(skipped)} skipped (unreadable){speed}; results in {out}")
     return out
+
+
+def _write_one(out: Path, p, f: Path, name: str, i: int, img: np.ndarray, pred) -> list[dict]:
+    """Log one image's detections, write its annotated image and label file (as configured);
+    return its COCO results rows."""
+    results = []
+    log.info("%s: %d objects, %.1f ms", f, len(pred), pred.latency_ms)
+    if p.save_images:
+        cv2.imwrite(str(out / f"{name}.jpg"), draw_detections(img, pred))
+    h, w = pred.shape
+    if p.save_txt:
+        lines = []
+        for (x1, y1, x2, y2), s, c in zip(pred.boxes, pred.scores, pred.classes, strict=True):
+            lines.append(
+                f"{int(c)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
+                f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f} {s:.5f}"
+            )
+        write_text_atomic(
+            out / "labels" / f"{name}.txt", "\n".join(lines) + ("\n" if lines else "")
+        )
+    for (x1, y1, x2, y2), s, c in zip(pred.boxes, pred.scores, pred.classes, strict=True):
+        results.append(
+            {
+                "image_id": i,
+                "file_name": os.fspath(f),
+                "output_name": name,  # of the annotated image and the label file
+                "category_id": int(c) + 1,
+                "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                "score": float(s),
+            }
+        )
+    return results

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from ..config import RunConfig
+from ..config.fields import ConfigError
 from ..engine.rundir import make_run_dir, write_text_atomic
 from .spec import REQUIRED, Arg, Command, parse
 
@@ -53,6 +54,8 @@ def run(args: Sequence[str]) -> int:
     p = parse(COMMAND, args)
     weights = weights_list(p.special["weights"])
     cfg = config_from_checkpoint(weights[0], ["train.name=val", *p.settings], ALIASES)
+    if weights[0].lower().endswith(".onnx") and not cfg.data.path:
+        raise ConfigError(f"val: {weights[0]} holds no data settings: give data=data.yaml")
     run_validation(
         cfg, weights, p.special["split"], as_json=p.as_json, classes_map=p.special["classes_map"]
     )
@@ -91,6 +94,8 @@ def evaluate_weights(
     spec = load_data_yaml(data_yaml)
     models = [d.model for d in dets]
     if classes_map:
+        for d in dets:
+            d._refuse_onnx("classes_map")
         sources = parse_classes_map(classes_map, dets[0].names, spec.names)
         models = [ClassRemap(m, sources) for m in models]
         log.info("classes_map: %s", classes_map)

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from ..models.decode import decode
 from .device import autocast
 from .postprocess import Detections, postprocess, scale_boxes_to_original
+from .runtime import detect_batch
 from .tta import ensemble_predict
 
 __all__ = ["BatchPredictions", "predict_loader", "prepare_images"]
@@ -57,7 +58,7 @@ def predict_loader(
     merged = tta is not None or bool(extra_models)
     for batch in tqdm(loader, desc="val", leave=False, disable=not progress):
         x = prepare_images(batch["img"], device)
-        if loss_fn is not None or not merged:
+        if loss_fn is not None:
             with autocast(device, amp_dtype):
                 outputs = [o.float() for o in model(x)]
         terms = loss_fn(outputs, batch["targets"].to(device)) if loss_fn is not None else None
@@ -66,9 +67,11 @@ def predict_loader(
                 dets = ensemble_predict(
                     [model, *extra_models], x, conf=conf, iou=iou, max_det=max_det, **(tta or {})
                 )
-        else:
+        elif loss_fn is not None:
             boxes, scores = decode(outputs, model.strides, model.reg_max)
             dets = postprocess(boxes, scores, conf, iou, max_det)
+        else:  # a PyTorch detector or an exported one (infer.runtime), one post-processing
+            dets = detect_batch(model, x, conf, iou, max_det, amp_dtype)
         mapped = [
             Detections(
                 scale_boxes_to_original(

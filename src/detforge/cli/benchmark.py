@@ -1,0 +1,100 @@
+"""``detforge benchmark``: latency, throughput and (with data) mAP per format and input size."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config.fields import ConfigError
+from .spec import REQUIRED, Arg, Command, parse
+
+__all__ = ["COMMAND", "run"]
+
+FORMATS = ("torch", "onnx")
+ALIASES = {"conf": "predict.conf", "iou": "predict.iou", "max_det": "predict.max_det"}
+log = logging.getLogger("detforge")
+
+COMMAND = Command(
+    "benchmark",
+    "Per-image latency at batch 1 (first call, then median and p90 after warm-up), images/s at "
+    "batch 8 (detection at predict.conf, as detforge predict), and the val stats on data= when "
+    "given (at eval.conf, as detforge val), for each format and input size. The ONNX model is "
+    "exported (and parity-checked) into a temporary folder at each size.",
+    "detforge benchmark weights=best.pt [formats=torch,onnx] [imgsz=320,640] [data=data.yaml] "
+    "[source=images/] [runs=20] [--json]",
+    (
+        Arg("weights", str, REQUIRED, "checkpoint (.pt)", example="weights=best.pt"),
+        Arg("formats", list, ["torch", "onnx"], "formats to compare: torch, onnx",
+            check=lambda v: bool(v) and set(v) <= set(FORMATS), rule="must be torch and/or onnx"),
+        Arg("imgsz", str, None, "input sizes, comma-separated (default: the checkpoint's)",
+            example="imgsz=320,640"),
+        Arg("source", str, None, "images to time (default: the val split's first 8)"),
+        Arg("runs", int, 20, "timed calls at batch 1", check=lambda v: v > 0,
+            rule="must be positive"),
+        Arg("warmup", int, 3, "untimed first calls", check=lambda v: v > 0,
+            rule="must be positive"),
+    ),
+    json=True,
+)  # fmt: skip
+
+
+def _sizes(text: str | None, default: int) -> list[int]:
+    if text is None:
+        return [default]
+    values = text.split(",")
+    try:
+        sizes = [int(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"benchmark: imgsz: expected integers, got {values!r}") from None
+    if any(s <= 0 for s in sizes):
+        raise ConfigError(f"benchmark: imgsz must be positive, got {values!r}")
+    return sizes
+
+
+def run(args: Sequence[str]) -> int:
+    from ..api import Detector, config_from_checkpoint
+    from ..data.images import read_image
+    from ..export.benchmark import format_table, time_detector
+    from ..export.onnx import export_onnx, parity_images
+    from .predict import resolve_source
+    from .val import evaluate_weights
+
+    p = parse(COMMAND, args)
+    s = p.special
+    weights = s["weights"]
+    if weights.lower().endswith(".onnx"):
+        raise ConfigError("benchmark: weights= must be a .pt checkpoint (onnx is exported from it)")
+    with_map = any(a.startswith("data=") or a.startswith("data.path=") for a in p.settings)
+    cfg = config_from_checkpoint(weights, ["train.name=benchmark", *p.settings], ALIASES)
+    files = resolve_source(s["source"])[:8] if s["source"] else parity_images(cfg, 8)
+    images = [read_image(f) for f in files]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="detforge-bench-") as tmp:
+        for size in _sizes(s["imgsz"], cfg.train.imgsz):
+            for fmt in s["formats"]:
+                path = weights
+                if fmt == "onnx":
+                    path = Path(tmp) / f"model-{size}.onnx"
+                    log.info(export_onnx(cfg, weights, path, size, images=files).parity.summary())
+                det = Detector.load(path, device="cpu", imgsz=size)
+
+                def predict(batch, n, det=det):
+                    return det.predict(batch, conf=cfg.predict.conf, iou=cfg.predict.iou,
+                                       max_det=cfg.predict.max_det, batch=n)  # fmt: skip
+
+                row = time_detector(predict, images, fmt, size, s["warmup"], s["runs"])
+                if with_map:
+                    sized = config_from_checkpoint(
+                        weights, ["train.name=benchmark", *p.settings, f"imgsz={size}"], ALIASES
+                    )
+                    stats = evaluate_weights(sized, [str(path)])[0].result.stats
+                    row.map50_95, row.map50 = stats["map50_95"], stats["map50"]
+                rows.append(row)
+    if p.as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        print(format_table(rows))
+    return 0

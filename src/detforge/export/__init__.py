@@ -1,0 +1,1 @@
+"""Export to deployment formats (ONNX), each export checked against the PyTorch model."""

@@ -1,0 +1,77 @@
+"""Latency and throughput of a detector per format and input size, measured end to end through
+:class:`~detforge.api`-style inference (letterbox, forward, decode, NMS, rescale).
+
+Per image at batch 1: the first ``warmup`` calls are reported apart (first-call cost: memory
+allocation, kernel selection) and left out of the median and 90th percentile of the next
+``runs`` calls. Throughput: images per second of batches of 8, median over ``runs // 4 + 1``
+batches after one warm-up batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["Timing", "time_detector", "format_table"]
+
+
+@dataclass
+class Timing:
+    format: str
+    imgsz: int
+    warmup_ms: float  # the first call
+    median_ms: float  # per image, batch 1, after warm-up
+    p90_ms: float
+    images_per_s_b8: float
+    runs: int
+    map50_95: float | None = None
+    map50: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_detector(
+    predict: Callable[[list[np.ndarray], int], object],
+    images: Sequence[np.ndarray],
+    fmt: str,
+    imgsz: int,
+    warmup: int = 3,
+    runs: int = 20,
+) -> Timing:
+    """predict(images, batch): runs the whole pipeline on RGB arrays (decoded once up front, so
+    file reading is not timed)."""
+    times = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        predict([images[i % len(images)]], 1)
+        times.append((time.perf_counter() - t0) * 1000)
+    steady = np.array(times[warmup:])
+    batch = [images[i % len(images)] for i in range(8)]
+    predict(batch, 8)
+    per_batch = []
+    for _ in range(runs // 4 + 1):
+        t0 = time.perf_counter()
+        predict(batch, 8)
+        per_batch.append(time.perf_counter() - t0)
+    return Timing(
+        fmt, imgsz, times[0], float(np.median(steady)), float(np.percentile(steady, 90)),
+        8 / float(np.median(per_batch)), runs,
+    )  # fmt: skip
+
+
+def format_table(rows: Sequence[Timing]) -> str:
+    """One line per (format, imgsz)."""
+    head = f"{'format':<8}{'imgsz':>6}{'warm-up ms':>12}{'median ms':>11}{'p90 ms':>9}"
+    head += f"{'img/s (b8)':>12}{'mAP50-95':>10}{'mAP50':>8}"
+    lines = [head]
+    for r in rows:
+        m = "" if r.map50_95 is None else f"{r.map50_95:>10.4f}{r.map50:>8.4f}"
+        lines.append(
+            f"{r.format:<8}{r.imgsz:>6}{r.warmup_ms:>12.1f}{r.median_ms:>11.1f}{r.p90_ms:>9.1f}"
+            f"{r.images_per_s_b8:>12.1f}{m}"
+        )
+    return "\n".join(lines)
