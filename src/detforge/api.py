@@ -358,13 +358,11 @@ def config_from_checkpoint(
 ) -> RunConfig:
     """The run configuration saved in a checkpoint, with ``overrides`` on top. For an ONNX file
     (which holds no settings) the defaults, with the input size of its metadata."""
-    from .engine.checkpoint import load_checkpoint
+    from .engine.checkpoint import load_checkpoint, saved_config
     from .infer.runtime import OnnxRuntimeModel, is_onnx
 
     if is_onnx(path):
         base = {"train": {"imgsz": OnnxRuntimeModel(path).imgsz}}
         return load_config(overrides, base=base, extra_aliases=extra_aliases, notes=notes)
-    ckpt = load_checkpoint(path)
-    base = dict(ckpt.get("config") or {})
-    base.get("train", {}).pop("resume", None)
+    base = saved_config(load_checkpoint(path))
     return load_config(overrides, base=base, extra_aliases=extra_aliases, notes=notes)

@@ -45,6 +45,7 @@ __all__ = [
     "load_checkpoint",
     "load_model_state",
     "model_weights",
+    "saved_config",
     "model_from_checkpoint",
     "build_checkpoint",
     "load_initial_weights",
@@ -156,6 +157,14 @@ def build_checkpoint(
         "ema": ema_state,
         "train": train_state,
     }
+
+
+def saved_config(ckpt: dict) -> dict:
+    """The run's settings stored in a checkpoint, without ``train.resume`` (a base for the
+    settings of a resumed run, or of val / predict on the checkpoint)."""
+    base = dict(ckpt.get("config") or {})
+    base["train"] = {k: v for k, v in base.get("train", {}).items() if k != "resume"}
+    return base
 
 
 def model_weights(ckpt: dict) -> dict:

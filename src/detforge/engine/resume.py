@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, config_to_dict, load_config
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, saved_config
 from .plan import RunPlan
 from .rundir import make_run_dir
 
@@ -41,8 +41,7 @@ def load_train_config(
         else:
             notes.extend(first)
         return cfg
-    base = dict(load_checkpoint(cfg.train.resume).get("config") or {})
-    base["train"] = {k: v for k, v in base.get("train", {}).items() if k != "resume"}
+    base = saved_config(load_checkpoint(cfg.train.resume))
     return load_config(overrides, cfg_file=cfg_file, env=env, base=base, notes=notes)
 
 
