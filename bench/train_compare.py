@@ -23,8 +23,11 @@ Smoke run (about 4 minutes; the peer trains on 10% of the images, detforge on al
         --system peer:yolo11n.yaml --system detforge:yolo-n
 
 Systems:
-    peer:<model.yaml>            Ultralytics through bench/peer/ultralytics_train.py in the peer
-                                 venv (never imported here); label ``peer-<yaml stem>``.
+    peer:<model.yaml>[:label=NAME,hyp=FILE]
+                                 Ultralytics through bench/peer/ultralytics_train.py in the peer
+                                 venv (never imported here); label ``peer-<yaml stem>`` unless
+                                 given; ``hyp=`` a YAML of extra train arguments (the peer
+                                 tuner's best_hyperparameters.yaml).
     detforge:<label>[:k=v,...]   ``detforge train`` with the shared budget, then the key=value
                                  settings (which win). A label that is a built-in model name
                                  (``detforge models``) trains that model unless model= is given.
@@ -130,7 +133,7 @@ class System:
     label: str
     spec: str
     model: str | None = None  # peer model yaml, or the detforge model if known from the spec
-    overrides: list[str] = field(default_factory=list)  # detforge key=value settings
+    overrides: list[str] = field(default_factory=list)  # detforge key=value settings; peer --hyp
 
 
 def mb_to_mib(mb: float) -> float:
@@ -156,10 +159,14 @@ def parse_system(spec: str, builtin_models: set[str]) -> System:
     """Parse ``peer:<model.yaml>`` or ``detforge:<label>[:key=value,...]``."""
     kind, _, rest = spec.partition(":")
     if kind == "peer":
-        if not rest or ":" in rest:
-            raise ValueError(f"--system {spec!r}: expected peer:<model.yaml>")
-        stem = Path(rest).name.removesuffix(".yaml").removesuffix(".yml")
-        return System("peer", f"peer-{stem}", spec, model=rest)
+        model, _, settings = rest.partition(":")
+        options = dict(o.split("=", 1) for o in split_overrides(settings)) if settings else {}
+        if not model or set(options) - {"label", "hyp"}:
+            raise ValueError(f"--system {spec!r}: expected peer:<model.yaml>[:label=NAME,hyp=FILE]")
+        stem = Path(model).name.removesuffix(".yaml").removesuffix(".yml")
+        label = options.get("label", f"peer-{stem}")
+        hyp = [f"--hyp={Path(options['hyp']).resolve()}"] if "hyp" in options else []
+        return System("peer", label, spec, model=model, overrides=hyp)
     if kind == "detforge":
         label, _, settings = rest.partition(":")
         if not label:
@@ -301,7 +308,7 @@ def peer_command(system: System, budget: Budget, out: Path, python: Path) -> lis
     ]  # fmt: skip
     if budget.fraction < 1:
         cmd += ["--fraction", str(budget.fraction)]
-    return cmd
+    return cmd + system.overrides
 
 
 def detforge_commands(

@@ -29,9 +29,12 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
@@ -53,6 +56,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="asked for; the peer uses 0 on CPU")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of train images (smoke)")
+    p.add_argument(
+        "--hyp",
+        help="YAML of extra train arguments (e.g. the tuner's best_hyperparameters.yaml)",
+    )
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        help="keep the weights every N epochs and score each with the peer's val (0: off)",
+    )
     p.add_argument("--out", required=True, help="output folder (created)")
     return p.parse_args(argv)
 
@@ -73,6 +86,54 @@ class EpochTimer:
 
     def on_train_epoch_end(self, trainer) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._start)
+
+
+class CheckpointKeeper:
+    """Peer callback that copies ``last.pt`` every ``every`` epochs (after the peer saved it, so
+    outside the epoch timer) to ``folder/epoch<N>.pt``, N counted from 1.
+
+    The peer's own ``save_period`` names files by its 0-based epoch index and so saves after
+    epochs 1, 6, 11, ...; this keeps epochs 5, 10, 15, ... like detforge's ``train.save_period``.
+    """
+
+    def __init__(self, every: int, folder: Path) -> None:
+        self.every, self.folder = every, folder
+        self.saved: dict[int, Path] = {}
+
+    def on_model_save(self, trainer) -> None:
+        done = trainer.epoch + 1
+        if self.every and done % self.every == 0:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            target = self.folder / f"epoch{done}.pt"
+            shutil.copyfile(trainer.last, target)
+            self.saved[done] = target
+
+
+def predict_val(yolo_cls, weights: Path, data_yaml: Path, args, out: Path, name: str):
+    """The peer's val of ``weights`` with the shared scoring settings: neutral predictions, the
+    validator and the peer's own (not comparable) metrics."""
+    evaluator = yolo_cls(weights)
+    captured = {}
+    evaluator.add_callback("on_val_end", lambda v: captured.setdefault("validator", v))
+    metrics = evaluator.val(
+        data=str(data_yaml),
+        split="val",
+        imgsz=args.imgsz,
+        batch=args.batch,
+        conf=0.001,
+        iou=0.7,
+        max_det=300,
+        save_json=True,
+        plots=False,
+        device="cpu",
+        workers=args.workers,
+        project=str(out / "runs"),
+        name=name,
+        exist_ok=True,
+    )
+    validator = captured["validator"]
+    preds = to_neutral(Path(validator.save_dir) / "predictions.json", list(validator.class_map))
+    return preds, validator, metrics
 
 
 def model_figures(yolo_cls, weights: Path, sizes: list[int]) -> dict:
@@ -141,10 +202,13 @@ def main(argv: list[str] | None = None) -> dict:
     workdir.mkdir(exist_ok=True)
     os.chdir(workdir)  # anything the peer drops in the working folder stays in OUT_DIR
 
+    hyp = yaml.safe_load(Path(args.hyp).read_text()) if args.hyp else {}
     timer = EpochTimer()
     model = YOLO(args.model)
     for event in ("on_train_start", "on_train_epoch_start", "on_train_epoch_end"):
         model.add_callback(event, getattr(timer, event))
+    saver = CheckpointKeeper(args.save_every, out / "checkpoints")
+    model.add_callback("on_model_save", saver.on_model_save)
     wall = time.perf_counter()
     model.train(
         data=str(data_yaml),
@@ -162,6 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
         project=str(out / "runs"),
         name="train",
         exist_ok=True,
+        **hyp,
     )
     train_wall = time.perf_counter() - wall
     rss_after_train = peak_rss_mib()
@@ -172,30 +237,20 @@ def main(argv: list[str] | None = None) -> dict:
 
     info = model_figures(YOLO, last, sorted({args.imgsz, 640}))
 
-    evaluator = YOLO(last)
-    captured = {}
-    evaluator.add_callback("on_val_end", lambda v: captured.setdefault("validator", v))
     wall = time.perf_counter()
-    metrics = evaluator.val(
-        data=str(data_yaml),
-        split="val",
-        imgsz=args.imgsz,
-        batch=args.batch,
-        conf=0.001,
-        iou=0.7,
-        max_det=300,
-        save_json=True,
-        plots=False,
-        device="cpu",
-        workers=args.workers,
-        project=str(out / "runs"),
-        name="val",
-        exist_ok=True,
-    )
+    preds, validator, metrics = predict_val(YOLO, last, data_yaml, args, out, "val")
     val_wall = time.perf_counter() - wall
-    validator = captured["validator"]
-    preds = to_neutral(Path(validator.save_dir) / "predictions.json", list(validator.class_map))
     (out / "predictions.json").write_text(json.dumps(preds))
+    checkpoints = {}
+    for epoch, weights in sorted(saver.saved.items()):
+        preds_n = predict_val(YOLO, weights, data_yaml, args, out, f"val_epoch{epoch}")[0]
+        path = out / "checkpoints" / f"predictions_epoch{epoch}.json"
+        path.write_text(json.dumps(preds_n))
+        checkpoints[epoch] = {
+            "weights": str(weights),
+            "predictions": str(path),
+            "train_seconds_cumulative": round(sum(timer.epoch_seconds[:epoch]), 3),
+        }
 
     result = {
         "system": "ultralytics",
@@ -207,6 +262,9 @@ def main(argv: list[str] | None = None) -> dict:
         "imgsz": args.imgsz,
         "batch": args.batch,
         "seed": args.seed,
+        "hyp": hyp,
+        "save_every": args.save_every,
+        "checkpoints": checkpoints,
         "workers_asked": args.workers,
         "workers_used": trainer.train_loader.num_workers,
         "train_seconds": round(train_seconds, 3),

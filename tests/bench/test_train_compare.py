@@ -69,3 +69,19 @@ def test_benchmark_docs_name_no_machine_paths():
     for f in files:
         hits = re.findall(r"/work/shared\S*", f.read_text())
         assert not hits, f"{f}: {hits} (use ../shared, the folder beside the repository)"
+
+
+def test_peer_spec_takes_a_label_and_a_hyp_file(train_compare, tmp_path):
+    hyp = tmp_path / "best_hyperparameters.yaml"
+    system = train_compare.parse_system(f"peer:yolo11n.yaml:label=peer-tuned,hyp={hyp}", set())
+    assert (system.label, system.model) == ("peer-tuned", "yolo11n.yaml")
+    budget = train_compare.Budget("d.yaml", 320, 30, 16, 1, 2, 1.0)
+    cmd = train_compare.peer_command(system, budget, tmp_path, Path("python"))
+    assert cmd[-1] == f"--hyp={hyp}"
+    assert cmd[cmd.index("--seed") + 1] == "1"
+    plain = train_compare.parse_system("peer:yolo11n.yaml", set())
+    assert plain.label == "peer-yolo11n" and "--hyp" not in " ".join(
+        train_compare.peer_command(plain, budget, tmp_path, Path("python"))
+    )
+    with pytest.raises(ValueError, match="label=NAME,hyp=FILE"):
+        train_compare.parse_system("peer:yolo11n.yaml:lr0=0.1", set())
