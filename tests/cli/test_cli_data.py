@@ -99,3 +99,17 @@ def test_weighted_sampler_and_ram_cache_in_training(tiny_args, caplog):
     res = Trainer(load_config(tiny_args + extra, env={})).fit()
     assert res.epochs_run == 1
     assert "weighted sampler (inverse_frequency, power 0.5)" in caplog.text
+
+
+def test_convert_to_classify_from_the_command_line(capsys, tiny_data, tmp_path):
+    out = tmp_path / "crops"
+    code, text, _ = _run(capsys, "convert", "to=classify", f"data={tiny_data}", f"out={out}",
+                         "pad=0", "min_size=4")  # fmt: skip
+    assert code == 0 and f"-> {out}" in text
+    names = load_data_yaml(tiny_data).names
+    written = sorted(p.relative_to(out).parts[:2] for p in out.glob("*/*/*.png"))
+    assert written and {split for split, _ in written} == {"train", "val"}
+    assert {cls for _, cls in written} <= set(names)
+    code, _, err = _run(capsys, "convert", "to=classify", f"data={tiny_data}", f"out={out}",
+                        "min_size=0")  # fmt: skip
+    assert code == 2 and "min_size" in err
