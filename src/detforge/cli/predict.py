@@ -16,12 +16,13 @@ from ..config import RunConfig
 from ..config.fields import ConfigError
 from ..data.errors import DataError
 from ..engine.rundir import make_run_dir, write_text_atomic
+from ..report.draw import draw_detections
 from ..utils.rundir import unique_output_names
 from .spec import REQUIRED, Arg, Command, parse
 
 log = logging.getLogger("detforge")
 
-__all__ = ["COMMAND", "run", "resolve_source", "draw_detections", "run_predict"]
+__all__ = ["COMMAND", "run", "resolve_source", "run_predict"]
 
 COMMAND = Command(
     "predict",
@@ -70,18 +71,6 @@ def resolve_source(source: str) -> list[Path]:
     if not files:
         raise ConfigError(f"source: no images found at '{source}'")
     return sorted(files)
-
-
-def draw_detections(img_rgb: np.ndarray, pred) -> np.ndarray:
-    """BGR copy of the image with boxes and 'name score' labels, line width by image size."""
-    from ..report.draw import class_color, draw_boxes
-
-    out = img_rgb.copy()
-    lw = max(1, round(sum(out.shape[:2]) / 600))
-    cls = [int(c) for c in pred.classes]
-    labels = [f"{pred.names[c]} {s:.2f}" for c, s in zip(cls, pred.scores, strict=True)]
-    draw_boxes(out, pred.boxes, [class_color(c) for c in cls], labels, lw, 0.4 * lw)
-    return cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
 
 
 def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
@@ -139,14 +128,10 @@ def _write_one(out: Path, p, f: Path, name: str, i: int, img: np.ndarray, pred) 
     log.info("%s: %d objects, %.1f ms", f, len(pred), pred.latency_ms)
     if p.save_images:
         cv2.imwrite(str(out / f"{name}.jpg"), draw_detections(img, pred))
-    h, w = pred.shape
     if p.save_txt:
-        lines = []
-        for (x1, y1, x2, y2), s, c in zip(pred.boxes, pred.scores, pred.classes, strict=True):
-            lines.append(
-                f"{int(c)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-                f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f} {s:.5f}"
-            )
+        from ..infer.postprocess import yolo_txt_lines
+
+        lines = yolo_txt_lines(pred.boxes, pred.scores, pred.classes, pred.shape)
         write_text_atomic(
             out / "labels" / f"{name}.txt", "\n".join(lines) + ("\n" if lines else "")
         )
