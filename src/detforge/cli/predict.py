@@ -22,17 +22,23 @@ from .spec import REQUIRED, Arg, Command, parse
 
 log = logging.getLogger("detforge")
 
-__all__ = ["COMMAND", "run", "resolve_source", "run_predict"]
+__all__ = ["COMMAND", "run", "resolve_source", "run_predict", "run_predict_video"]
 
 COMMAND = Command(
     "predict",
-    "Detect objects in images: annotated images, YOLO txt labels and COCO json in the run folder.",
-    "detforge predict weights=best.pt source=<image|folder|glob> [conf=0.25] [settings]",
+    "Detect objects in images (annotated images, YOLO txt labels and COCO json in the run folder) "
+    "or in a video, stream or camera (annotated video and one JSON line per frame).",
+    "detforge predict weights=best.pt source=<image|folder|glob|video.mp4|rtsp://...|0> "
+    "[conf=0.25] [vid_stride=1] [settings]",
     (
         Arg("weights", str, REQUIRED, "checkpoint(s), comma-separated for an ensemble",
             example="weights=runs/train/weights/best.pt"),
-        Arg("source", str, REQUIRED, "an image, a folder (recursive) or a glob pattern",
-            example="source=images/ or source='*.jpg'"),
+        Arg("source", str, REQUIRED,
+            "an image, a folder (recursive), a glob pattern, a video file, a stream URL "
+            "(rtsp://, rtmp://, http://) or a camera index",
+            example="source=images/ or source=video.mp4 or source=0"),
+        Arg("vid_stride", int, 1, "videos: predict every N-th frame", check=lambda v: v >= 1,
+            rule="must be at least 1"),
     ),
 )  # fmt: skip
 PREDICT_BATCH = 8  # images per forward pass (letterboxed to one square size, so any mix batches)
@@ -52,7 +58,14 @@ def run(args: Sequence[str]) -> int:
     p = parse(COMMAND, args)
     weights = weights_list(p.special["weights"])
     cfg = config_from_checkpoint(weights[0], ["train.name=predict", *p.settings], ALIASES)
-    run_predict(cfg, weights, p.special["source"])
+    source, stride = p.special["source"], p.special["vid_stride"]
+    from ..serve.video import is_video_source
+
+    if is_video_source(source):
+        return 130 if run_predict_video(cfg, weights, source, stride).interrupted else 0
+    if stride != 1:
+        raise ConfigError(f"vid_stride={stride}: applies to videos, streams and cameras only")
+    run_predict(cfg, weights, source)
     return 0
 
 
@@ -73,17 +86,51 @@ def resolve_source(source: str) -> list[Path]:
     return sorted(files)
 
 
-def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
+def _load(cfg: RunConfig, weights: str | list[str]):
+    """The detector (ensembled when several weights) and its test-time augmentation."""
     from ..api import Detector
-    from ..data.images import read_image
     from ..infer.tta import ensemble_kwargs
 
-    files = resolve_source(source)
     weights = [weights] if isinstance(weights, str) else list(weights)
     det = Detector.load(weights[0], device=cfg.train.device, imgsz=cfg.train.imgsz)
     for w in weights[1:]:
         det.add_ensemble_member(Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz))
-    tta = ensemble_kwargs(cfg.tta, cfg.predict.augment, len(weights))
+    return det, ensemble_kwargs(cfg.tta, cfg.predict.augment, len(weights))
+
+
+def run_predict_video(cfg: RunConfig, weights: str | list[str], source: str, stride: int = 1):
+    """Predict on a video file, stream or camera; returns the
+    :class:`~detforge.serve.video.VideoSummary` (printed)."""
+    from ..serve.video import open_video, predict_video
+
+    cap, info = open_video(source)  # a source that cannot be opened fails before any loading
+    try:
+        det, tta = _load(cfg, weights)
+    except BaseException:
+        cap.release()
+        raise
+    out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
+    p = cfg.predict
+    if p.save_txt:
+        (out / "labels").mkdir(exist_ok=True)
+
+    def predict(frames: list[np.ndarray]):
+        return det.predict(frames, conf=p.conf, iou=p.iou, max_det=p.max_det,
+                           batch=PREDICT_BATCH, tta=tta)  # fmt: skip
+
+    summary = predict_video(
+        cap, info, predict, out, stride, PREDICT_BATCH, save_video=p.save_images,
+        save_jsonl=p.save_json, labels_dir=out / "labels" if p.save_txt else None,
+    )  # fmt: skip
+    print(f"{summary.line()}; results in {out}")
+    return summary
+
+
+def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
+    from ..data.images import read_image
+
+    files = resolve_source(source)
+    det, tta = _load(cfg, weights)
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
     p = cfg.predict
     if p.save_txt:
