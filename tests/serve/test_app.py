@@ -136,3 +136,26 @@ def test_page_info_and_health(client):
     assert info["page_conf"] == 0.01 and re.fullmatch(r"#[0-9a-f]{6}", info["colors"][0])
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/docs").status_code == 404  # no page that would load a CDN
+
+
+def test_serve_binds_localhost_by_default_and_warns_for_other_hosts(
+    tiny_weights, monkeypatch, caplog
+):
+    import uvicorn
+
+    from detforge.cli import main
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
+    caplog.set_level("WARNING", logger="detforge")
+    assert main(["serve", f"weights={tiny_weights}", "conf=0.3", "max_upload_mb=2"]) == 0
+    app, kw = started[-1]
+    assert (kw["host"], kw["port"]) == (
+        "127.0.0.1",
+        8000,
+    ) and "no authentication" not in caplog.text
+    info = TestClient(app).get("/info").json()
+    assert info["conf"] == 0.3 and info["max_upload_mb"] == 2 and info["model"] == "tiny.pt"
+    assert main(["serve", f"weights={tiny_weights}", "host=0.0.0.0", "port=8123"]) == 0
+    assert (started[-1][1]["host"], started[-1][1]["port"]) == ("0.0.0.0", 8123)
+    assert "serving on 0.0.0.0" in caplog.text and "no authentication" in caplog.text

@@ -130,3 +130,27 @@ def test_video_sources_are_recognised(tmp_path):
     assert not is_video_source("a.jpg") and not is_video_source("images/")
     (tmp_path / "clip.mp4").mkdir()  # a folder named like a video is a folder of images
     assert not is_video_source(str(tmp_path / "clip.mp4"))
+
+
+def test_onnx_weights_run_the_same_video_loop(tiny_weights, video_12, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(read_frames(video_12)[0][:2]):
+        cv2.imwrite(str(frames / f"{i}.png"), f)
+    onnx = tmp_path / "tiny.onnx"
+    assert main(["export", f"weights={tiny_weights}", f"out={onnx}", f"source={frames}"]) == 0
+    runs = {}
+    for w in (tiny_weights, onnx):
+        project = tmp_path / f"runs-{w.suffix[1:]}"
+        code = main(["predict", f"weights={w}", f"source={video_12}", "conf=0.05",
+                     "predict.save_txt=false", f"project={project}"])  # fmt: skip
+        assert code == 0
+        assert len(read_frames(project / "predict" / "shapes.mp4")[0]) == 12
+        lines = (project / "predict" / "shapes.jsonl").read_text().splitlines()
+        runs[w.suffix] = [json.loads(line) for line in lines]
+    assert sum(len(r["scores"]) for r in runs[".pt"]) > 0
+    for pt, ox in zip(runs[".pt"], runs[".onnx"], strict=True):
+        assert pt["frame"] == ox["frame"] and pt["classes"] == ox["classes"]
+        np.testing.assert_allclose(ox["scores"], pt["scores"], atol=5e-4)
+        np.testing.assert_allclose(ox["boxes"], pt["boxes"], atol=0.06)
