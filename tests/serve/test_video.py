@@ -154,3 +154,35 @@ def test_onnx_weights_run_the_same_video_loop(tiny_weights, video_12, tmp_path):
         assert pt["frame"] == ox["frame"] and pt["classes"] == ox["classes"]
         np.testing.assert_allclose(ox["scores"], pt["scores"], atol=5e-4)
         np.testing.assert_allclose(ox["boxes"], pt["boxes"], atol=0.06)
+
+
+def test_a_read_failure_is_an_error_naming_the_source(tmp_path):
+    from detforge.serve.video import VideoInfo
+
+    class BrokenCapture:  # two frames, then the decoder fails
+        def __init__(self):
+            self.n, self.released = 0, False
+
+        def read(self):
+            self.n += 1
+            if self.n > 2:
+                raise cv2.error("decoder failed")
+            return True, np.zeros((32, 48, 3), np.uint8)
+
+        def release(self):
+            self.released = True
+
+    cap = BrokenCapture()
+    info = VideoInfo("video file broken.mp4", "broken", live=False, fps=5.0)
+    seen = []
+
+    def predict(frames):
+        seen.extend(frames)
+        return [detforge.Prediction(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), ["a"],
+                                    (32, 48)) for _ in frames]  # fmt: skip
+
+    with pytest.raises(OSError, match="reading video file broken.mp4 failed: .*decoder failed"):
+        predict_video(cap, info, predict, tmp_path)
+    assert len(seen) == 2 and cap.released
+    assert len(read_frames(tmp_path / "broken.mp4")[0]) == 2  # what was read is kept, playable
+    assert len((tmp_path / "broken.jsonl").read_text().splitlines()) == 2

@@ -168,7 +168,7 @@ class FrameReader:
                 yield batch
             if item is _END:
                 if self.error is not None:
-                    raise RuntimeError(f"reading {self.info.name} failed: {self.error}")
+                    raise OSError(f"reading {self.info.name} failed: {self.error}")
                 return
 
 
