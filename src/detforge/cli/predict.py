@@ -36,7 +36,7 @@ COMMAND = Command(
         Arg("source", str, REQUIRED,
             "an image, a folder (recursive), a glob pattern, a video file, a stream URL "
             "(rtsp://, rtmp://, http://) or a camera index",
-            example="source=images/ or source=video.mp4 or source=0"),
+            example="source=images/ or source='*.jpg'"),
         Arg("vid_stride", int, 1, "videos: predict every N-th frame", check=lambda v: v >= 1,
             rule="must be at least 1"),
     ),
