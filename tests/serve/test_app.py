@@ -13,13 +13,11 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient  # [dev] installs [serve]: a missing one fails
 
-pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
-
-import detforge  # noqa: E402
-from detforge.serve import app as serve_app  # noqa: E402
-from detforge.serve.app import CSP, create_app  # noqa: E402
+import detforge
+from detforge.serve import app as serve_app
+from detforge.serve.app import CSP, create_app
 
 
 @pytest.fixture(scope="module")

@@ -133,7 +133,6 @@ def test_video_sources_are_recognised(tmp_path):
 
 
 def test_onnx_weights_run_the_same_video_loop(tiny_weights, video_12, tmp_path):
-    pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
     frames = tmp_path / "frames"
     frames.mkdir()
     for i, f in enumerate(read_frames(video_12)[0][:2]):
