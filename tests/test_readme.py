@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import yaml
 
@@ -39,6 +40,12 @@ SKIPPED = {
     ),
     "torchrun --nproc_per_node 4 -m detforge.cli train data=data.yaml batch=16": (
         "four processes; tests/engine/test_distributed.py runs the same path with two"
+    ),
+    "detforge serve weights=runs/deploy/weights/best.pt": (
+        "serves until stopped; tests/serve/test_page.py starts the same command and uses its page"
+    ),
+    "curl -F file=@a.jpg 'http://127.0.0.1:8000/predict?conf=0.25'": (
+        "needs the server above; tests/serve/test_page.py posts to the same endpoint"
     ),
 }
 
@@ -90,7 +97,7 @@ BLOCKS = readme_blocks()
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> dict[str, Path]:
     """A folder to run in, a tiny dataset, the tiny demo in a private cache, and the images
-    the examples name (a.jpg, b.jpg, shots/*.jpg)."""
+    and video the examples name (a.jpg, b.jpg, shots/*.jpg, clip.mp4)."""
     from detforge.data.demo import demo_dataset_dir, generate_demo_dataset
 
     base = tmp_path_factory.mktemp("readme")
@@ -105,6 +112,10 @@ def workdir(tmp_path_factory) -> dict[str, Path]:
     images = sorted((data.parent / "images" / "val").glob("*.jpg"))
     for i, name in enumerate(["a.jpg", "b.jpg", "shots/0.jpg", "shots/1.jpg"]):
         shutil.copy(images[i], run / name)
+    video = cv2.VideoWriter(str(run / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (64, 64))
+    for image in images:
+        video.write(cv2.resize(cv2.imread(str(image)), (64, 64)))
+    video.release()
     return {"run": run, "data": data, "cache": cache, "dataset": dataset}
 
 

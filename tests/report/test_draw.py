@@ -4,8 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from detforge.cli.predict import draw_detections
-from detforge.report.draw import class_color, draw_boxes
+from detforge.report.draw import class_color, draw_boxes, draw_detections
 
 
 def near(pixel, color, tol=40):

@@ -27,6 +27,7 @@ commands:
              (weights=a.pt,b.pt ensembles; augment=true for test-time augmentation;
              classes_map=car:vehicle,... when the weights' classes differ from the data's)
   predict    detect objects in images  detforge predict weights=best.pt source=<image|folder|glob>
+             or a video, stream or camera: source=video.mp4|rtsp://...|0 [vid_stride=N]
   eval-json  score COCO results json   detforge eval-json gt=gt.json pred=pred.json [--json]
   diagnose   TIDE-style error analysis  detforge diagnose weights=best.pt [data=...]
              or from files: detforge diagnose gt=gt.json pred=pred.json [images=DIR]
@@ -38,6 +39,7 @@ commands:
   split      split a flat folder into train/val by seed, stratified   src=.. out=.. val=0.2
   export     weights -> ONNX checked against PyTorch   detforge export weights=best.pt [nms=true]
   benchmark  latency, images/s, mAP per format   detforge benchmark weights=best.pt [imgsz=320,640]
+  serve      HTTP API and a web page   detforge serve weights=best.pt [host=127.0.0.1] [port=8000]
   models     list built-in models
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
@@ -72,6 +74,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         lr_find,
         predict,
         schedule,
+        serve,
         split,
         train,
         tune,
@@ -98,6 +101,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         (listing.SPACES, listing.run_spaces),
         (export.COMMAND, export.run),
         (benchmark.COMMAND, benchmark.run),
+        (serve.COMMAND, serve.run),
     ]
     return {c.name: (c, fn) for c, fn in table}
 

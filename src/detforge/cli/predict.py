@@ -16,22 +16,29 @@ from ..config import RunConfig
 from ..config.fields import ConfigError
 from ..data.errors import DataError
 from ..engine.rundir import make_run_dir, write_text_atomic
+from ..report.draw import draw_detections
 from ..utils.rundir import unique_output_names
 from .spec import REQUIRED, Arg, Command, parse
 
 log = logging.getLogger("detforge")
 
-__all__ = ["COMMAND", "run", "resolve_source", "draw_detections", "run_predict"]
+__all__ = ["COMMAND", "run", "resolve_source", "run_predict", "run_predict_video"]
 
 COMMAND = Command(
     "predict",
-    "Detect objects in images: annotated images, YOLO txt labels and COCO json in the run folder.",
-    "detforge predict weights=best.pt source=<image|folder|glob> [conf=0.25] [settings]",
+    "Detect objects in images (annotated images, YOLO txt labels and COCO json in the run folder) "
+    "or in a video, stream or camera (annotated video and one JSON line per frame).",
+    "detforge predict weights=best.pt source=<image|folder|glob|video.mp4|rtsp://...|0> "
+    "[conf=0.25] [vid_stride=1] [settings]",
     (
         Arg("weights", str, REQUIRED, "checkpoint(s), comma-separated for an ensemble",
             example="weights=runs/train/weights/best.pt"),
-        Arg("source", str, REQUIRED, "an image, a folder (recursive) or a glob pattern",
+        Arg("source", str, REQUIRED,
+            "an image, a folder (recursive), a glob pattern, a video file, a stream URL "
+            "(rtsp://, rtmp://, http://) or a camera index",
             example="source=images/ or source='*.jpg'"),
+        Arg("vid_stride", int, 1, "videos: predict every N-th frame", check=lambda v: v >= 1,
+            rule="must be at least 1"),
     ),
 )  # fmt: skip
 PREDICT_BATCH = 8  # images per forward pass (letterboxed to one square size, so any mix batches)
@@ -51,7 +58,14 @@ def run(args: Sequence[str]) -> int:
     p = parse(COMMAND, args)
     weights = weights_list(p.special["weights"])
     cfg = config_from_checkpoint(weights[0], ["train.name=predict", *p.settings], ALIASES)
-    run_predict(cfg, weights, p.special["source"])
+    source, stride = p.special["source"], p.special["vid_stride"]
+    from ..serve.video import is_video_source
+
+    if is_video_source(source):
+        return 130 if run_predict_video(cfg, weights, source, stride).interrupted else 0
+    if stride != 1:
+        raise ConfigError(f"vid_stride={stride}: applies to videos, streams and cameras only")
+    run_predict(cfg, weights, source)
     return 0
 
 
@@ -72,29 +86,51 @@ def resolve_source(source: str) -> list[Path]:
     return sorted(files)
 
 
-def draw_detections(img_rgb: np.ndarray, pred) -> np.ndarray:
-    """BGR copy of the image with boxes and 'name score' labels, line width by image size."""
-    from ..report.draw import class_color, draw_boxes
-
-    out = img_rgb.copy()
-    lw = max(1, round(sum(out.shape[:2]) / 600))
-    cls = [int(c) for c in pred.classes]
-    labels = [f"{pred.names[c]} {s:.2f}" for c, s in zip(cls, pred.scores, strict=True)]
-    draw_boxes(out, pred.boxes, [class_color(c) for c in cls], labels, lw, 0.4 * lw)
-    return cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
-
-
-def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
+def _load(cfg: RunConfig, weights: str | list[str]):
+    """The detector (ensembled when several weights) and its test-time augmentation."""
     from ..api import Detector
-    from ..data.images import read_image
     from ..infer.tta import ensemble_kwargs
 
-    files = resolve_source(source)
     weights = [weights] if isinstance(weights, str) else list(weights)
     det = Detector.load(weights[0], device=cfg.train.device, imgsz=cfg.train.imgsz)
     for w in weights[1:]:
         det.add_ensemble_member(Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz))
-    tta = ensemble_kwargs(cfg.tta, cfg.predict.augment, len(weights))
+    return det, ensemble_kwargs(cfg.tta, cfg.predict.augment, len(weights))
+
+
+def run_predict_video(cfg: RunConfig, weights: str | list[str], source: str, stride: int = 1):
+    """Predict on a video file, stream or camera; returns the
+    :class:`~detforge.serve.video.VideoSummary` (printed)."""
+    from ..serve.video import open_video, predict_video
+
+    cap, info = open_video(source)  # a source that cannot be opened fails before any loading
+    try:
+        det, tta = _load(cfg, weights)
+    except BaseException:
+        cap.release()
+        raise
+    out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
+    p = cfg.predict
+    if p.save_txt:
+        (out / "labels").mkdir(exist_ok=True)
+
+    def predict(frames: list[np.ndarray]):
+        return det.predict(frames, conf=p.conf, iou=p.iou, max_det=p.max_det,
+                           batch=PREDICT_BATCH, tta=tta)  # fmt: skip
+
+    summary = predict_video(
+        cap, info, predict, out, stride, PREDICT_BATCH, save_video=p.save_images,
+        save_jsonl=p.save_json, labels_dir=out / "labels" if p.save_txt else None,
+    )  # fmt: skip
+    print(f"{summary.line()}; results in {out}")
+    return summary
+
+
+def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
+    from ..data.images import read_image
+
+    files = resolve_source(source)
+    det, tta = _load(cfg, weights)
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
     p = cfg.predict
     if p.save_txt:
@@ -139,14 +175,10 @@ def _write_one(out: Path, p, f: Path, name: str, i: int, img: np.ndarray, pred) 
     log.info("%s: %d objects, %.1f ms", f, len(pred), pred.latency_ms)
     if p.save_images:
         cv2.imwrite(str(out / f"{name}.jpg"), draw_detections(img, pred))
-    h, w = pred.shape
     if p.save_txt:
-        lines = []
-        for (x1, y1, x2, y2), s, c in zip(pred.boxes, pred.scores, pred.classes, strict=True):
-            lines.append(
-                f"{int(c)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-                f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f} {s:.5f}"
-            )
+        from ..infer.postprocess import yolo_txt_lines
+
+        lines = yolo_txt_lines(pred.boxes, pred.scores, pred.classes, pred.shape)
         write_text_atomic(
             out / "labels" / f"{name}.txt", "\n".join(lines) + ("\n" if lines else "")
         )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-__all__ = ["Detections", "postprocess", "scale_boxes_to_original"]
+__all__ = ["Detections", "postprocess", "scale_boxes_to_original", "yolo_txt_lines"]
 
 
 @dataclass
@@ -66,3 +67,16 @@ def scale_boxes_to_original(
     out[:, 0::2] = out[:, 0::2].clamp(0, w0)
     out[:, 1::2] = out[:, 1::2].clamp(0, h0)
     return out
+
+
+def yolo_txt_lines(
+    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, shape: tuple[int, int]
+) -> list[str]:
+    """One ``class cx cy w h conf`` line per detection, normalised by the image ``shape``
+    (h, w): the label files of ``predict``. boxes: (D, 4) xyxy pixels."""
+    h, w = shape
+    return [
+        f"{int(c)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
+        f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f} {s:.5f}"
+        for (x1, y1, x2, y2), s, c in zip(boxes, scores, classes, strict=True)
+    ]

@@ -20,6 +20,7 @@ __all__ = [
     "class_color",
     "draw_label",
     "draw_boxes",
+    "draw_detections",
     "fit_width",
     "write_image",
 ]
@@ -68,10 +69,10 @@ def draw_boxes(
 ) -> np.ndarray:
     """Draw xyxy boxes (N, 4) in pixels of ``img`` (H, W, 3) RGB uint8, in place; returns img.
 
-    The one box drawer of detforge (galleries, augment preview, predict). Coordinates are
-    continuous (pixel i covers [i, i + 1)), so a box's outline is on its last pixel inside.
-    color: one RGB colour, or one per box. Labels go on a filled strip above each box so they
-    stay readable on any background.
+    The one box drawer of detforge (galleries, augment preview, predict images and video).
+    Coordinates are continuous (pixel i covers [i, i + 1)), so a box's outline is on its last
+    pixel inside. color: one RGB colour, or one per box. Labels go on a filled strip above each
+    box so they stay readable on any background.
     """
     import cv2
 
@@ -84,6 +85,20 @@ def draw_boxes(
         if labels is not None and labels[i]:
             draw_label(img, labels[i], x1, y1, col, font_scale)
     return img
+
+
+def draw_detections(img_rgb: np.ndarray, pred) -> np.ndarray:
+    """BGR copy of an RGB image with a prediction's boxes (``pred.boxes`` (D, 4) xyxy pixels,
+    ``.scores``, ``.classes``, ``.names``) and 'name score' labels in class colours, the line
+    width by image size: the annotated images and videos of ``predict``."""
+    import cv2
+
+    out = img_rgb.copy()
+    lw = max(1, round(sum(out.shape[:2]) / 600))
+    cls = [int(c) for c in pred.classes]
+    labels = [f"{pred.names[c]} {s:.2f}" for c, s in zip(cls, pred.scores, strict=True)]
+    draw_boxes(out, pred.boxes, [class_color(c) for c in cls], labels, lw, 0.4 * lw)
+    return cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
 
 
 def fit_width(
