@@ -1,0 +1,129 @@
+"""Image classifiers: detforge's small CNN and torchvision's EfficientNet-B0, one interface.
+
+Every classifier takes uint8-range float images (B, 3, H, W) in [0, 255] and returns class
+logits (B, C). Input normalisation is part of the model (a ``normalize`` module holding its
+mean and std as buffers, so checkpoints, predict and export apply it): ``/255`` for ``cnn-s``,
+ImageNet's mean/std for the torchvision models. Parameters live under ``backbone.*`` and
+``head.*``, the names the optimizer's per-part learning rates (``recipe=finetune``) use.
+
+``cnn-s``: the detector family's stem and CSP stages (widths 32-64-128-256-512, 1-2-2-1
+bottlenecks), then a 1x1 conv to 1024, global average pooling, dropout and a linear layer:
+4.95 M parameters for 4 classes, 5.97 M for 1000 (efficientnet_b0: 4.01 M and 5.29 M).
+
+Pretrained weights are loaded only when asked (``weights='imagenet'``) through torchvision's
+own weight enums and cache (``$TORCH_HOME/hub/checkpoints``); offline without the file, the
+error names the file and where to put it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import ConvBNAct, CSPStage
+
+__all__ = ["CLASSIFIERS", "Normalize", "ImageClassifier", "build_classifier"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """(x / 255 - mean) / std per channel, with mean and std as buffers."""
+
+    def __init__(
+        self, mean: tuple[float, ...] = (0.0, 0.0, 0.0), std: tuple[float, ...] = (1.0,) * 3
+    ):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class ImageClassifier(nn.Module):
+    """normalize -> backbone (features) -> head (logits)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, normalize: Normalize, name: str):
+        super().__init__()
+        self.normalize, self.backbone, self.head, self.name = normalize, backbone, head, name
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(self.normalize(x)))
+
+
+class PoolHead(nn.Sequential):
+    """1x1 conv -> global average pool -> dropout -> linear."""
+
+    def __init__(self, c_in: int, hidden: int, num_classes: int, dropout: float):
+        super().__init__(
+            ConvBNAct(c_in, hidden, 1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+
+
+def _cnn_s(num_classes: int, dropout: float, weights: str | None) -> ImageClassifier:
+    if weights is not None:
+        raise ValueError("model cnn-s has no pretrained weights: weights must be null")
+    widths, blocks, stem = (64, 128, 256, 512), (1, 2, 2, 1), 32
+    layers: list[nn.Module] = [ConvBNAct(3, stem, 3, 2)]
+    c_prev = stem
+    for c, n in zip(widths, blocks, strict=True):
+        layers += [ConvBNAct(c_prev, c, 3, 2), CSPStage(c, c, n)]
+        c_prev = c
+    head = PoolHead(c_prev, 1024, num_classes, dropout)
+    return ImageClassifier(nn.Sequential(*layers), head, Normalize(), "cnn-s")
+
+
+def _efficientnet_b0(num_classes: int, dropout: float, weights: str | None) -> ImageClassifier:
+    from torchvision.models import EfficientNet_B0_Weights, efficientnet_b0
+
+    if weights not in (None, "imagenet"):
+        raise ValueError(f"efficientnet_b0: weights must be null or 'imagenet', got {weights!r}")
+    net = efficientnet_b0(weights=None)
+    if weights == "imagenet":
+        net.load_state_dict(_torchvision_state(EfficientNet_B0_Weights.IMAGENET1K_V1))
+    in_features = net.classifier[-1].in_features
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(dropout),
+                         nn.Linear(in_features, num_classes))  # fmt: skip
+    return ImageClassifier(net.features, head, Normalize(IMAGENET_MEAN, IMAGENET_STD),
+                           "efficientnet_b0")  # fmt: skip
+
+
+def _torchvision_state(weights: Any) -> dict[str, Tensor]:
+    """A torchvision weight enum's state dict from its cache; offline, a clear error."""
+    from pathlib import Path
+
+    from torch.hub import get_dir
+
+    file = Path(get_dir()) / "checkpoints" / Path(weights.url).name
+    if not file.is_file():
+        try:
+            return weights.get_state_dict(progress=False, check_hash=True)
+        except Exception as e:  # offline: URLError, socket errors, ...
+            raise FileNotFoundError(
+                f"pretrained weights {file.name} are not in the cache ({file}) and could not "
+                f"be downloaded ({e.__class__.__name__}: {e}); put the file there "
+                f"(from {weights.url}) and run again"
+            ) from None
+    return torch.load(file, map_location="cpu", weights_only=True)
+
+
+CLASSIFIERS = {"cnn-s": _cnn_s, "efficientnet_b0": _efficientnet_b0}
+
+
+def build_classifier(
+    name: str, num_classes: int, dropout: float = 0.2, weights: str | None = None
+) -> ImageClassifier:
+    """A classifier by name (``CLASSIFIERS``) for ``num_classes`` classes."""
+    if name not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {name!r}: expected one of {sorted(CLASSIFIERS)}")
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+    return CLASSIFIERS[name](num_classes, dropout, weights)
