@@ -1,10 +1,11 @@
 """Image classifiers: detforge's small CNN and torchvision's EfficientNet-B0, one interface.
 
-Every classifier takes uint8-range float images (B, 3, H, W) in [0, 255] and returns class
-logits (B, C). Input normalisation is part of the model (a ``normalize`` module holding its
-mean and std as buffers, so checkpoints, predict and export apply it): ``/255`` for ``cnn-s``,
-ImageNet's mean/std for the torchvision models. Parameters live under ``backbone.*`` and
-``head.*``, the names the optimizer's per-part learning rates (``recipe=finetune``) use.
+Every classifier takes float images (B, 3, H, W) in [0, 1], as the detectors do, and returns
+class logits (B, C). Input normalisation is part of the model (a ``normalize`` module holding
+its mean and std as buffers, so checkpoints, predict and export apply it): none for ``cnn-s``
+(trained from scratch on [0, 1] inputs), ImageNet's mean/std for the torchvision models.
+Parameters live under ``backbone.*`` and ``head.*``, the names the optimizer's per-part
+learning rates (``recipe=finetune``) use.
 
 ``cnn-s``: the detector family's stem and CSP stages (widths 32-64-128-256-512, 1-2-2-1
 bottlenecks), then a 1x1 conv to 1024, global average pooling, dropout and a linear layer:
@@ -31,14 +32,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Normalize(nn.Module):
-    """(x / 255 - mean) / std per channel, with mean and std as buffers."""
+    """(x - mean) / std per channel for x in [0, 1], with mean and std as buffers."""
 
     def __init__(
         self, mean: tuple[float, ...] = (0.0, 0.0, 0.0), std: tuple[float, ...] = (1.0,) * 3
     ):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
