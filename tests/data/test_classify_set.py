@@ -56,7 +56,7 @@ def test_validation_resizes_the_shorter_side_and_crops_the_centre(split):
     out = ds[0]["img"]
     assert out.shape == (3, 20, 20)
     assert ds[0]["cls"] == 0 and torch.equal(out, ds[0]["img"])
-    assert img.shape[:2] == (40, 48)
+    assert img.shape == (3, 40, 48) and img.dtype == torch.uint8
 
 
 def test_mixup_targets_weigh_the_pair_as_the_pixels_do():
@@ -90,3 +90,12 @@ def test_bad_augment_settings_are_named():
         ClassifyAugment(auto_augment="autoaugment")
     with pytest.raises(ValueError, match="scale"):
         ClassifyAugment(scale=(0.0, 1.0))
+
+
+def test_an_image_that_stops_decoding_is_named(split):
+    ds = ClassifyDataset(split, 24, None)
+    ds.split.files[0].write_bytes(b"\x89PNG broken")
+    from detforge.data.errors import DataError
+
+    with pytest.raises(DataError, match=r"0\.png: cannot decode image"):
+        ds[0]

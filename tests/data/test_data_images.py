@@ -108,3 +108,14 @@ def test_undecodable_and_missing(tmp_path: Path) -> None:
         read_image(bad)
     with pytest.raises(DataError, match="image not found"):
         verify_image(tmp_path / "none.jpg")
+
+
+@pytest.mark.parametrize(("name", "orientation"), [("o.jpg", 6), ("o.jpg", 3), ("o.png", 1)])
+def test_decode_rgb_fast_path_agrees_with_read_image(tmp_path: Path, name, orientation) -> None:
+    from detforge.data.images import decode_rgb
+
+    path = _save_with_orientation(tmp_path / name, _quadrants(), orientation, quality=95)
+    np.testing.assert_array_equal(decode_rgb(path), read_image(path))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match="bad.png: cannot decode image"):
+        decode_rgb(tmp_path / "bad.png")

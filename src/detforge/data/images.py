@@ -29,6 +29,7 @@ from detforge.data.errors import DataError
 __all__ = [
     "ImageInfo",
     "read_image",
+    "decode_rgb",
     "to_rgb",
     "probe_image",
     "verify_image",
@@ -139,6 +140,22 @@ def read_image(
     elif img.ndim == 3 and keep_gray and info.gray:
         img = np.ascontiguousarray(img[:, :, 0])
     return img
+
+
+def decode_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode to RGB uint8 (H, W, 3) with OpenCV alone (it applies EXIF orientation itself):
+    no header probe, for many small images of a checked dataset (classification crops). Raises
+    ``DataError`` naming the file if it cannot be decoded."""
+    path = os.fspath(path)
+    buf = np.fromfile(path, dtype=np.uint8)
+    img = (
+        cv2.imdecode(buf, _RGB_FLAG if _RGB_FLAG is not None else cv2.IMREAD_COLOR)
+        if buf.size
+        else None
+    )
+    if img is None:
+        raise DataError(f"{path}: cannot decode image")
+    return img if _RGB_FLAG is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def to_rgb(img: np.ndarray) -> np.ndarray:

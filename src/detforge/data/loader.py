@@ -9,7 +9,7 @@ sample from (seed, epoch, index): batches do not depend on the number of workers
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
 from typing import Any
 
 import cv2
@@ -144,6 +144,7 @@ def build_dataloader(
     world_size: int = 1,
     timeout: float = 0,
     batches: Sequence[Sequence[int]] | None = None,
+    collate_fn: Callable[[list], Any] = collate,
 ) -> DataLoader:
     """DataLoader over ``dataset`` with ``collate``.
 
@@ -154,6 +155,7 @@ def build_dataloader(
     timeout: seconds to wait for a batch from the workers before raising (0: forever).
     batches: fixed lists of dataset indices, one per batch, in order (rectangular validation,
         ``data.rect.enable_rect``); replaces batch_size, shuffle, sampler and drop_last.
+    collate_fn: how samples become a batch (default: detection's ``collate``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -181,7 +183,7 @@ def build_dataloader(
     return _ForkSafeLoader(
         dataset,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_fn,
         pin_memory=pin_memory,
         generator=generator,
         timeout=timeout if workers > 0 else 0,
