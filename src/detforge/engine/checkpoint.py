@@ -181,6 +181,7 @@ def model_from_checkpoint(ckpt: dict, source: str) -> YOLODetector:
             "channels": tuple(saved["channels"]),
             "blocks": tuple(saved["blocks"]),
             "levels": tuple(saved["levels"]),
+            "anchors": tuple(tuple(a) for a in saved.get("anchors", ())),
         }
     )
     model = YOLODetector(spec, ckpt["num_classes"])
