@@ -61,3 +61,40 @@ def test_yolov5_n_trains_and_predicts_the_same_after_reload(tiny_args, tiny_data
 def _sorted(boxes: np.ndarray) -> np.ndarray:
     key = boxes.round(1)
     return boxes[np.lexsort(key.T[::-1])]
+
+
+def test_yolov5_resume_keeps_the_fitted_anchors_and_is_exact(tiny_args, monkeypatch):
+    """A resumed anchors=auto run takes the anchors from its checkpoint (not the YAML's, and
+    without fitting again): the model, its spec and the loss use them, and the run ends with the
+    weights of the uninterrupted one."""
+    import pytest
+
+    args = tiny_args + ["model=yolov5-n", "anchors=auto"]
+
+    def train(*extra):
+        trainer = Trainer(load_config(args + list(extra), env={}))
+        return trainer, trainer.fit()
+
+    _, full = train("name=full")
+    calls = {"n": 0}
+    real = torch.optim.SGD.step
+
+    def flaky_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("simulated crash")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", flaky_step)
+    with pytest.raises(KeyboardInterrupt):
+        train("name=part")
+    monkeypatch.setattr(torch.optim.SGD, "step", real)
+    part = full.run_dir.parent / "part"
+    trainer, _ = train("name=part", f"resume={part / 'weights' / 'last.pt'}")
+    fitted = load_checkpoint(full.run_dir / "weights" / "last.pt")["model"]["head.anchors"]
+    torch.testing.assert_close(trainer.loss_fn.anchors, fitted)
+    torch.testing.assert_close(torch.tensor(trainer.model.spec.anchors).view(3, 3, 2), fitted)
+    a = load_checkpoint(full.run_dir / "weights" / "last.pt")["model"]
+    b = load_checkpoint(part / "weights" / "last.pt")["model"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
