@@ -68,5 +68,6 @@ def check_family_settings(cfg: Any) -> None:
             own = ANCHOR_ONLY if kind == "anchor" else ANCHOR_FREE_ONLY
             raise ConfigError(
                 f"{key} does not apply to model {cfg.model.name!r} ({family} head); its own "
-                f"settings are {', '.join(own)}"
+                f"settings are {', '.join(own)}. Remove it, or the recipe or config file that "
+                "sets it"
             )
