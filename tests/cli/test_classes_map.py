@@ -101,3 +101,24 @@ def test_ensemble_of_weights_with_other_classes_is_an_error():
     b = Detector(build_model("yolo-n", 2), ["dog", "cat"], 64, "cpu")
     with pytest.raises(ConfigError, match=r"\[dog, cat\].*\[cat, dog\]"):
         a.add_ensemble_member(b)
+
+
+class _FixedAnchors(torch.nn.Module):
+    """One level, 2 anchors, 3 weight classes: per anchor x, y, w, h, obj, then class logits."""
+
+    reg_max, strides, max_stride = 0, (8,), 32
+    anchors = torch.ones(1, 2, 2)
+
+    def forward(self, x):
+        return [torch.arange(16.0).view(1, 16, 1, 1)]
+
+
+def test_class_remap_of_an_anchor_head_maps_each_anchor_s_classes():
+    (level,) = ClassRemap(_FixedAnchors(), [[2], [0, 1], []])(torch.zeros(1))
+    assert level.shape == (1, 2 * (5 + 3), 1, 1)
+    v = level[0, :, 0, 0].view(2, 8)
+    for a, base in enumerate((0, 8)):
+        assert v[a, :5].tolist() == [base + i for i in range(5)]  # box and objectness untouched
+        assert v[a, 5].item() == base + 7  # data class 0 <- weights class 2
+        assert v[a, 6].item() == base + 6  # data class 1 <- max of weights classes 0 and 1
+        assert v[a, 7].item() == float("-inf")

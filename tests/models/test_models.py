@@ -1,5 +1,7 @@
 """Model construction, level variants, output shapes, decoding."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -70,3 +72,52 @@ def test_anchor_points_and_decode_geometry():
     assert torch.allclose(boxes[0, :, :2], centre - 2 * strides, atol=1e-3)
     assert torch.allclose(boxes[0, :, 2:], centre + 2 * strides, atol=1e-3)
     assert torch.allclose(scores, torch.full_like(scores, 0.5))
+
+
+def test_anchor_family_names_levels_and_decoding():
+    from detforge.models import available_models, build_model
+
+    names = available_models()
+    for n in ("yolov5-n", "yolov5-s", "yolov5-m", "yolov5-n-p2", "yolov5-s-p2", "yolov5-m-p2"):
+        assert n in names
+    m = build_model("yolov5-n-p2", 4).eval()
+    assert m.strides == (4, 8, 16, 32) and m.anchors.shape == (4, 3, 2)
+    out = m(torch.rand(1, 3, 64, 64))
+    assert [tuple(o.shape) for o in out] == [(1, 27, s, s) for s in (16, 8, 4, 2)]
+    boxes, scores = m.decode(out)
+    assert boxes.shape == (1, 3 * (256 + 64 + 16 + 4), 4) and scores.shape[-1] == 4
+    assert bool(((scores >= 0) & (scores <= 1)).all())
+    # parameter groups are named like the anchor-free family's
+    tops = {n.split(".")[0] for n, _ in m.named_parameters()}
+    assert tops == {"backbone", "neck", "head"}
+
+
+def test_anchor_decoding_by_hand():
+    """Raw 0 everywhere: every anchor predicts its own shape centred on its cell, with score
+    sigmoid(0) x sigmoid(0) = 0.25."""
+    from detforge.models import build_model
+
+    m = build_model("yolov5-n", 1)
+    out = [torch.zeros(1, 3 * 6, 64 // s, 64 // s) for s in (8, 16, 32)]
+    boxes, scores = m.decode(out)
+    torch.testing.assert_close(scores, torch.full_like(scores, 0.25))
+    # first P3 anchor (10 x 13) of cell (0, 0): centre (4, 4)
+    torch.testing.assert_close(boxes[0, 0], torch.tensor([-1.0, -2.5, 9.0, 10.5]))
+    # second anchor's first cell comes after the first anchor's 64 cells
+    torch.testing.assert_close(boxes[0, 64], torch.tensor([-4.0, -11.0, 12.0, 19.0]))
+
+
+def test_anchor_yaml_errors_name_the_key(tmp_path):
+    from detforge.config import ConfigError
+    from detforge.models.factory import resolve_spec
+
+    src = (
+        Path(__file__).resolve().parents[2] / "src/detforge/models/configs/yolov5.yaml"
+    ).read_text()
+    bad = tmp_path / "m.yaml"
+    bad.write_text(src.replace("[10, 13, 16, 30, 33, 23]        # P3/8", "[10, 13, 16]"))
+    with pytest.raises(ConfigError, match="anchors.default: .* is not a list of positive w, h"):
+        resolve_spec(str(bad))
+    bad.write_text(src.replace("    - [116, 90, 156, 198, 373, 326]   # P5/32\n", "", 1))
+    with pytest.raises(ConfigError, match="anchors.default: expected 3 lists"):
+        resolve_spec(str(bad))

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from .families import check_family_settings
 from .fields import ConfigError, check_constraints, coerce, suggest, yaml_load
 from .metrics import check_fitness_weights, check_monitor
 from .schema import ALIASES, DEMO_PRESET, TTA_VIEWS, OptimSection, RunConfig
@@ -231,6 +232,7 @@ def _cross_check(cfg: RunConfig) -> None:
         )
     if cfg.optim.unfreeze_at and not cfg.optim.freeze:
         raise ConfigError("optim.unfreeze_at is set but optim.freeze lists nothing to freeze")
+    check_family_settings(cfg)
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"train.device: {dev!r} is not one of auto, cpu, cuda, cuda:N")

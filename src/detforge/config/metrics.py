@@ -47,7 +47,10 @@ def check_fitness_weights(weights: Mapping[str, float], key: str = "fitness") ->
 
 
 # Validation losses (total and per term) that early stopping and the plateau schedule may watch.
-LOSS_KEYS = ("val/loss", "val/box", "val/cls", "val/dfl")
+LOSS_KEYS = (
+    "val/loss", "val/box", "val/cls", "val/dfl",  # anchor-free models
+    "val/coord", "val/conf", "val/class",  # anchor models
+)  # fmt: skip
 
 
 def check_monitor(name: str, key: str) -> None:

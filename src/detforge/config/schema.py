@@ -75,8 +75,14 @@ class DataSection:
 class ModelSection:
     name: str = setting(
         "yolo-n",
-        "Model: yolo-{n,s,m} with optional level suffix -p2 (P2-P5) or -p2lite (P2-P4), "
-        "or a path to a model YAML.",
+        "Model: yolo-{n,s,m} (anchor-free) with optional level suffix -p2 (P2-P5) or -p2lite "
+        "(P2-P4), yolov5-{n,s,m} (anchor-based) with optional -p2, or a path to a model YAML.",
+    )
+    anchors: Literal["auto"] | None = setting(
+        None,
+        "Anchor models: null uses the model YAML's anchors; auto fits them to the training "
+        "boxes at train.imgsz (k-means, then evolution of the best-possible recall fitness "
+        "under assign.anchor_t), prints recall before training; stored in the checkpoint.",
     )
     weights: str | None = setting(
         None, "Initialise from a detforge checkpoint (weights only; use train.resume to resume)."
@@ -144,14 +150,40 @@ class AugmentSection:
 
 @dataclass
 class LossSection:
-    box: float = setting(7.5, "Gain of the box (IoU) loss.", ge=0)
-    cls: float = setting(0.5, "Gain of the classification loss.", ge=0)
-    dfl: float = setting(1.5, "Gain of the distribution focal loss.", ge=0)
+    box: float = setting(7.5, "Anchor-free models: gain of the box (IoU) loss.", ge=0)
+    cls: float = setting(
+        0.5,
+        "Gain of the classification loss (anchor models: the 'class' term, scaled as YOLOv5 "
+        "by K/80 x 3/levels).",
+        ge=0,
+    )
+    dfl: float = setting(1.5, "Anchor-free models: gain of the distribution focal loss.", ge=0)
+    coord: float = setting(
+        0.05,
+        "Anchor models: gain of the box ('coord', 1 - IoU) term, scaled as YOLOv5 by 3/levels.",
+        ge=0,
+    )
+    conf: float = setting(
+        1.0,
+        "Anchor models: gain of the objectness ('conf') term, scaled as YOLOv5 by "
+        "(imgsz/640)^2 x 3/levels.",
+        ge=0,
+    )
+    balance: list[float] | None = setting(
+        None,
+        "Anchor models: objectness weight per level, finest first; null: [4.0, 1.0, 0.4] for "
+        "3 levels, else the first of [4.0, 1.0, 0.25, 0.06].",
+        gt=0,
+    )
     iou: Literal["ciou", "giou", "diou", "iou"] = setting(
-        "ciou", "IoU variant of the box loss (and of the assigner's alignment metric)."
+        "ciou",
+        "IoU variant of the box loss (and of the task-aligned assigner's alignment metric; "
+        "anchor models: also the objectness target).",
     )
     cls_loss: Literal["bce", "focal"] = setting(
-        "bce", "Classification loss: binary cross-entropy, or focal loss (Lin et al. 2017)."
+        "bce",
+        "Classification loss: binary cross-entropy, or focal loss (Lin et al. 2017); anchor "
+        "models: for the objectness term too.",
     )
     focal_gamma: float = setting(2.0, "Focal loss focusing exponent (cls_loss focal).", ge=0)
     focal_alpha: float | None = setting(
@@ -174,6 +206,26 @@ class LossSection:
     topk: int = setting(10, "Task-aligned assigner: candidate anchors per object.", ge=1)
     alpha: float = setting(0.5, "Task-aligned assigner: exponent of the class score.", ge=0)
     beta: float = setting(6.0, "Task-aligned assigner: exponent of the IoU.", ge=0)
+
+
+@dataclass
+class AssignSection:
+    anchor: Literal["ratio", "iou_center"] = setting(
+        "ratio",
+        "Anchor models: ratio matches every anchor within a size factor anchor_t on every "
+        "level, in the object's cell and its two nearest neighbours; iou_center tries every "
+        "level and anchor at the object's cell, keeping the best by IoU minus normalised centre "
+        "distance (DIoU) and all scoring at least anchor_iou.",
+    )
+    anchor_t: float = setting(
+        4.0,
+        "Anchor models: largest width or height factor between an object and an anchor (ratio "
+        "matching, and the recall that anchors=auto reports and maximises).",
+        gt=1,
+    )
+    anchor_iou: float = setting(
+        0.25, "Anchor models, iou_center matching: DIoU an extra anchor must reach.", gt=0, le=1
+    )
 
 
 @dataclass
@@ -461,6 +513,7 @@ class RunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
     loss: LossSection = field(default_factory=LossSection)
+    assign: AssignSection = field(default_factory=AssignSection)
     optim: OptimSection = field(default_factory=OptimSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     clip: ClipSection = field(default_factory=ClipSection)
@@ -490,6 +543,8 @@ ALIASES: dict[str, str] = {
     "resume": "train.resume",
     "weights": "model.weights",
     "track": "track.loggers",
+    "anchors": "model.anchors",
+    "loss.class": "loss.cls",
 }
 
 # Settings applied when no data.yaml is given, below anything the user sets.
@@ -505,11 +560,16 @@ CONSUMERS: dict[str, str] = {
     "data": "detforge.engine.setup_data",
     "model": "detforge.models.factory",
     "model.weights": "detforge.engine.checkpoint",
+    "model.anchors": "detforge.engine.anchors",
+    "assign": "detforge.losses.anchor",
     "augment": "detforge.data.augment.core",
     "augment.close_mosaic": "detforge.engine.setup_data",
     "augment.albumentations": "detforge.engine.setup_data",
     "augment.multi_scale": "detforge.engine.stages",
     "loss": "detforge.losses.detection",
+    "loss.coord": "detforge.losses.anchor",
+    "loss.conf": "detforge.losses.anchor",
+    "loss.balance": "detforge.losses.anchor",
     "optim": "detforge.engine.optim",
     "optim.freeze": "detforge.engine.freeze",
     "optim.unfreeze_at": "detforge.engine.freeze",

@@ -4,7 +4,8 @@
 Layout of ``detforge-checkpoint-2`` (a dict of plain types and tensors)::
 
     format        "detforge-checkpoint-2"
-    model_spec    ModelSpec as a dict; num_classes, names: the classes
+    model_spec    ModelSpec as a dict (an anchor head's anchors included, also in the weights
+                  as head.anchors); num_classes, names: the classes
     config        every resolved setting (config_to_dict)
     run_dir       the run folder the checkpoint was written for (str)
     metrics       validation metrics of the epoch ({} if it was not validated)
@@ -181,6 +182,7 @@ def model_from_checkpoint(ckpt: dict, source: str) -> YOLODetector:
             "channels": tuple(saved["channels"]),
             "blocks": tuple(saved["blocks"]),
             "levels": tuple(saved["levels"]),
+            "anchors": tuple(tuple(a) for a in saved.get("anchors", ())),
         }
     )
     model = YOLODetector(spec, ckpt["num_classes"])

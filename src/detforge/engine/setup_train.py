@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..config import ConfigError, RunConfig, dump_config
-from ..losses.detection import build_loss_from_config
+from ..losses.factory import build_loss_for_model
 from ..models.factory import build_model_from_config
+from .anchors import prepare_anchors
 from .checkpoint import load_initial_weights
 from .distributed import DistInfo, broadcast_object
 from .ema import ModelEMA
@@ -44,6 +45,12 @@ def build_parts(tr: Trainer, load_weights: bool) -> None:
     model = build_model_from_config(cfg.model, len(tr.data.names), t.imgsz)
     if cfg.model.weights and load_weights:
         load_initial_weights(model, cfg.model.weights)
+    if load_weights:  # on resume the checkpoint's anchors are loaded with its weights
+        train_set = tr.data.train_set
+        prepare_anchors(
+            model, train_set.labels, train_set.shapes, t.imgsz, cfg.assign.anchor_t,
+            cfg.model.anchors, t.seed,
+        )  # fmt: skip
     tr.model = model.to(tr.device, memory_format=torch.channels_last)
     if dist.enabled and cfg.optim.unfreeze_at:
         raise ConfigError(
@@ -51,9 +58,7 @@ def build_parts(tr: Trainer, load_weights: bool) -> None:
             "parameters at start); freeze for the whole run or train in one process"
         )
     m = tr.model
-    tr.loss_fn = build_loss_from_config(
-        cfg.loss, m.nc, m.strides, m.reg_max, tr.data.train_set.labels, tr.data.names
-    )
+    tr.loss_fn = build_loss_for_model(cfg, m, tr.data.train_set.labels, tr.data.names)
     tr.plan = plan_run(cfg, len(tr.data.train_set), dist.world_size)
     tr.accumulate = tr.plan.accumulate
     eff_batch = t.batch * tr.accumulate * dist.world_size

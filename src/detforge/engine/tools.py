@@ -11,9 +11,10 @@ import torch
 
 from ..config import RunConfig
 from ..infer.device import resolve_amp, select_device
-from ..losses.detection import build_loss_from_config
+from ..losses.factory import build_loss_for_model
 from ..models.factory import build_model_from_config
 from ..utils.atomic import write_text_atomic
+from .anchors import prepare_anchors
 from .checkpoint import load_initial_weights
 from .gradients import GradientClipper
 from .optim import build_optimizer_from_config
@@ -65,9 +66,12 @@ def lr_find_from_config(
     if cfg.model.weights:
         load_initial_weights(model, cfg.model.weights)
     model = model.to(device, memory_format=torch.channels_last)
-    loss_fn = build_loss_from_config(
-        cfg.loss, model.nc, model.strides, model.reg_max, data.train_set.labels, data.names
-    )
+    ts = data.train_set
+    prepare_anchors(
+        model, ts.labels, ts.shapes, cfg.train.imgsz, cfg.assign.anchor_t, cfg.model.anchors,
+        cfg.train.seed,
+    )  # fmt: skip
+    loss_fn = build_loss_for_model(cfg, model, ts.labels, data.names)
     accumulate = plan_run(cfg, len(data.train_set)).accumulate
     opt, _ = build_optimizer_from_config(cfg.optim, model, cfg.train.batch * accumulate)
     clip = cfg.clip

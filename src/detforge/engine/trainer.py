@@ -133,6 +133,12 @@ class Trainer:
         load_model_state(self.model, ckpt["model"], src)
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.load_state_dict(ckpt["ema"])
+        anchors = getattr(self.model, "anchors", None)
+        if anchors is not None:  # the run's anchors (anchors=auto) came with its weights
+            for m in (self.model, self.ema.module if self.ema is not None else None):
+                if m is not None:
+                    m.set_anchors(anchors.detach().clone())
+            self.loss_fn.anchors.copy_(anchors)
         t = ckpt["train"]
         self.optimizer.load_state_dict(t["optimizer"])
         if t.get("scaler"):

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from ..infer.runtime import DET_OUTPUTS, INPUT_NAME, NMS_INPUTS, RAW_OUTPUTS
-from ..models.decode import decode
+from ..models.decode import decode_model_outputs
 
 __all__ = ["ExportGraph", "input_names", "output_names"]
 
@@ -71,7 +71,7 @@ class ExportGraph(nn.Module):
 
     def forward(self, x: Tensor, conf: Tensor | None = None, iou: Tensor | None = None,
                 max_det: Tensor | None = None) -> tuple[Tensor, ...]:  # fmt: skip
-        boxes, scores = decode(self.model(x), self.model.strides, self.model.reg_max)
+        boxes, scores = decode_model_outputs(self.model, self.model(x))
         if not self.nms:
             return boxes, scores
         sel = _NonMaxSuppression.apply(boxes, scores.transpose(1, 2).contiguous(), max_det, iou,

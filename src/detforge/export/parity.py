@@ -25,7 +25,7 @@ from ..data.augment.core import letterbox
 from ..data.images import read_image
 from ..infer.postprocess import Detections, postprocess
 from ..infer.runtime import RAW_OUTPUTS, OnnxRuntimeModel
-from ..models.decode import decode
+from ..models.decode import decode_model_outputs
 
 __all__ = ["BOX_TOL", "SCORE_TOL", "ParityReport", "letterboxed_batch", "check_parity"]
 
@@ -148,7 +148,7 @@ def check_parity(
     rep = ParityReport([os.fspath(f) for f in files], batch, conf, iou, max_det)
     for start in range(0, len(files), batch):
         x = letterboxed_batch(files[start : start + batch], imgsz)
-        boxes, scores = decode([o.float() for o in model(x)], model.strides, model.reg_max)
+        boxes, scores = decode_model_outputs(model, [o.float() for o in model(x)])
         raw = runtime.run(x, conf, iou, max_det)
         for name, ref in zip(RAW_OUTPUTS, (boxes, scores), strict=True):
             got = raw[name]

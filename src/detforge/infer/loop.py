@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..models.decode import decode
+from ..models.decode import decode_model_outputs
 from .device import autocast
 from .postprocess import Detections, postprocess, scale_boxes_to_original
 from .runtime import detect_batch
@@ -68,7 +68,7 @@ def predict_loader(
                     [model, *extra_models], x, conf=conf, iou=iou, max_det=max_det, **(tta or {})
                 )
         elif loss_fn is not None:
-            boxes, scores = decode(outputs, model.strides, model.reg_max)
+            boxes, scores = decode_model_outputs(model, outputs)
             dets = postprocess(boxes, scores, conf, iou, max_det)
         else:  # a PyTorch detector or an exported one (infer.runtime), one post-processing
             dets = detect_batch(model, x, conf, iou, max_det, amp_dtype)

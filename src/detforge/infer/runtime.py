@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config.fields import ConfigError
-from ..models.decode import decode
+from ..models.decode import decode_model_outputs
 from .device import autocast
 from .postprocess import Detections, postprocess
 
@@ -175,5 +175,5 @@ def detect_batch(
         return [d.to(x.device) for d in model.detect(x, conf, iou, max_det)]
     with autocast(x.device, amp_dtype):
         outputs = [o.float() for o in model(x)]
-    boxes, scores = decode(outputs, model.strides, model.reg_max)
+    boxes, scores = decode_model_outputs(model, outputs)
     return postprocess(boxes, scores, conf, iou, max_det)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..boxes import iou_one_to_many
 from ..config.schema import TTA_VIEWS
-from ..models.decode import decode
+from ..models.decode import decode_model_outputs
 from .postprocess import Detections, postprocess
 
 __all__ = [
@@ -125,7 +125,7 @@ def _decoded_views(
     for view in views:
         xv, s = _apply(x, view, stride)
         for m in models:
-            boxes, scores = decode([o.float() for o in m(xv)], m.strides, m.reg_max)
+            boxes, scores = decode_model_outputs(m, [o.float() for o in m(xv)])
             out.append((_invert(boxes, view, tuple(xv.shape[-2:]), s), scores))
     return out
 

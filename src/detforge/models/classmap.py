@@ -73,9 +73,10 @@ def parse_classes_map(
 class ClassRemap(nn.Module):
     """Wraps a detector so its class channels are those of another class list.
 
-    Output per level: (B, 4*reg_max + K_data, H, W). Data class j gets the largest class logit
-    of the weights' classes mapped to it (the sigmoid keeps that order), or -inf (score 0) when
-    none is, so every post-processing step sees an ordinary model of K_data classes.
+    Output per level: (B, 4*reg_max + K_data, H, W), or for an anchor head (B, A * (5 + K_data),
+    H, W). Data class j gets the largest class logit of the weights' classes mapped to it (the
+    sigmoid keeps that order), or -inf (score 0) when none is, so every post-processing step sees
+    an ordinary model of K_data classes.
     """
 
     def __init__(self, model: nn.Module, sources: list[list[int]]):
@@ -88,12 +89,26 @@ class ClassRemap(nn.Module):
     def max_stride(self) -> int:
         return self.model.max_stride
 
+    @property
+    def anchors(self) -> Tensor | None:
+        return getattr(self.model, "anchors", None)
+
+    def decode(self, outputs: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Boxes and scores of the remapped maps (decoding reads K from the channels)."""
+        return self.model.decode(outputs)
+
     def forward(self, x: Tensor) -> list[Tensor]:
+        anchors = self.anchors
+        na = 1 if anchors is None else anchors.shape[1]
+        box_ch = 4 * self.reg_max if anchors is None else 5  # box (+ objectness) channels
         out = []
-        box_ch = 4 * self.reg_max
         for level in self.model(x):
-            box, cls = level[:, :box_ch], level[:, box_ch:]
-            empty = torch.full_like(cls[:, :1], float("-inf"))
-            mapped = [cls[:, src].amax(1, keepdim=True) if src else empty for src in self.sources]
-            out.append(torch.cat([box, *mapped], 1))
+            b, c, h, w = level.shape
+            v = level.view(b, na, c // na, h, w)
+            box, cls = v[:, :, :box_ch], v[:, :, box_ch:]
+            empty = torch.full_like(cls[:, :, :1], float("-inf"))
+            mapped = [
+                cls[:, :, src].amax(2, keepdim=True) if src else empty for src in self.sources
+            ]
+            out.append(torch.cat([box, *mapped], 2).reshape(b, -1, h, w))
         return out

@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["make_anchors", "flatten_outputs", "dfl_expectation", "distance_to_box", "decode"]
+__all__ = [
+    "make_anchors", "flatten_outputs", "dfl_expectation", "distance_to_box", "decode",
+    "decode_model_outputs",
+]  # fmt: skip
 
 
 def make_anchors(
@@ -52,3 +55,13 @@ def decode(outputs: list[Tensor], strides: tuple[int, ...], reg_max: int) -> tup
     box_logits, cls_logits = flatten_outputs(outputs, reg_max)
     boxes = distance_to_box(points, dfl_expectation(box_logits, reg_max)) * stride_col
     return boxes, cls_logits.float().sigmoid()
+
+
+def decode_model_outputs(model, outputs: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """A model's raw maps -> boxes (B, N, 4) xyxy input pixels and scores (B, N, K): its own
+    ``decode`` when it has one (every detforge detector: the anchor head decodes differently),
+    else the anchor-free decoding with its ``strides`` and ``reg_max``."""
+    own = getattr(model, "decode", None)
+    if callable(own):
+        return own(outputs)
+    return decode(outputs, model.strides, model.reg_max)

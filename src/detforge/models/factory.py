@@ -76,6 +76,11 @@ def spec_from_dict(cfg: dict[str, Any], scale: str, levels: str, name: str, src:
         lv = tuple(sorted(int(k) for k in cfg["levels"][levels]))
         if not lv or lv[0] < 2 or lv[-1] > 5 or lv != tuple(range(lv[0], lv[-1] + 1)):
             raise ConfigError(f"{src}: levels.{levels} must be consecutive levels within 2..5")
+        head = cfg.get("head", {})
+        kind = str(head.get("type", "dfl"))
+        if kind not in ("dfl", "anchor"):
+            raise ConfigError(f"{src}: head.type {kind!r} is not one of 'dfl', 'anchor'")
+        anchors = _anchors(cfg, levels, len(lv), src) if kind == "anchor" else ()
         return ModelSpec(
             stem=_scaled(int(bb["stem"]), w, cap),
             channels=tuple(_scaled(int(s["channels"]), w, cap) for s in stages),
@@ -83,12 +88,38 @@ def spec_from_dict(cfg: dict[str, Any], scale: str, levels: str, name: str, src:
             neck_blocks=max(1, round(int(cfg["neck"]["blocks"]) * d)),
             sppf_kernel=int(bb.get("sppf_kernel", 5)),
             levels=lv,
-            reg_max=int(cfg.get("reg_max", 16)),
-            cls_branch=str(cfg.get("head", {}).get("cls_branch", "dw")),
+            reg_max=0 if kind == "anchor" else int(cfg.get("reg_max", 16)),
+            cls_branch=str(head.get("cls_branch", "dw")),
             name=name,
+            head=kind,
+            anchors=anchors,
         )
     except KeyError as e:
         raise ConfigError(f"{src}: missing key {e}") from None
+
+
+def _anchors(cfg: dict[str, Any], levels: str, n_levels: int, src: str) -> tuple:
+    """``anchors.<level set>``: one list of (w, h) pairs in pixels per level, A pairs each."""
+    table = cfg.get("anchors")
+    if not isinstance(table, dict) or levels not in table:
+        raise ConfigError(f"{src}: an anchor head needs anchors.{levels} (w, h pairs per level)")
+    rows = table[levels]
+    where = f"{src}: anchors.{levels}"
+    if not isinstance(rows, list) or len(rows) != n_levels:
+        raise ConfigError(f"{where}: expected {n_levels} lists (one per level)")
+    out = []
+    for row in rows:
+        if (
+            not isinstance(row, list)
+            or not row
+            or len(row) % 2
+            or not all(isinstance(v, int | float) and v > 0 for v in row)
+        ):
+            raise ConfigError(f"{where}: {row!r} is not a list of positive w, h pairs")
+        out.append(tuple(float(v) for v in row))
+    if len({len(r) for r in out}) != 1:
+        raise ConfigError(f"{where}: every level needs the same number of anchors")
+    return tuple(out)
 
 
 def resolve_spec(name: str) -> ModelSpec:

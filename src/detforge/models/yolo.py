@@ -1,18 +1,24 @@
-"""Anchor-free YOLO detector: CSP backbone, PAN neck, decoupled DFL head.
+"""YOLO detectors: CSP backbone, PAN neck, and a head chosen by the spec: the anchor-free
+decoupled DFL head (``head="dfl"``) or the anchor-based head (``head="anchor"``,
+:mod:`detforge.models.anchor_head`).
 
-The model returns raw per-level maps; decoding lives in :mod:`detforge.models.decode` and the
-loss in :mod:`detforge.losses`, so the model never knows about targets or thresholds.
+The model returns raw per-level maps; ``decode`` turns them into boxes and scores (the functions
+live in :mod:`detforge.models.decode` and the anchor head's module) and the loss lives in
+:mod:`detforge.losses`, so the model never knows about targets or thresholds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from .anchor_head import AnchorHead, decode_anchor_outputs
 from .blocks import SPPF, ConvBNAct, CSPStage, DWConvBNAct
+from .decode import decode
 
 __all__ = ["ModelSpec", "Backbone", "PANNeck", "DetectHead", "YOLODetector"]
 
@@ -30,6 +36,13 @@ class ModelSpec:
     reg_max: int
     cls_branch: str
     name: str = "custom"
+    head: str = "dfl"  # "dfl" (anchor-free) or "anchor"
+    # anchor head: per level (w1, h1, w2, h2, ...) in input pixels; empty for the DFL head
+    anchors: tuple[tuple[float, ...], ...] = ()
+
+    def anchor_tensor(self) -> Tensor:
+        """The anchors as (levels, A, 2) float32."""
+        return torch.tensor(self.anchors, dtype=torch.float32).view(len(self.anchors), -1, 2)
 
 
 class Backbone(nn.Module):
@@ -163,17 +176,38 @@ class YOLODetector(nn.Module):
         self.neck = (
             neck if neck is not None else PANNeck(spec.channels, spec.levels, spec.neck_blocks)
         )
-        self.head = (
-            head
-            if head is not None
-            else DetectHead(
+        if head is not None:
+            self.head = head
+        elif spec.head == "anchor":
+            self.head = AnchorHead(
+                self.neck.out_channels, self.strides, num_classes, spec.anchor_tensor()
+            )
+        else:
+            self.head = DetectHead(
                 self.neck.out_channels, self.strides, num_classes, spec.reg_max, spec.cls_branch
             )
-        )
 
     @property
     def max_stride(self) -> int:
         return max(32, max(self.strides))
+
+    @property
+    def anchors(self) -> Tensor | None:
+        """(levels, A, 2) anchors in pixels for the anchor head, else None."""
+        return self.head.anchors if self.spec.head == "anchor" else None
+
+    def set_anchors(self, anchors: Tensor) -> None:
+        """Replace the anchor head's anchors (levels, A, 2) pixels, in its buffer and the spec
+        (both go into checkpoints; the spec rebuilds the model, the buffer is loaded into it)."""
+        self.head.set_anchors(anchors)
+        rows = tuple(tuple(float(v) for v in lv.flatten()) for lv in anchors.detach().cpu())
+        self.spec = dataclasses.replace(self.spec, anchors=rows)
+
+    def decode(self, outputs: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Raw maps -> boxes (B, N, 4) xyxy input pixels and class scores (B, N, K)."""
+        if self.spec.head == "anchor":
+            return decode_anchor_outputs(outputs, self.strides, self.head.anchors)
+        return decode(outputs, self.strides, self.reg_max)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         return self.head(self.neck(self.backbone(x)))
