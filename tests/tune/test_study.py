@@ -4,7 +4,9 @@ journal and never exceed trials=N, a killed study resumes, best.yaml trains the 
 from __future__ import annotations
 
 import csv
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,9 +14,10 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 from detforge.cli.main import main
-from detforge.config import load_config
+from detforge.config import ConfigError, load_config
 from detforge.tune.space import parse_space
 from detforge.tune.study import TuneOptions, Tuner
 
@@ -174,3 +177,43 @@ def test_kfold_trials_score_the_mean_over_folds_and_prune_after_a_fold(tiny_args
     assert (trial_dir / "fold0" / "fold_result.json").is_file()
     assert not (trial_dir / "fold1").exists()  # fold 2 never trained
     assert (trial_dir / "reason.txt").read_text().startswith("pruned after fold 1 of 2")
+
+
+def test_low_fidelity_trials_and_a_full_budget_best_yaml(tiny_args, tmp_path, caplog):
+    """tune.epochs/fraction/imgsz change the trials only: each trial's saved settings have them
+    and it trains on the stratified fraction; best.yaml keeps the study's epochs, data, size."""
+    space = parse_space({"optim.lr0": [0.01]}, "lf")
+    settings = [*_settings(tiny_args), "epochs=3", "imgsz=96"]
+    opts = TuneOptions(space, settings, trials=1, pruner="none", epochs=1, fraction=0.5, imgsz=64)
+    with caplog.at_level(logging.INFO, logger="detforge"):
+        Tuner(opts).run()
+    study_dir = tmp_path / "runs" / "tune" / "lf"
+    (row,) = _rows(study_dir / "trials.csv")
+    assert (row["state"], row["epochs"]) == ("complete", "1")
+    trial = load_config(cfg_file=study_dir / "trial_000" / "config.yaml")
+    assert (trial.train.epochs, trial.data.fraction, trial.train.imgsz) == (1, 0.5, 64)
+    assert "data.fraction 0.5: training on 9 of 16 images" in caplog.text
+    best = load_config(cfg_file=study_dir / "best.yaml")
+    assert (best.train.epochs, best.data.fraction, best.train.imgsz) == (3, 1.0, 96)
+
+
+def test_bad_low_fidelity_settings_are_named(tiny_args, tmp_path, capsys):
+    space = parse_space({"optim.lr0": [0.01]}, "bad")
+    for kw, message in [
+        ({"fraction": 0.0}, "tune.fraction: 0.0 must be in (0, 1]"),
+        ({"fraction": 1.5}, "tune.fraction: 1.5 must be in (0, 1]"),
+        ({"imgsz": 100}, "tune.imgsz: 100 is not a positive multiple of the model stride 32"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            Tuner(TuneOptions(space, _settings(tiny_args), trials=1, **kw))
+    sized = parse_space({"train.imgsz": [32, 64]}, "sized")
+    with pytest.raises(ConfigError, match="space key train.imgsz: the study sets it"):
+        Tuner(TuneOptions(sized, _settings(tiny_args), trials=1, imgsz=32))
+    (tmp_path / "s.yaml").write_text(SPACE)
+    args = ["tune", f"space={tmp_path / 's.yaml'}", *_settings(tiny_args), "trials=1"]
+    assert main([*args, "tune.imgsz=48"]) == 2
+    err = capsys.readouterr().err
+    assert "tune.imgsz must be a positive multiple of the model stride 32" in err
+    assert main([*args, "tune.fraction=2"]) == 2
+    assert "tune.fraction must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -25,7 +25,7 @@ COMMAND = Command(
     "trials.csv, best.yaml and plots. Re-running the same command resumes the study.",
     "detforge tune space=space.yaml|NAME [trials=N] [timeout=2h] [workers=K] [storage=URL] "
     "[study=NAME] [sampler=tpe|random|grid|cmaes] [pruner=hyperband|median|sha|none] "
-    "[tune.epochs=E] [settings]",
+    "[tune.epochs=E] [tune.fraction=F] [tune.imgsz=N] [final=true] [settings]",
     (
         Arg("cfg", str, None, "settings file (YAML) of every trial"),
         Arg(
@@ -70,6 +70,22 @@ COMMAND = Command(
             rule="must be a positive integer",
         ),  # fmt: skip
         Arg(
+            "tune.fraction",
+            float,
+            None,
+            "trials train on this class-stratified fraction of the images (best.yaml: all)",
+            check=lambda v: 0 < v <= 1,
+            rule="must be in (0, 1]",
+        ),  # fmt: skip
+        Arg(
+            "tune.imgsz",
+            int,
+            None,
+            "trials train and validate at this image size (best.yaml: the settings' imgsz)",
+            check=lambda v: v >= 32 and v % 32 == 0,
+            rule="must be a positive multiple of the model stride 32",
+        ),  # fmt: skip
+        Arg(
             "tune.kfold",
             int,
             None,
@@ -101,7 +117,8 @@ def run(args: Sequence[str]) -> int:
     opts = TuneOptions(
         load_space(s["space"]), p.settings, s["cfg"], s["trials"],
         parse_duration(s["timeout"]) if s["timeout"] else None, s["storage"], s["study"],
-        s["sampler"], s["pruner"], s["tune.epochs"], s["tune.kfold"], s["tune.kfold_group"],
+        s["sampler"], s["pruner"], s["tune.epochs"], s["tune.fraction"], s["tune.imgsz"],
+        s["tune.kfold"], s["tune.kfold_group"],
     )  # fmt: skip
     worker = int(os.environ.get(WORKER_ENV, "0"))
     tuner = Tuner(opts, worker=worker)

@@ -39,6 +39,7 @@ __all__ = ["TuneOptions", "Tuner", "SAMPLERS", "PRUNERS"]
 log = logging.getLogger("detforge")
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
+STRIDE = 32  # the largest stride of every model: train.imgsz must be a multiple of it
 PRUNERS = ("hyperband", "median", "sha", "none")
 
 
@@ -57,6 +58,8 @@ class TuneOptions:
     sampler: str | None = None  # None: grid for a grid space, else tpe
     pruner: str = "hyperband"
     epochs: int | None = None  # tune.epochs: epochs per trial (None: the settings' epochs)
+    fraction: float | None = None  # tune.fraction: the trials' data.fraction (None: settings')
+    imgsz: int | None = None  # tune.imgsz: the trials' image size (None: the settings')
     kfold: int | None = None  # tune.kfold: score each trial by K-fold cross-validation
     kfold_group: str | None = None  # tune.kfold_group: file-name regex kept in one fold
 
@@ -100,6 +103,7 @@ class Tuner:
                 raise ConfigError(f"tune: {what} '{name}' is not one of {', '.join(choices)}")
         self.total = self._total()
         self.epochs = opts.epochs or self.base.train.epochs
+        self.low_fidelity = self._low_fidelity()
         self.pruner = pruner if pruner is not None else self._pruner()
         self._check_first_trial()
 
@@ -113,6 +117,36 @@ class Tuner:
         if n is None:
             raise ConfigError(f"tune: trials= is needed with sampler {self.sampler_name}")
         return n
+
+    def _low_fidelity(self) -> dict[str, Any]:
+        """The settings trials run with instead of the study's (``tune.epochs``,
+        ``tune.fraction``, ``tune.imgsz``); ``best.yaml`` and the final run keep the study's."""
+        o = self.opts
+        if o.epochs is not None and o.epochs < 1:
+            raise ConfigError(f"tune.epochs: {o.epochs} must be a positive integer")
+        if o.fraction is not None and not 0 < o.fraction <= 1:
+            raise ConfigError(f"tune.fraction: {o.fraction} must be in (0, 1]")
+        if o.imgsz is not None and (o.imgsz < STRIDE or o.imgsz % STRIDE):
+            near = max(STRIDE, round(o.imgsz / STRIDE) * STRIDE)
+            raise ConfigError(
+                f"tune.imgsz: {o.imgsz} is not a positive multiple of the model stride {STRIDE} "
+                f"(nearest: {near})"
+            )
+        out: dict[str, Any] = {"train.epochs": self.epochs}
+        if o.fraction is not None:
+            out["data.fraction"] = o.fraction
+        if o.imgsz is not None:
+            out["train.imgsz"] = o.imgsz
+        # the study sets these per trial: a space over them would be overridden without a word
+        for key in (*out, "train.project", "train.name", "train.exist_ok"):
+            if key in {p.key for p in self.space.params}:
+                how = {"train.epochs": "tune.epochs", "data.fraction": "tune.fraction",
+                       "train.imgsz": "tune.imgsz"}.get(key)  # fmt: skip
+                raise ConfigError(
+                    f"space key {key}: the study sets it for every trial"
+                    + (f" ({how}, or the settings' value)" if how else "")
+                )
+        return out
 
     def _check_first_trial(self) -> None:
         """Settings that only fail combined with the space's values fail here, not per trial:
@@ -193,6 +227,10 @@ class Tuner:
 
     def _trial_settings(self) -> dict[str, Any]:
         out = {**self.values, "tune.epochs": self.epochs}
+        if self.opts.fraction is not None:
+            out["tune.fraction"] = self.opts.fraction
+        if self.opts.imgsz is not None:
+            out["tune.imgsz"] = self.opts.imgsz
         if self.opts.kfold:
             out.update({"tune.kfold": self.opts.kfold, "tune.kfold_group": self.opts.kfold_group})
         if self.opts.cfg_file:
@@ -200,10 +238,10 @@ class Tuner:
         return out
 
     def trial_values(self, params: dict[str, Any], number: int) -> dict[str, Any]:
-        """The settings of trial ``number``: the study's, its parameters, its epochs and run
-        folder."""
+        """The settings of trial ``number``: the study's, its parameters, its low-fidelity
+        settings (epochs, data fraction, image size) and run folder."""
         return {
-            **self.values, **params, "train.epochs": self.epochs, "train.project": str(self.dir),
+            **self.values, **params, **self.low_fidelity, "train.project": str(self.dir),
             "train.name": f"trial_{number:03d}", "train.exist_ok": True,
         }  # fmt: skip
 
