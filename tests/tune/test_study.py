@@ -111,6 +111,52 @@ def test_a_killed_study_resumes_and_requeues_the_interrupted_trial(tiny_args, tm
     assert len(_rows(study_dir / "trials.csv")) == len(rows)
 
 
+def _kill_during_first_trial(args: list[str], study_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "detforge.cli", "tune", *args], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(3000):  # until a trial is training (not a time limit on the code)
+            if list(study_dir.glob("trial_*/train.log")) or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def test_rdb_storage_fails_a_silent_trial_by_heartbeat_and_retries_it_once(tiny_args, tmp_path):
+    """storage=sqlite:///... (an RDB storage, as postgresql://): a worker killed mid-trial stops
+    its heartbeat; the next worker fails that trial, runs its parameters again once, and the
+    study ends with trials=2 finished trials."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    args = [*_args(tiny_args, tmp_path), "trials=2", "sampler=random", f"storage={url}",
+            "tune.heartbeat=1"]  # fmt: skip
+    study_dir = tmp_path / "runs" / "tune" / "space"
+    _kill_during_first_trial(args, study_dir)
+    assert main(["tune", *args]) == 0
+    rows = _rows(study_dir / "trials.csv")
+    assert [r["state"] for r in rows] == ["fail", "complete", "complete"], rows
+    dead = rows[0]
+    # the retry is trial 1 when the heartbeat was already stale as the second worker started,
+    # else trial 2 (the second worker ran a new trial first)
+    trials = optuna.load_study(study_name="space", storage=url).trials
+    (retry,) = [t.number for t in trials if t.system_attrs.get("retry_history") == [0]]
+    assert dead["reason"].startswith("failed: no heartbeat, its worker died during the trial")
+    assert dead["reason"].endswith(f"its parameters are queued again (trial {retry})")
+    assert "no heartbeat for 2 s" in (study_dir / "trial_000" / "reason.txt").read_text()
+    again = rows[retry]
+    assert (again["optim.lr0"], again["loss.box"]) == (dead["optim.lr0"], dead["loss.box"])
+    # the finished study starts nothing more, and journal-only settings are refused
+    assert main(["tune", *args]) == 0
+    assert len(_rows(study_dir / "trials.csv")) == 3
+    with pytest.raises(ConfigError, match="tune.heartbeat: only with storage=URL"):
+        Tuner(TuneOptions(parse_space({"optim.lr0": [0.01]}), _settings(tiny_args), trials=1,
+                          heartbeat=5))  # fmt: skip
+
+
 def test_a_crashing_trial_fails_alone(tiny_args, tmp_path, monkeypatch):
     import detforge.tune.trial as trial_mod
 

@@ -52,7 +52,13 @@ COMMAND = Command(
             check=_positive,
             rule="must be a positive integer",
         ),  # fmt: skip
-        Arg("storage", str, None, "Optuna storage URL (default: journal.log in the study folder)"),
+        Arg(
+            "storage",
+            str,
+            None,
+            "Optuna RDB storage URL: postgresql://..., sqlite:///... (default: journal.log in "
+            "the study folder)",
+        ),  # fmt: skip
         Arg("study", str, None, "study name and folder (default: the space's name)"),
         Arg(
             "sampler",
@@ -94,6 +100,15 @@ COMMAND = Command(
             rule="must be at least 2",
         ),  # fmt: skip
         Arg("tune.kfold_group", str, None, "with tune.kfold: file-name regex kept in one fold"),
+        Arg(
+            "tune.heartbeat",
+            int,
+            None,
+            "storage=URL: seconds between a running trial's heartbeats (default 60); a trial "
+            "silent for twice as long is failed and retried once",
+            check=_positive,
+            rule="must be a positive integer",
+        ),  # fmt: skip
     ),
 )
 
@@ -118,7 +133,7 @@ def run(args: Sequence[str]) -> int:
         load_space(s["space"]), p.settings, s["cfg"], s["trials"],
         parse_duration(s["timeout"]) if s["timeout"] else None, s["storage"], s["study"],
         s["sampler"], s["pruner"], s["tune.epochs"], s["tune.fraction"], s["tune.imgsz"],
-        s["tune.kfold"], s["tune.kfold_group"],
+        s["tune.kfold"], s["tune.kfold_group"], s["tune.heartbeat"],
     )  # fmt: skip
     worker = int(os.environ.get(WORKER_ENV, "0"))
     tuner = Tuner(opts, worker=worker)

@@ -11,6 +11,8 @@ A trial left RUNNING by a worker that died (SIGKILL, a power cut) is found by th
 name, pid and process start time recorded on the trial: it is marked failed, with that reason,
 and its parameters are queued again once (a re-queued trial that dies too is not queued again).
 Journal storages have no heartbeat, hence the pid check; it sees the workers of this machine.
+RDB storages (``storage=URL``) find dead workers on any machine by heartbeat
+(:mod:`detforge.tune.storage`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..engine.preflight import check_before_data
 from .kfold_trial import run_kfold_trial
 from .outputs import best_trial, progress_line, write_best_yaml, write_plots, write_trials_csv
 from .space import Space
+from .storage import fail_silent_trials, heartbeat, make_storage, superseded
 from .trial import run_trial
 from .workers import alive, counted, locked, me, result_attrs
 
@@ -39,6 +42,7 @@ __all__ = ["TuneOptions", "Tuner", "SAMPLERS", "PRUNERS"]
 log = logging.getLogger("detforge")
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
+POLL = 2.0  # seconds between looks at the other workers' running trials
 STRIDE = 32  # the largest stride of every model: train.imgsz must be a multiple of it
 PRUNERS = ("hyperband", "median", "sha", "none")
 
@@ -62,6 +66,7 @@ class TuneOptions:
     imgsz: int | None = None  # tune.imgsz: the trials' image size (None: the settings')
     kfold: int | None = None  # tune.kfold: score each trial by K-fold cross-validation
     kfold_group: str | None = None  # tune.kfold_group: file-name regex kept in one fold
+    heartbeat: int | None = None  # tune.heartbeat: seconds, RDB storages (None: 60)
 
 
 def _optuna():
@@ -71,6 +76,8 @@ def _optuna():
         raise ConfigError("detforge tune needs Optuna: pip install 'detforge[tune]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # the heartbeat of an asked trial is recorded by detforge.tune.storage.heartbeat
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     return optuna
 
 
@@ -105,6 +112,9 @@ class Tuner:
         self.epochs = opts.epochs or self.base.train.epochs
         self.low_fidelity = self._low_fidelity()
         self.pruner = pruner if pruner is not None else self._pruner()
+        self._storage = None
+        if opts.storage is None and opts.heartbeat is not None:
+            self.storage()  # rejects tune.heartbeat before any trial
         self._check_first_trial()
 
     def _total(self) -> int:
@@ -188,13 +198,11 @@ class Tuner:
         return p.NopPruner()
 
     def storage(self):
-        if self.opts.storage:
-            return self.opts.storage
-        j = self.optuna.storages.journal
-        path = str(self.dir / "journal.log")
-        return self.optuna.storages.JournalStorage(
-            j.JournalFileBackend(path, lock_obj=j.JournalFileOpenLock(path))
-        )
+        """The study's storage (built once per worker): see :mod:`detforge.tune.storage`."""
+        if self._storage is None:
+            self._storage = make_storage(self.optuna, self.opts.storage, self.dir,
+                                         self.opts.heartbeat)  # fmt: skip
+        return self._storage
 
     def open(self):
         """Create or load the study; a study made with another space or settings is an error."""
@@ -253,7 +261,9 @@ class Tuner:
 
     # ---------------------------------------------------------------- the worker loop
     def run(self) -> None:
-        """Run trials until the study has ``trials`` of them (or ``timeout`` passed)."""
+        """Run trials until the study has ``trials`` of them (or ``timeout`` passed). On an RDB
+        storage a worker stays while other trials run: if one's worker dies, its parameters
+        are queued again and a waiting worker runs them."""
         study = self.open()
         start = time.monotonic()
         while True:
@@ -263,11 +273,17 @@ class Tuner:
             with locked(self.dir / "tune.lock"):
                 self._fail_stale(study)
                 trials = study.get_trials(deepcopy=False)
-                if counted(trials) >= self.total:
-                    break
-                trial = study.ask()
-                trial.set_user_attr("worker", me())
-            self._run_one(study, trial)
+                trial = None
+                if counted(trials) < self.total:
+                    trial = study.ask()
+                    trial.set_user_attr("worker", me())
+            if trial is not None:
+                with heartbeat(study._storage, trial._trial_id):
+                    self._run_one(study, trial)
+            elif self.opts.storage and any(t.state.name == "RUNNING" for t in trials):
+                time.sleep(POLL)
+            else:
+                break
 
     def _run_one(self, study, trial) -> None:
         params = self.space.suggest(trial)
@@ -298,7 +314,11 @@ class Tuner:
         print(progress_line(done, trials, self.total), flush=True)
 
     def _fail_stale(self, study) -> None:
-        """Mark trials of dead workers of this host failed, and queue their params once."""
+        """Mark trials of dead workers failed and queue their params once: by heartbeat on an
+        RDB storage, else by the pid of the workers of this host."""
+        if self.opts.storage:
+            fail_silent_trials(self.optuna, study, self.dir)
+            return
         storage = study._storage  # Optuna has no public call to finish another worker's trial
         for t in study.get_trials(deepcopy=False, states=(self.optuna.trial.TrialState.RUNNING,)):
             w = t.user_attrs.get("worker")
@@ -331,9 +351,8 @@ class Tuner:
             trials = study.get_trials(deepcopy=False)
             self.write_outputs(trials)
             write_plots(study, self.dir)
-        states = [
-            t.state.name for t in trials if not (t.user_attrs.get("result") or {}).get("requeued")
-        ]  # noqa: E501
+        again = superseded(trials)
+        states = [t.state.name for t in trials if t.number not in again]
         lines = [
             f"study {self.name}: {states.count('COMPLETE')} complete, {states.count('PRUNED')} "
             f"pruned, {states.count('FAIL')} failed of {self.total} trials ({self.dir})"

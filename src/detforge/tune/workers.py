@@ -13,9 +13,10 @@ from typing import Any
 
 import psutil
 
+from .storage import superseded
 from .trial import TrialOutcome
 
-__all__ = ["locked", "me", "alive", "counted", "requeued", "result_attrs"]
+__all__ = ["locked", "me", "alive", "counted", "result_attrs"]
 
 
 @contextmanager
@@ -48,14 +49,11 @@ def result_attrs(o: TrialOutcome) -> dict[str, Any]:
 def counted(trials: list) -> int:
     """Trials that count towards ``trials``: running or finished, except failed ones whose
     parameters were queued again (the re-run counts instead)."""
+    again = superseded(trials)
     n = 0
     for t in trials:
         if t.state.name in ("COMPLETE", "PRUNED", "RUNNING"):
             n += 1
-        elif t.state.name == "FAIL" and not requeued(t):
+        elif t.state.name == "FAIL" and t.number not in again:
             n += 1
     return n
-
-
-def requeued(t) -> bool:
-    return bool((t.user_attrs.get("result") or {}).get("requeued"))
