@@ -4,16 +4,19 @@ journal and never exceed trials=N, a killed study resumes, best.yaml trains the 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 
 from detforge.cli.main import main
@@ -197,7 +200,6 @@ def test_spaces_lists_the_shipped_spaces(capsys):
 def test_kfold_trials_score_the_mean_over_folds_and_prune_after_a_fold(tiny_args, tmp_path):
     """tune.kfold=K: a trial is a k-fold run in its folder, its fitness the mean of the folds'
     fitness; a pruner that prunes at the first report stops it after fold 1."""
-    import json
 
     from detforge.engine.fitness import fitness
 
@@ -263,3 +265,44 @@ def test_bad_low_fidelity_settings_are_named(tiny_args, tmp_path, capsys):
     assert main([*args, "tune.fraction=2"]) == 2
     assert "tune.fraction must be in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_final_retrains_the_best_at_the_full_budget_once(tiny_args, tmp_path, capsys, monkeypatch):
+    """final=true: the best trial's settings train again at the study's epochs, data and size
+    into final/ and are validated; running the finished study again does not retrain."""
+    import detforge.tune.final as final_mod
+
+    (tmp_path / "g.yaml").write_text("optim.lr0: [0.01, 0.02]\n")
+    args = ["tune", f"space={tmp_path / 'g.yaml'}", *_settings(tiny_args), "epochs=2",
+            "imgsz=96", "pruner=none", "tune.epochs=1", "tune.imgsz=64", "tune.fraction=0.5",
+            "final=true"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    study_dir = tmp_path / "runs" / "tune" / "g"
+    rows = _rows(study_dir / "trials.csv")
+    best = min(rows, key=lambda r: (-float(r["fitness"]), int(r["trial"])))
+    final_dir = study_dir / "final"
+    cfg = load_config(cfg_file=final_dir / "config.yaml")
+    assert (cfg.train.epochs, cfg.train.imgsz, cfg.data.fraction) == (2, 96, 1.0)
+    assert cfg.optim.lr0 == float(best["optim.lr0"])
+    assert len(_rows(final_dir / "results.csv")) == 2
+    rec = json.loads((final_dir / "final.json").read_text())
+    assert (rec["state"], rec["trial"], rec["epochs"]) == ("complete", int(best["trial"]), 2)
+    line = f"final: trial {best['trial']}'s settings at the full budget (2 epochs, imgsz 96): "
+    assert line + f"map50_95 {rec['metrics']['map50_95']:.4f}" in out
+
+    def no_training(*a, **k):
+        raise AssertionError("the final run trained again")
+
+    monkeypatch.setattr(final_mod, "Trainer", no_training)
+    assert main(args) == 0
+    assert line in capsys.readouterr().out
+
+    # a final run claimed by a live worker (here: this test's parent process) is left to it
+    tuner = Tuner(TuneOptions(parse_space({"optim.lr0": [0.01, 0.02]}, "g"), _settings(tiny_args)))
+    study = optuna.load_study(study_name="g", storage=tuner.storage())
+    parent = psutil.Process(os.getppid())
+    worker = {"host": socket.gethostname(), "pid": parent.pid, "started": parent.create_time()}
+    study.set_user_attr("final", {**rec, "state": "running", "worker": worker})
+    assert main(args) == 0
+    assert f"being trained by worker {parent.pid}" in capsys.readouterr().out

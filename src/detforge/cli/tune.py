@@ -101,6 +101,13 @@ COMMAND = Command(
         ),  # fmt: skip
         Arg("tune.kfold_group", str, None, "with tune.kfold: file-name regex kept in one fold"),
         Arg(
+            "final",
+            bool,
+            False,
+            "once the study has its trials, retrain the best at the full budget into "
+            "runs/tune/<study>/final/ and validate it (one worker does it)",
+        ),  # fmt: skip
+        Arg(
             "tune.heartbeat",
             int,
             None,
@@ -133,7 +140,7 @@ def run(args: Sequence[str]) -> int:
         load_space(s["space"]), p.settings, s["cfg"], s["trials"],
         parse_duration(s["timeout"]) if s["timeout"] else None, s["storage"], s["study"],
         s["sampler"], s["pruner"], s["tune.epochs"], s["tune.fraction"], s["tune.imgsz"],
-        s["tune.kfold"], s["tune.kfold_group"], s["tune.heartbeat"],
+        s["tune.kfold"], s["tune.kfold_group"], s["tune.heartbeat"], s["final"],
     )  # fmt: skip
     worker = int(os.environ.get(WORKER_ENV, "0"))
     tuner = Tuner(opts, worker=worker)
@@ -151,7 +158,11 @@ def run(args: Sequence[str]) -> int:
         failed = [c.args for c in children if c.wait() != 0]
     if worker != 0:
         return 0
+    final = tuner.final() if s["final"] else None
     print("\n" + "\n".join(tuner.finish()))
+    if final is not None and final["state"] == "fail":
+        print(f"detforge tune: the final run {final['reason']}", file=sys.stderr)
+        return 1
     if failed:
         print(f"detforge tune: {len(failed)} worker process(es) failed", file=sys.stderr)
         return 1

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,21 +28,21 @@ from ..config import ConfigError, RunConfig, load_config
 from ..config.loader import parse_overrides
 from ..config.schema import ALIASES
 from ..engine.preflight import check_before_data
+from .fidelity import low_fidelity
+from .final import final_line, final_run
 from .kfold_trial import run_kfold_trial
 from .outputs import best_trial, progress_line, write_best_yaml, write_plots, write_trials_csv
+from .parts import PRUNERS, SAMPLERS, import_optuna, make_pruner, make_sampler
 from .space import Space
 from .storage import fail_silent_trials, heartbeat, make_storage, superseded
 from .trial import run_trial
-from .workers import alive, counted, locked, me, result_attrs
+from .workers import counted, fail_dead_local_workers, locked, me, result_attrs
 
 __all__ = ["TuneOptions", "Tuner", "SAMPLERS", "PRUNERS"]
 
 log = logging.getLogger("detforge")
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
 POLL = 2.0  # seconds between looks at the other workers' running trials
-STRIDE = 32  # the largest stride of every model: train.imgsz must be a multiple of it
-PRUNERS = ("hyperband", "median", "sha", "none")
 
 
 @dataclass
@@ -67,18 +65,7 @@ class TuneOptions:
     kfold: int | None = None  # tune.kfold: score each trial by K-fold cross-validation
     kfold_group: str | None = None  # tune.kfold_group: file-name regex kept in one fold
     heartbeat: int | None = None  # tune.heartbeat: seconds, RDB storages (None: 60)
-
-
-def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("detforge tune needs Optuna: pip install 'detforge[tune]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # the heartbeat of an asked trial is recorded by detforge.tune.storage.heartbeat
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-    return optuna
+    final: bool = False  # retrain the best trial at the full budget once the study is done
 
 
 def _settings_map(settings: list[str]) -> dict[str, Any]:
@@ -95,7 +82,7 @@ class Tuner:
 
     def __init__(self, opts: TuneOptions, worker: int = 0, pruner: Any = None):
         self.opts, self.space, self.worker = opts, opts.space, worker
-        self.optuna = _optuna()
+        self.optuna = import_optuna()
         self.values = _settings_map(opts.settings)
         if "train.resume" in self.values:
             raise ConfigError("tune: train.resume is not a tuning setting; trials start anew")
@@ -110,7 +97,8 @@ class Tuner:
                 raise ConfigError(f"tune: {what} '{name}' is not one of {', '.join(choices)}")
         self.total = self._total()
         self.epochs = opts.epochs or self.base.train.epochs
-        self.low_fidelity = self._low_fidelity()
+        self.low_fidelity = low_fidelity(opts.epochs, opts.fraction, opts.imgsz, self.epochs,
+                                         self.space)  # fmt: skip
         self.pruner = pruner if pruner is not None else self._pruner()
         self._storage = None
         if opts.storage is None and opts.heartbeat is not None:
@@ -128,36 +116,6 @@ class Tuner:
             raise ConfigError(f"tune: trials= is needed with sampler {self.sampler_name}")
         return n
 
-    def _low_fidelity(self) -> dict[str, Any]:
-        """The settings trials run with instead of the study's (``tune.epochs``,
-        ``tune.fraction``, ``tune.imgsz``); ``best.yaml`` and the final run keep the study's."""
-        o = self.opts
-        if o.epochs is not None and o.epochs < 1:
-            raise ConfigError(f"tune.epochs: {o.epochs} must be a positive integer")
-        if o.fraction is not None and not 0 < o.fraction <= 1:
-            raise ConfigError(f"tune.fraction: {o.fraction} must be in (0, 1]")
-        if o.imgsz is not None and (o.imgsz < STRIDE or o.imgsz % STRIDE):
-            near = max(STRIDE, round(o.imgsz / STRIDE) * STRIDE)
-            raise ConfigError(
-                f"tune.imgsz: {o.imgsz} is not a positive multiple of the model stride {STRIDE} "
-                f"(nearest: {near})"
-            )
-        out: dict[str, Any] = {"train.epochs": self.epochs}
-        if o.fraction is not None:
-            out["data.fraction"] = o.fraction
-        if o.imgsz is not None:
-            out["train.imgsz"] = o.imgsz
-        # the study sets these per trial: a space over them would be overridden without a word
-        for key in (*out, "train.project", "train.name", "train.exist_ok"):
-            if key in {p.key for p in self.space.params}:
-                how = {"train.epochs": "tune.epochs", "data.fraction": "tune.fraction",
-                       "train.imgsz": "tune.imgsz"}.get(key)  # fmt: skip
-                raise ConfigError(
-                    f"space key {key}: the study sets it for every trial"
-                    + (f" ({how}, or the settings' value)" if how else "")
-                )
-        return out
-
     def _check_first_trial(self) -> None:
         """Settings that only fail combined with the space's values fail here, not per trial:
         the lowest value of every range (first choice of every list) must make a valid run."""
@@ -170,32 +128,12 @@ class Tuner:
     def _sampler(self, offset: int):
         """The sampler of this worker; its seed moves on with the trials the study already
         has (``offset``), so a resumed study does not draw its first trials again."""
-        s = self.optuna.samplers
         seed = self.base.train.seed + 1000 * self.worker + offset
-        if self.sampler_name in ("grid", "random"):  # a grid's points are queued: see open()
-            return s.RandomSampler(seed=seed)
-        if self.sampler_name == "cmaes":
-            try:
-                import cmaes  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    "tune: sampler cmaes needs the 'cmaes' package: pip install 'detforge[tune]'"
-                ) from None
-            return s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-        # multivariate TPE handles conditional keys (group); constant liar keeps parallel
-        # workers from sampling next to each other's running trials
-        return s.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+        return make_sampler(self.optuna, self.sampler_name, seed)
 
     def _pruner(self):
-        p = self.optuna.pruners
-        if self.opts.pruner == "hyperband":
-            # with tune.kfold a trial reports once per fold, else once per validated epoch
-            return p.HyperbandPruner(min_resource=1, max_resource=self.opts.kfold or self.epochs)
-        if self.opts.pruner == "median":
-            return p.MedianPruner()
-        if self.opts.pruner == "sha":
-            return p.SuccessiveHalvingPruner(min_resource=1)
-        return p.NopPruner()
+        # with tune.kfold a trial reports once per fold, else once per validated epoch
+        return make_pruner(self.optuna, self.opts.pruner, self.opts.kfold or self.epochs)
 
     def storage(self):
         """The study's storage (built once per worker): see :mod:`detforge.tune.storage`."""
@@ -319,30 +257,18 @@ class Tuner:
         if self.opts.storage:
             fail_silent_trials(self.optuna, study, self.dir)
             return
-        storage = study._storage  # Optuna has no public call to finish another worker's trial
-        for t in study.get_trials(deepcopy=False, states=(self.optuna.trial.TrialState.RUNNING,)):
-            w = t.user_attrs.get("worker")
-            if not w or w["host"] != socket.gethostname() or alive(w):
-                continue
-            again = "requeued_from" not in t.user_attrs
-            reason = f"failed: worker {w['pid']} died during the trial; " + (
-                "its parameters are queued again" if again else "not queued again (a re-run)"
-            )
-            run_dir = self.dir / f"trial_{t.number:03d}"
-            result = {"reason": reason, "run_dir": str(run_dir), "requeued": again}
-            storage.set_trial_user_attr(t._trial_id, "result", result)
-            storage.set_trial_state_values(t._trial_id, self.optuna.trial.TrialState.FAIL)
-            if again:
-                study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "reason.txt").write_text(reason + "\n")
-            log.warning("tune: trial %d %s", t.number, reason)
+        fail_dead_local_workers(self.optuna, study, self.dir)
 
     def write_outputs(self, trials: list) -> None:
         write_trials_csv(self.dir / "trials.csv", trials, self.space)
         best = best_trial(trials)
         if best is not None:
             write_best_yaml(self.dir / "best.yaml", self.base, best, self.name)
+
+    def final(self) -> dict[str, Any]:
+        """The final run's record (trained here unless it exists or another worker trains
+        it): see :mod:`detforge.tune.final`."""
+        return final_run(self, self.open())
 
     def finish(self) -> list[str]:
         """Write trials.csv, best.yaml and the plots; the summary lines."""
@@ -364,4 +290,7 @@ class Tuner:
             params = ", ".join(f"{k}={v}" for k, v in best.params.items())
             lines.append(f"best: trial {best.number}, fitness {best.value:.5f}: {params}")
             lines.append(f"train it: detforge train cfg={self.dir / 'best.yaml'}")
+        final = final_line(study.user_attrs.get("final"))
+        if final:
+            lines.append(final)
         return lines
