@@ -290,6 +290,11 @@ def test_final_retrains_the_best_at_the_full_budget_once(tiny_args, tmp_path, ca
     assert (rec["state"], rec["trial"], rec["epochs"]) == ("complete", int(best["trial"]), 2)
     line = f"final: trial {best['trial']}'s settings at the full budget (2 epochs, imgsz 96): "
     assert line + f"map50_95 {rec['metrics']['map50_95']:.4f}" in out
+    report = (study_dir / "report.html").read_text()
+    section = report[report.index("<h2>Final run</h2>") :]
+    assert f"Trial {best['trial']}'s settings at the full budget" in section
+    assert "<th>map50_95</th>" in section and "<td>2</td>" in section  # 2 epochs
+    assert f"<td>{rec['metrics']['map50_95']:.4g}</td>" in section
 
     def no_training(*a, **k):
         raise AssertionError("the final run trained again")

@@ -33,6 +33,7 @@ from .final import final_line, final_run
 from .kfold_trial import run_kfold_trial
 from .outputs import best_trial, progress_line, write_best_yaml, write_plots, write_trials_csv
 from .parts import PRUNERS, SAMPLERS, import_optuna, make_pruner, make_sampler
+from .report import write_study_report
 from .space import Space
 from .storage import fail_silent_trials, heartbeat, make_storage, superseded
 from .trial import run_trial
@@ -247,7 +248,7 @@ class Tuner:
             study.tell(trial, state=state.PRUNED if outcome.state == "pruned" else state.FAIL)
         with locked(self.dir / "tune.lock"):
             trials = study.get_trials(deepcopy=False)
-            self.write_outputs(trials)
+            self.write_outputs(study, trials)
         done = next(t for t in trials if t.number == trial.number)
         print(progress_line(done, trials, self.total), flush=True)
 
@@ -259,11 +260,14 @@ class Tuner:
             return
         fail_dead_local_workers(self.optuna, study, self.dir)
 
-    def write_outputs(self, trials: list) -> None:
+    def write_outputs(self, study, trials: list) -> None:
+        """trials.csv, best.yaml and report.html (with the plots the folder has so far)."""
         write_trials_csv(self.dir / "trials.csv", trials, self.space)
         best = best_trial(trials)
         if best is not None:
             write_best_yaml(self.dir / "best.yaml", self.base, best, self.name)
+        final = study.user_attrs.get("final")
+        write_study_report(self.dir, self.name, trials, self.space, self.total, final)
 
     def final(self) -> dict[str, Any]:
         """The final run's record (trained here unless it exists or another worker trains
@@ -271,12 +275,12 @@ class Tuner:
         return final_run(self, self.open())
 
     def finish(self) -> list[str]:
-        """Write trials.csv, best.yaml and the plots; the summary lines."""
+        """Write the plots, trials.csv, best.yaml and report.html; the summary lines."""
         study = self.open()
         with locked(self.dir / "tune.lock"):
             trials = study.get_trials(deepcopy=False)
-            self.write_outputs(trials)
             write_plots(study, self.dir)
+            self.write_outputs(study, trials)
         again = superseded(trials)
         states = [t.state.name for t in trials if t.number not in again]
         lines = [
