@@ -45,6 +45,8 @@ def make_storage(optuna: Any, url: str | None, folder: Path, beat: int | None) -
         return optuna.storages.JournalStorage(
             j.JournalFileBackend(path, lock_obj=j.JournalFileOpenLock(path))
         )
+    if beat is not None and beat < 1:
+        raise ConfigError(f"tune.heartbeat: {beat} must be a positive integer (seconds)")
     beat = beat or DEFAULT_HEARTBEAT
     s = optuna.storages
     if hasattr(s, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9's names
