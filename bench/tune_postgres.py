@@ -80,7 +80,12 @@ class Cluster:
     def __enter__(self) -> Cluster:
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
-        run = lambda cmd: subprocess.run(as_server_user(cmd), check=True, capture_output=True)  # noqa: E731
+
+        def run(cmd: list[str]) -> None:
+            done = subprocess.run(as_server_user(cmd), capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{shlex.join(cmd)} failed:\n{done.stdout}{done.stderr}")
+
         run([str(self.bin / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres"])
         opts = f"-c listen_addresses='' -c unix_socket_directories={self.folder} -p {self.port}"
         run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts,

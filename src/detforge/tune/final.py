@@ -94,7 +94,7 @@ def _wait_for_running(tuner: Any, study: Any, poll: float = 2.0) -> None:
     failed by heartbeat), those of live workers of this host on a journal."""
     while True:
         with locked(tuner.dir / "tune.lock"):
-            tuner._fail_stale(study)
+            tuner.fail_stale(study)
             running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
         if not tuner.opts.storage:
             here = socket.gethostname()

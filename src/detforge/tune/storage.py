@@ -2,8 +2,8 @@
 
 - No ``storage=``: an Optuna journal file in the study folder (``journal.log``, with the
   open-file lock several local processes share). It has no heartbeat: a trial left RUNNING is
-  found by the host name, pid and process start time its worker recorded (``Tuner._fail_stale``),
-  so it sees the dead workers of this machine only.
+  found by the host name, pid and process start time its worker recorded
+  (``workers.fail_dead_local_workers``), so it sees the dead workers of this machine only.
 - ``storage=postgresql://...``, ``sqlite:///...`` or any other SQLAlchemy URL: an
   ``optuna.storages.RDBStorage`` with heartbeats. Each running trial records one every
   ``heartbeat`` seconds from a thread of its worker; any worker, on any machine, fails a trial

@@ -210,7 +210,7 @@ class Tuner:
                 log.info("tune: timeout reached; worker %d starts no more trials", self.worker)
                 break
             with locked(self.dir / "tune.lock"):
-                self._fail_stale(study)
+                self.fail_stale(study)
                 trials = study.get_trials(deepcopy=False)
                 trial = None
                 if counted(trials) < self.total:
@@ -252,7 +252,7 @@ class Tuner:
         done = next(t for t in trials if t.number == trial.number)
         print(progress_line(done, trials, self.total), flush=True)
 
-    def _fail_stale(self, study) -> None:
+    def fail_stale(self, study) -> None:
         """Mark trials of dead workers failed and queue their params once: by heartbeat on an
         RDB storage, else by the pid of the workers of this host."""
         if self.opts.storage:
