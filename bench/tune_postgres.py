@@ -19,7 +19,7 @@ What it does:
    trains its epochs) from two ``detforge tune`` processes with
    ``storage=postgresql+psycopg2://postgres@/detforge?host=<socket dir>&port=<port>``, on a
    generated demo dataset; the second process starts once the first has asked its first trial
-   (as a second machine joining), so their samplers' seeds differ.
+   (as a second machine joining).
 3. Checks, from the database and the two processes' progress lines, that the study has exactly
    ``--trials`` complete trials, that every trial was run by exactly one of the processes (its
    progress line in one output only, the worker pid recorded on it one of the two) and trained

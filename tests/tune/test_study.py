@@ -311,3 +311,28 @@ def test_final_retrains_the_best_at_the_full_budget_once(tiny_args, tmp_path, ca
     study.set_user_attr("final", {**rec, "state": "running", "worker": worker})
     assert main(args) == 0
     assert f"being trained by worker {parent.pid}" in capsys.readouterr().out
+
+
+def test_workers_that_open_a_study_together_draw_different_parameters(tiny_args, tmp_path):
+    """Two commands on one RDB storage (both worker 0, as on two machines) that open the study
+    at the same time: each ask is seeded by the trials before it, so their first trials differ;
+    the same asks in one worker give the same parameters again."""
+    space = parse_space({"optim.lr0": {"type": "float", "low": 1e-3, "high": 1e-1}}, "s")
+
+    def tuner(url: str) -> Tuner:
+        return Tuner(TuneOptions(space, _settings(tiny_args), trials=4, sampler="random",
+                                 storage=url))  # fmt: skip
+
+    def draws(url: str, pairs: int) -> list[float]:
+        a, b = tuner(url), tuner(url)
+        sa, sb = a.open(), b.open()  # both see an empty study
+        out = []
+        for _ in range(pairs):
+            for t, s in ((a, sa), (b, sb)):
+                trial, _ = t._next_trial(s)
+                out.append(space.suggest(trial)["optim.lr0"])
+        return out
+
+    first = draws(f"sqlite:///{tmp_path / 'one.db'}", 2)
+    assert len(set(first)) == 4
+    assert draws(f"sqlite:///{tmp_path / 'two.db'}", 2) == first

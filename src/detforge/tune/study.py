@@ -151,7 +151,6 @@ class Tuner:
                 study_name=self.name, storage=self.storage(), pruner=self.pruner,
                 direction="maximize", load_if_exists=True,
             )  # fmt: skip
-            study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
             if self.sampler_name == "grid":
                 # every combination queued once, in file order: workers take them from the
                 # storage (Optuna's GridSampler stops the study from inside tell, which only
@@ -209,13 +208,7 @@ class Tuner:
             if self.opts.timeout is not None and time.monotonic() - start >= self.opts.timeout:
                 log.info("tune: timeout reached; worker %d starts no more trials", self.worker)
                 break
-            with locked(self.dir / "tune.lock"):
-                self.fail_stale(study)
-                trials = study.get_trials(deepcopy=False)
-                trial = None
-                if counted(trials) < self.total:
-                    trial = study.ask()
-                    trial.set_user_attr("worker", me())
+            trial, trials = self._next_trial(study)
             if trial is not None:
                 with heartbeat(study._storage, trial._trial_id):
                     self._run_one(study, trial)
@@ -223,6 +216,22 @@ class Tuner:
                 time.sleep(POLL)
             else:
                 break
+
+    def _next_trial(self, study) -> tuple[Any, list]:
+        """Under the study lock: fail the trials of dead workers, then ask for a trial unless
+        the study has its ``trials`` (None then); the trials as they were before asking. The
+        sampler is seeded again from the number of trials before each ask, so the same command
+        gives the same trials in one worker, and workers that opened the study together (other
+        machines, all worker 0) do not draw the same parameters."""
+        with locked(self.dir / "tune.lock"):
+            self.fail_stale(study)
+            trials = study.get_trials(deepcopy=False)
+            if counted(trials) >= self.total:
+                return None, trials
+            study.sampler = self._sampler(len(trials))
+            trial = study.ask()
+            trial.set_user_attr("worker", me())
+            return trial, trials
 
     def _run_one(self, study, trial) -> None:
         params = self.space.suggest(trial)
