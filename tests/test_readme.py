@@ -60,6 +60,7 @@ SUBSTITUTIONS = [
     ("epochs=50", "epochs=1"),
     ("imgsz=640", "imgsz=64"),
     ("imgsz=320,640", "imgsz=64,96"),
+    ("tune.imgsz=320", "tune.imgsz=64"),
     ("batch=16", "batch=8"),
     ("k=5", "k=2"),  # two folds of one epoch each
     ("gt=instances_val.json", "gt=runs/train/val_gt.json"),

@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import html
-import json
-import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from chromium_probe import CHROMIUM, instrument, render
 
 from detforge.data.dataset import YoloDataset
 from detforge.data.datayaml import load_data_yaml
@@ -22,8 +18,6 @@ from detforge.eval.coco import COCOEvaluator
 from detforge.infer.postprocess import Detections
 from detforge.report.html_report import CSP, write_report
 from detforge.report.run_report import dataset_ground_truth, write_run_analysis
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -99,58 +93,17 @@ def test_empty_run_folder_still_gives_a_page(tmp_path):
     assert "Nothing to report" in write_report(tmp_path).read_text()
 
 
-_PROBE = """<script>
-window.__v = [];
-document.addEventListener('securitypolicyviolation', e => window.__v.push(e.blockedURI));
-window.addEventListener('load', () => {
-  const im = [...document.images];
-  const pre = document.createElement('pre');
-  pre.id = 'probe';
-  pre.textContent = JSON.stringify({
-    images: im.length,
-    broken: im.filter(i => !(i.complete && i.naturalWidth > 0)).length,
-    violations: window.__v,
-    requests: performance.getEntriesByType('resource').map(r => r.name),
-  });
-  document.body.appendChild(pre);
-});
-</script>"""
-
-
-def _render(page: Path, tmp: Path) -> dict:
-    """Open ``page`` in headless Chromium (offline: every host name fails to resolve) and read
-    what the probe script found once the page had loaded."""
-    cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        f"--user-data-dir={tmp / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
-        "--virtual-time-budget=10000", "--dump-dom", page.as_uri(),
-    ]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
-    m = re.search(r'<pre id="probe">(.*?)</pre>', out, re.S)
-    assert m, f"the page did not finish loading in Chromium: {out[-500:]!r}"
-    return json.loads(html.unescape(m.group(1)))
-
-
-def _instrument(text: str, extra_body: str = "") -> str:
-    """The report plus the probe: the CSP is widened by inline scripts only (images and
-    everything else stay as strict as in the report)."""
-    text = text.replace(CSP, CSP + "; script-src 'unsafe-inline'")
-    text = text.replace("<head>", "<head>" + _PROBE, 1)
-    return text.replace("</body>", extra_body + "</body>", 1)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_report_renders_in_chromium_offline(run_dir, tmp_path):
     text = (run_dir / "report.html").read_text()
     n_img = text.count("<img ")
     page = tmp_path / "report_probe.html"
-    page.write_text(_instrument(text))
-    probe = _render(page, tmp_path)
+    page.write_text(instrument(text))
+    probe = render(page, tmp_path)
     assert probe == {"images": n_img, "broken": 0, "violations": [], "requests": []}
     # The probe can fail: a corrupt embedded image and an external one are both caught.
     bad = '<img src="data:image/png;base64,AAAA"><img src="http://example.com/x.png">'
-    page.write_text(_instrument(text, bad))
-    probe = _render(page, tmp_path)
+    page.write_text(instrument(text, bad))
+    probe = render(page, tmp_path)
     assert probe["images"] == n_img + 2 and probe["broken"] == 2
     assert probe["violations"] == ["http://example.com/x.png"]

@@ -25,7 +25,7 @@ COMMAND = Command(
     "trials.csv, best.yaml and plots. Re-running the same command resumes the study.",
     "detforge tune space=space.yaml|NAME [trials=N] [timeout=2h] [workers=K] [storage=URL] "
     "[study=NAME] [sampler=tpe|random|grid|cmaes] [pruner=hyperband|median|sha|none] "
-    "[tune.epochs=E] [settings]",
+    "[tune.epochs=E] [tune.fraction=F] [tune.imgsz=N] [final=true] [settings]",
     (
         Arg("cfg", str, None, "settings file (YAML) of every trial"),
         Arg(
@@ -52,7 +52,13 @@ COMMAND = Command(
             check=_positive,
             rule="must be a positive integer",
         ),  # fmt: skip
-        Arg("storage", str, None, "Optuna storage URL (default: journal.log in the study folder)"),
+        Arg(
+            "storage",
+            str,
+            None,
+            "Optuna RDB storage URL: postgresql://..., sqlite:///... (default: journal.log in "
+            "the study folder)",
+        ),  # fmt: skip
         Arg("study", str, None, "study name and folder (default: the space's name)"),
         Arg(
             "sampler",
@@ -70,6 +76,22 @@ COMMAND = Command(
             rule="must be a positive integer",
         ),  # fmt: skip
         Arg(
+            "tune.fraction",
+            float,
+            None,
+            "trials train on this class-stratified fraction of the images (best.yaml: all)",
+            check=lambda v: 0 < v <= 1,
+            rule="must be in (0, 1]",
+        ),  # fmt: skip
+        Arg(
+            "tune.imgsz",
+            int,
+            None,
+            "trials train and validate at this image size (best.yaml: the settings' imgsz)",
+            check=lambda v: v >= 32 and v % 32 == 0,
+            rule="must be a positive multiple of the model stride 32",
+        ),  # fmt: skip
+        Arg(
             "tune.kfold",
             int,
             None,
@@ -78,6 +100,22 @@ COMMAND = Command(
             rule="must be at least 2",
         ),  # fmt: skip
         Arg("tune.kfold_group", str, None, "with tune.kfold: file-name regex kept in one fold"),
+        Arg(
+            "final",
+            bool,
+            False,
+            "once the study has its trials, retrain the best at the full budget into "
+            "runs/tune/<study>/final/ and validate it (one worker does it)",
+        ),  # fmt: skip
+        Arg(
+            "tune.heartbeat",
+            int,
+            None,
+            "storage=URL: seconds between a running trial's heartbeats (default 60); a trial "
+            "silent for twice as long is failed and retried once",
+            check=_positive,
+            rule="must be a positive integer",
+        ),  # fmt: skip
     ),
 )
 
@@ -101,7 +139,8 @@ def run(args: Sequence[str]) -> int:
     opts = TuneOptions(
         load_space(s["space"]), p.settings, s["cfg"], s["trials"],
         parse_duration(s["timeout"]) if s["timeout"] else None, s["storage"], s["study"],
-        s["sampler"], s["pruner"], s["tune.epochs"], s["tune.kfold"], s["tune.kfold_group"],
+        s["sampler"], s["pruner"], s["tune.epochs"], s["tune.fraction"], s["tune.imgsz"],
+        s["tune.kfold"], s["tune.kfold_group"], s["tune.heartbeat"], s["final"],
     )  # fmt: skip
     worker = int(os.environ.get(WORKER_ENV, "0"))
     tuner = Tuner(opts, worker=worker)
@@ -119,7 +158,11 @@ def run(args: Sequence[str]) -> int:
         failed = [c.args for c in children if c.wait() != 0]
     if worker != 0:
         return 0
+    final = tuner.final() if s["final"] else None
     print("\n" + "\n".join(tuner.finish()))
+    if final is not None and final["state"] == "fail":
+        print(f"detforge tune: the final run {final['reason']}", file=sys.stderr)
+        return 1
     if failed:
         print(f"detforge tune: {len(failed)} worker process(es) failed", file=sys.stderr)
         return 1

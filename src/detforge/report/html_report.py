@@ -28,7 +28,7 @@ from typing import Any
 
 from ..utils.atomic import write_text_atomic
 
-__all__ = ["write_report", "CSP"]
+__all__ = ["write_report", "page", "figure", "table", "CSP"]
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _SUMMARY = ("map50_95", "map50", "map_small", "precision", "recall", "f1", "mean_iou")
@@ -45,7 +45,8 @@ img{max-width:100%;border:1px solid #eee}figcaption{font-size:.8em;color:#555}
 """
 
 
-def _img(path: Path, caption: str = "") -> str:
+def figure(path: Path, caption: str = "") -> str:
+    """``<figure>`` with the PNG/JPEG at ``path`` inline as a data URI ("" if it is missing)."""
     mime = _MIME.get(path.suffix.lower())
     if mime is None or not path.is_file():
         return ""
@@ -62,7 +63,8 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """An HTML table of ``rows`` (columns: ``columns`` or the first row's keys), escaped."""
     if not rows:
         return ""
     cols = list(columns or rows[0])
@@ -123,10 +125,10 @@ def _training(run_dir: Path, tmp: Path) -> str:
         series = {k: v for k, v in series.items() if any(not math.isnan(y) for y in v)}
         if series:
             plot_series(x, series, tmp / file, title, ylabel)
-            figs.append(_img(tmp / file, title))
+            figs.append(figure(tmp / file, title))
     keys = [f"metrics/{k}" for k in _SUMMARY] + ["fitness"]
     last = {k.split("/")[-1]: cols[k][-1] for k in keys if k in cols and cols[k]}
-    summary = _table([{"epochs": n, **last}]) + "<p class='note'>last epoch</p>" if last else ""
+    summary = table([{"epochs": n, **last}]) + "<p class='note'>last epoch</p>" if last else ""
     return f"<h2>Training</h2>{summary}<div class='grid'>{''.join(figs)}</div>"
 
 
@@ -136,14 +138,14 @@ def _evaluation(d: Path) -> str:
     m = json.loads((d / "metrics.json").read_text())
     head = {**{k: m["stats"][k] for k in ("map50_95", "map50", "map_small") if k in m["stats"]}}
     head.update({k: m["metrics"][k] for k in ("precision", "recall", "f1", "mean_iou", "conf")})
-    parts = ["<h2>Evaluation</h2>", _table([head])]
+    parts = ["<h2>Evaluation</h2>", table([head])]
     if m.get("at_conf"):
-        parts.append("<p>At the chosen confidence:</p>" + _table([m["at_conf"]]))
+        parts.append("<p>At the chosen confidence:</p>" + table([m["at_conf"]]))
     parts.append(
         "<p class='note'>P, R and F1 are class means at the confidence that maximises "
         "the mean F1 (conf); mean_iou averages the IoU of all matches at IoU 0.5.</p>"
     )
-    parts.append(_table(m["per_class"]))
+    parts.append(table(m["per_class"]))
     figs = [
         ("pr_curve.png", "Precision-recall (per class and mean)"),
         ("f1_curve.png", "F1 against confidence"),
@@ -152,8 +154,8 @@ def _evaluation(d: Path) -> str:
         ("confusion_matrix.png", "Confusion matrix"),
         ("confusion_matrix_normalized.png", "Confusion matrix, row-normalised"),
     ]
-    parts.append("<div class='grid'>" + "".join(_img(d / f, c) for f, c in figs) + "</div>")
-    samples = [_img(d / s, Path(s).name) for s in m.get("samples", [])]
+    parts.append("<div class='grid'>" + "".join(figure(d / f, c) for f, c in figs) + "</div>")
+    samples = [figure(d / s, Path(s).name) for s in m.get("samples", [])]
     if samples:
         parts.append(
             "<h2>Sample predictions</h2><p class='note'>ground truth green, true "
@@ -182,18 +184,18 @@ def _diagnosis(d: Path, max_images: int) -> str:
         "FP": s["false_positives"],
         "FN": s["false_negatives"],
     }
-    parts = ["<h2>Error diagnosis (TIDE)</h2>", _table([row]), _table([counts])]
+    parts = ["<h2>Error diagnosis (TIDE)</h2>", table([row]), table([counts])]
     parts.append(
         "<p class='note'>AP50 and dX in points; dX = AP50 gained by fixing every error of type X"
         " (Bolya et al., ECCV 2020); FP / FN: every false positive / negative.</p>"
     )
-    parts.append(_img(d / "diagnosis.png", "dAP50 per error type"))
+    parts.append(figure(d / "diagnosis.png", "dAP50 per error type"))
     cols = ["class", "instances", "ap50", "main_error", "cls", "loc", "both", "dupe", "bkg", "miss"]
     parts.append("<h3>Classes (lowest AP50 first)</h3>")
-    parts.append(_table(sorted(s["per_class"], key=lambda r: r["ap50"]), cols))
-    parts.append("<h3>Object sizes</h3>" + _table(s["sizes"]))
+    parts.append(table(sorted(s["per_class"], key=lambda r: r["ap50"]), cols))
+    parts.append("<h3>Object sizes</h3>" + table(s["sizes"]))
     gallery = [
-        _img(
+        figure(
             d / g["file"],
             f"{Path(g['path']).name}: {g['missed']} missed, {g['false_positives']} false positives",
         )
@@ -223,12 +225,16 @@ def write_report(
         body = _training(run_dir, Path(tmp)) + _evaluation(ev) + _diagnosis(dg, max_images)
     if not body:
         body = "<p>Nothing to report yet: no results.csv, eval/ or diagnosis/ in this run.</p>"
-    page = (
+    out = run_dir / "report.html"
+    write_text_atomic(out, page(title, body))
+    return out
+
+
+def page(title: str, body: str) -> str:
+    """A whole self-contained page: the CSP, the inline style, ``title`` as heading, ``body``."""
+    return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )
-    out = run_dir / "report.html"
-    write_text_atomic(out, page)
-    return out

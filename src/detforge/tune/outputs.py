@@ -17,6 +17,7 @@ import yaml
 from ..config import RunConfig, config_to_dict
 from ..utils.atomic import write_text_atomic
 from .space import Space
+from .storage import retries, silent_reason, superseded
 
 __all__ = ["trial_rows", "write_trials_csv", "best_trial", "write_best_yaml", "progress_line",
            "write_plots"]  # fmt: skip
@@ -35,7 +36,7 @@ def _result(t) -> Mapping[str, Any]:
 def trial_rows(trials: list, space: Space) -> list[dict[str, Any]]:
     """One row per trial: number, state, fitness, epochs run, seconds, pruned-at epoch, every
     parameter of the space (empty where a condition left it out), run folder and reason."""
-    rows = []
+    rows, again = [], retries(trials)
     for t in trials:
         r = _result(t)
         fitness = r.get("fitness")
@@ -49,7 +50,8 @@ def trial_rows(trials: list, space: Space) -> list[dict[str, Any]]:
         }
         row.update({p.key: t.params.get(p.key, "") for p in space.params})
         row["run_dir"] = r.get("run_dir", "")
-        row["reason"] = r.get("reason", "")
+        silent = t.state.name == "FAIL" and not r  # failed by an RDB storage's heartbeat check
+        row["reason"] = silent_reason(t, again) if silent else r.get("reason", "")
         rows.append(row)
     return rows
 
@@ -115,9 +117,10 @@ def progress_line(trial, trials: list, total: int) -> str:
 
 def _finished(trials: list) -> list:
     """Finished trials, without failed ones whose parameters were queued again."""
+    again = superseded(trials)
     return [
         t for t in trials
-        if t.state.name in ("COMPLETE", "PRUNED", "FAIL") and not _result(t).get("requeued")
+        if t.state.name in ("COMPLETE", "PRUNED", "FAIL") and t.number not in again
     ]  # fmt: skip
 
 

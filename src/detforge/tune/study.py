@@ -11,15 +11,15 @@ A trial left RUNNING by a worker that died (SIGKILL, a power cut) is found by th
 name, pid and process start time recorded on the trial: it is marked failed, with that reason,
 and its parameters are queued again once (a re-queued trial that dies too is not queued again).
 Journal storages have no heartbeat, hence the pid check; it sees the workers of this machine.
+RDB storages (``storage=URL``) find dead workers on any machine by heartbeat
+(:mod:`detforge.tune.storage`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,18 +28,22 @@ from ..config import ConfigError, RunConfig, load_config
 from ..config.loader import parse_overrides
 from ..config.schema import ALIASES
 from ..engine.preflight import check_before_data
+from .fidelity import low_fidelity
+from .final import final_line, final_run
 from .kfold_trial import run_kfold_trial
 from .outputs import best_trial, progress_line, write_best_yaml, write_plots, write_trials_csv
+from .parts import PRUNERS, SAMPLERS, import_optuna, make_pruner, make_sampler
+from .report import write_study_report
 from .space import Space
+from .storage import fail_silent_trials, heartbeat, make_storage, superseded
 from .trial import run_trial
-from .workers import alive, counted, locked, me, result_attrs
+from .workers import counted, fail_dead_local_workers, locked, me, result_attrs
 
 __all__ = ["TuneOptions", "Tuner", "SAMPLERS", "PRUNERS"]
 
 log = logging.getLogger("detforge")
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
-PRUNERS = ("hyperband", "median", "sha", "none")
+POLL = 2.0  # seconds between looks at the other workers' running trials
 
 
 @dataclass
@@ -57,18 +61,12 @@ class TuneOptions:
     sampler: str | None = None  # None: grid for a grid space, else tpe
     pruner: str = "hyperband"
     epochs: int | None = None  # tune.epochs: epochs per trial (None: the settings' epochs)
+    fraction: float | None = None  # tune.fraction: the trials' data.fraction (None: settings')
+    imgsz: int | None = None  # tune.imgsz: the trials' image size (None: the settings')
     kfold: int | None = None  # tune.kfold: score each trial by K-fold cross-validation
     kfold_group: str | None = None  # tune.kfold_group: file-name regex kept in one fold
-
-
-def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("detforge tune needs Optuna: pip install 'detforge[tune]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna
+    heartbeat: int | None = None  # tune.heartbeat: seconds, RDB storages (None: 60)
+    final: bool = False  # retrain the best trial at the full budget once the study is done
 
 
 def _settings_map(settings: list[str]) -> dict[str, Any]:
@@ -85,7 +83,7 @@ class Tuner:
 
     def __init__(self, opts: TuneOptions, worker: int = 0, pruner: Any = None):
         self.opts, self.space, self.worker = opts, opts.space, worker
-        self.optuna = _optuna()
+        self.optuna = import_optuna()
         self.values = _settings_map(opts.settings)
         if "train.resume" in self.values:
             raise ConfigError("tune: train.resume is not a tuning setting; trials start anew")
@@ -100,7 +98,12 @@ class Tuner:
                 raise ConfigError(f"tune: {what} '{name}' is not one of {', '.join(choices)}")
         self.total = self._total()
         self.epochs = opts.epochs or self.base.train.epochs
+        self.low_fidelity = low_fidelity(opts.epochs, opts.fraction, opts.imgsz, self.epochs,
+                                         self.space)  # fmt: skip
         self.pruner = pruner if pruner is not None else self._pruner()
+        self._storage = None
+        if opts.storage is None and opts.heartbeat is not None:
+            self.storage()  # rejects tune.heartbeat before any trial
         self._check_first_trial()
 
     def _total(self) -> int:
@@ -126,41 +129,19 @@ class Tuner:
     def _sampler(self, offset: int):
         """The sampler of this worker; its seed moves on with the trials the study already
         has (``offset``), so a resumed study does not draw its first trials again."""
-        s = self.optuna.samplers
         seed = self.base.train.seed + 1000 * self.worker + offset
-        if self.sampler_name in ("grid", "random"):  # a grid's points are queued: see open()
-            return s.RandomSampler(seed=seed)
-        if self.sampler_name == "cmaes":
-            try:
-                import cmaes  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    "tune: sampler cmaes needs the 'cmaes' package: pip install 'detforge[tune]'"
-                ) from None
-            return s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-        # multivariate TPE handles conditional keys (group); constant liar keeps parallel
-        # workers from sampling next to each other's running trials
-        return s.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+        return make_sampler(self.optuna, self.sampler_name, seed)
 
     def _pruner(self):
-        p = self.optuna.pruners
-        if self.opts.pruner == "hyperband":
-            # with tune.kfold a trial reports once per fold, else once per validated epoch
-            return p.HyperbandPruner(min_resource=1, max_resource=self.opts.kfold or self.epochs)
-        if self.opts.pruner == "median":
-            return p.MedianPruner()
-        if self.opts.pruner == "sha":
-            return p.SuccessiveHalvingPruner(min_resource=1)
-        return p.NopPruner()
+        # with tune.kfold a trial reports once per fold, else once per validated epoch
+        return make_pruner(self.optuna, self.opts.pruner, self.opts.kfold or self.epochs)
 
     def storage(self):
-        if self.opts.storage:
-            return self.opts.storage
-        j = self.optuna.storages.journal
-        path = str(self.dir / "journal.log")
-        return self.optuna.storages.JournalStorage(
-            j.JournalFileBackend(path, lock_obj=j.JournalFileOpenLock(path))
-        )
+        """The study's storage (built once per worker): see :mod:`detforge.tune.storage`."""
+        if self._storage is None:
+            self._storage = make_storage(self.optuna, self.opts.storage, self.dir,
+                                         self.opts.heartbeat)  # fmt: skip
+        return self._storage
 
     def open(self):
         """Create or load the study; a study made with another space or settings is an error."""
@@ -170,7 +151,6 @@ class Tuner:
                 study_name=self.name, storage=self.storage(), pruner=self.pruner,
                 direction="maximize", load_if_exists=True,
             )  # fmt: skip
-            study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
             if self.sampler_name == "grid":
                 # every combination queued once, in file order: workers take them from the
                 # storage (Optuna's GridSampler stops the study from inside tell, which only
@@ -193,6 +173,10 @@ class Tuner:
 
     def _trial_settings(self) -> dict[str, Any]:
         out = {**self.values, "tune.epochs": self.epochs}
+        if self.opts.fraction is not None:
+            out["tune.fraction"] = self.opts.fraction
+        if self.opts.imgsz is not None:
+            out["tune.imgsz"] = self.opts.imgsz
         if self.opts.kfold:
             out.update({"tune.kfold": self.opts.kfold, "tune.kfold_group": self.opts.kfold_group})
         if self.opts.cfg_file:
@@ -200,10 +184,10 @@ class Tuner:
         return out
 
     def trial_values(self, params: dict[str, Any], number: int) -> dict[str, Any]:
-        """The settings of trial ``number``: the study's, its parameters, its epochs and run
-        folder."""
+        """The settings of trial ``number``: the study's, its parameters, its low-fidelity
+        settings (epochs, data fraction, image size) and run folder."""
         return {
-            **self.values, **params, "train.epochs": self.epochs, "train.project": str(self.dir),
+            **self.values, **params, **self.low_fidelity, "train.project": str(self.dir),
             "train.name": f"trial_{number:03d}", "train.exist_ok": True,
         }  # fmt: skip
 
@@ -215,21 +199,39 @@ class Tuner:
 
     # ---------------------------------------------------------------- the worker loop
     def run(self) -> None:
-        """Run trials until the study has ``trials`` of them (or ``timeout`` passed)."""
+        """Run trials until the study has ``trials`` of them (or ``timeout`` passed). On an RDB
+        storage a worker stays while other trials run: if one's worker dies, its parameters
+        are queued again and a waiting worker runs them."""
         study = self.open()
         start = time.monotonic()
         while True:
             if self.opts.timeout is not None and time.monotonic() - start >= self.opts.timeout:
                 log.info("tune: timeout reached; worker %d starts no more trials", self.worker)
                 break
-            with locked(self.dir / "tune.lock"):
-                self._fail_stale(study)
-                trials = study.get_trials(deepcopy=False)
-                if counted(trials) >= self.total:
-                    break
-                trial = study.ask()
-                trial.set_user_attr("worker", me())
-            self._run_one(study, trial)
+            trial, trials = self._next_trial(study)
+            if trial is not None:
+                with heartbeat(study._storage, trial._trial_id):
+                    self._run_one(study, trial)
+            elif self.opts.storage and any(t.state.name == "RUNNING" for t in trials):
+                time.sleep(POLL)
+            else:
+                break
+
+    def _next_trial(self, study) -> tuple[Any, list]:
+        """Under the study lock: fail the trials of dead workers, then ask for a trial unless
+        the study has its ``trials`` (None then); the trials as they were before asking. The
+        sampler is seeded again from the number of trials before each ask, so the same command
+        gives the same trials in one worker, and workers that opened the study together (other
+        machines, all worker 0) do not draw the same parameters."""
+        with locked(self.dir / "tune.lock"):
+            self.fail_stale(study)
+            trials = study.get_trials(deepcopy=False)
+            if counted(trials) >= self.total:
+                return None, trials
+            study.sampler = self._sampler(len(trials))
+            trial = study.ask()
+            trial.set_user_attr("worker", me())
+            return trial, trials
 
     def _run_one(self, study, trial) -> None:
         params = self.space.suggest(trial)
@@ -255,47 +257,41 @@ class Tuner:
             study.tell(trial, state=state.PRUNED if outcome.state == "pruned" else state.FAIL)
         with locked(self.dir / "tune.lock"):
             trials = study.get_trials(deepcopy=False)
-            self.write_outputs(trials)
+            self.write_outputs(study, trials)
         done = next(t for t in trials if t.number == trial.number)
         print(progress_line(done, trials, self.total), flush=True)
 
-    def _fail_stale(self, study) -> None:
-        """Mark trials of dead workers of this host failed, and queue their params once."""
-        storage = study._storage  # Optuna has no public call to finish another worker's trial
-        for t in study.get_trials(deepcopy=False, states=(self.optuna.trial.TrialState.RUNNING,)):
-            w = t.user_attrs.get("worker")
-            if not w or w["host"] != socket.gethostname() or alive(w):
-                continue
-            again = "requeued_from" not in t.user_attrs
-            reason = f"failed: worker {w['pid']} died during the trial; " + (
-                "its parameters are queued again" if again else "not queued again (a re-run)"
-            )
-            run_dir = self.dir / f"trial_{t.number:03d}"
-            result = {"reason": reason, "run_dir": str(run_dir), "requeued": again}
-            storage.set_trial_user_attr(t._trial_id, "result", result)
-            storage.set_trial_state_values(t._trial_id, self.optuna.trial.TrialState.FAIL)
-            if again:
-                study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "reason.txt").write_text(reason + "\n")
-            log.warning("tune: trial %d %s", t.number, reason)
+    def fail_stale(self, study) -> None:
+        """Mark trials of dead workers failed and queue their params once: by heartbeat on an
+        RDB storage, else by the pid of the workers of this host."""
+        if self.opts.storage:
+            fail_silent_trials(self.optuna, study, self.dir)
+            return
+        fail_dead_local_workers(self.optuna, study, self.dir)
 
-    def write_outputs(self, trials: list) -> None:
+    def write_outputs(self, study, trials: list) -> None:
+        """trials.csv, best.yaml and report.html (with the plots the folder has so far)."""
         write_trials_csv(self.dir / "trials.csv", trials, self.space)
         best = best_trial(trials)
         if best is not None:
             write_best_yaml(self.dir / "best.yaml", self.base, best, self.name)
+        final = study.user_attrs.get("final")
+        write_study_report(self.dir, self.name, trials, self.space, self.total, final)
+
+    def final(self) -> dict[str, Any]:
+        """The final run's record (trained here unless it exists or another worker trains
+        it): see :mod:`detforge.tune.final`."""
+        return final_run(self, self.open())
 
     def finish(self) -> list[str]:
-        """Write trials.csv, best.yaml and the plots; the summary lines."""
+        """Write the plots, trials.csv, best.yaml and report.html; the summary lines."""
         study = self.open()
         with locked(self.dir / "tune.lock"):
             trials = study.get_trials(deepcopy=False)
-            self.write_outputs(trials)
             write_plots(study, self.dir)
-        states = [
-            t.state.name for t in trials if not (t.user_attrs.get("result") or {}).get("requeued")
-        ]  # noqa: E501
+            self.write_outputs(study, trials)
+        again = superseded(trials)
+        states = [t.state.name for t in trials if t.number not in again]
         lines = [
             f"study {self.name}: {states.count('COMPLETE')} complete, {states.count('PRUNED')} "
             f"pruned, {states.count('FAIL')} failed of {self.total} trials ({self.dir})"
@@ -307,4 +303,7 @@ class Tuner:
             params = ", ".join(f"{k}={v}" for k, v in best.params.items())
             lines.append(f"best: trial {best.number}, fitness {best.value:.5f}: {params}")
             lines.append(f"train it: detforge train cfg={self.dir / 'best.yaml'}")
+        final = final_line(study.user_attrs.get("final"))
+        if final:
+            lines.append(final)
         return lines
