@@ -323,7 +323,18 @@ class EarlyStopSection:
 
 @dataclass
 class TrainSection:
-    epochs: int = setting(100, "Training epochs.", ge=1)
+    epochs: int = setting(
+        100, "Training epochs (with train.time: the most the time budget may fit).", ge=1
+    )
+    time: float | None = setting(
+        None,
+        "Time budget in hours (e.g. 1.5): after each epoch the epoch count is fitted to it "
+        "from the measured epoch time (training, validation, checkpoints), the lr schedule, "
+        "close_mosaic and stages are re-planned over the fitted run, and the run ends with a "
+        "whole last epoch, its validation and checkpoints inside the budget. train.epochs "
+        "stays an upper bound; null: no budget.",
+        gt=0,
+    )
     batch: int = setting(16, "Images per batch (per process).", ge=1)
     accumulate: int = setting(
         1, "Batches whose gradients are summed before each optimizer step.", ge=1
@@ -477,6 +488,7 @@ ALIASES: dict[str, str] = {
     "data": "data.path",
     "model": "model.name",
     "epochs": "train.epochs",
+    "time": "train.time",
     "imgsz": "train.imgsz",
     "batch": "train.batch",
     "device": "train.device",
@@ -520,6 +532,7 @@ CONSUMERS: dict[str, str] = {
     "train.accumulate": "detforge.engine.optim",
     "train.nominal_batch": "detforge.engine.optim",
     "train.stages": "detforge.engine.stages",
+    "train.time": "detforge.engine.budget",
     "train.project": "detforge.engine.setup_train",
     "train.name": "detforge.engine.setup_train",
     "train.exist_ok": "detforge.engine.setup_train",
