@@ -335,7 +335,21 @@ class TrainSection:
         "stays an upper bound; null: no budget.",
         gt=0,
     )
-    batch: int = setting(16, "Images per batch (per process).", ge=1)
+    batch: int | Literal["auto"] = setting(
+        16,
+        "Images per batch (per process). auto: on CUDA the largest batch whose forward/backward "
+        "fits train.auto_batch_fraction of the GPU memory; on CPU the batch with the most "
+        "images/s within that fraction of the available RAM; the number chosen is saved in "
+        "config.yaml and checkpoints.",
+        ge=1,
+    )
+    auto_batch_fraction: float = setting(
+        0.6,
+        "batch=auto: fraction of the GPU memory (CUDA) or of the available RAM (CPU) a "
+        "training step may take.",
+        gt=0,
+        le=1,
+    )
     accumulate: int = setting(
         1, "Batches whose gradients are summed before each optimizer step.", ge=1
     )
@@ -533,6 +547,8 @@ CONSUMERS: dict[str, str] = {
     "train.nominal_batch": "detforge.engine.optim",
     "train.stages": "detforge.engine.stages",
     "train.time": "detforge.engine.budget",
+    "train.batch": "detforge.engine.auto_batch",
+    "train.auto_batch_fraction": "detforge.engine.auto_batch",
     "train.project": "detforge.engine.setup_train",
     "train.name": "detforge.engine.setup_train",
     "train.exist_ok": "detforge.engine.setup_train",

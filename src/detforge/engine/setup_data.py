@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..data.augment.core import AugmentParams
 from ..data.dataset import YoloDataset
 from ..data.datayaml import load_data_yaml
@@ -122,6 +122,11 @@ def build_val_set(cfg: RunConfig, spec, split: str = "val") -> YoloDataset:
 def build_val_loader(cfg: RunConfig, val_set: YoloDataset, workers: int):
     """Validation loader; with data.rect_val, batches of similar aspect ratio letterboxed to a
     shared rectangle (less padding, same scale as the square letterbox)."""
+    if cfg.eval.batch is None and cfg.train.batch == "auto":
+        raise ConfigError(
+            "train.batch: auto is chosen when training starts; outside training give eval.batch "
+            "(or a number for train.batch)"
+        )
     batch = cfg.eval.batch or 2 * cfg.train.batch
     stride = 32
     batches = enable_rect(val_set, batch, stride=stride) if cfg.data.rect_val else None
