@@ -135,3 +135,18 @@ def test_commands_that_do_not_train_name_the_batch_they_need(tiny_args, tmp_path
 
     with pytest.raises(ConfigError, match="eval.batch"):
         build_val_loader(cfg, None, 0)
+
+
+def test_the_real_probe_leaves_the_run_as_if_the_number_was_given(tiny_args, monkeypatch):
+    """The probe builds and trains a model under a forked RNG: batch=auto choosing 8 trains
+    exactly like batch=8 (same losses and metrics)."""
+    monkeypatch.setattr(auto_batch, "CPU_CANDIDATES", (8,))
+    args = [a for a in tiny_args if not a.startswith(("batch=", "epochs="))] + ["epochs=1"]
+    rows = []
+    for batch, name in (("auto", "auto"), ("8", "fixed")):
+        res = Trainer(load_config(args + [f"batch={batch}", f"name={name}"], env={})).fit()
+        text = (res.run_dir / "results.csv").read_text().splitlines()
+        head = text[0].split(",")
+        keep = [i for i, k in enumerate(head) if "time" not in k and "peak_mem" not in k]
+        rows.append([[line.split(",")[i] for i in keep] for line in text])
+    assert rows[0] == rows[1]

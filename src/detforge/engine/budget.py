@@ -158,7 +158,10 @@ class TimeBudgetHook(Hook):
 
     def after_train(self, tr: Trainer) -> None:
         if tr.is_main:
-            log.info("train.time: %.0f of %.0f s used", self.used(), self.budget)
+            log.info(
+                "train.time: %.0f of %.0f s used by the epochs; the final validation of best.pt "
+                "follows", self.used(), self.budget,
+            )  # fmt: skip
 
     # ------------------------------------------------------------------ fit
     def _fit(self, tr: Trainer) -> int | None:
