@@ -22,7 +22,10 @@ its validation, the run is fitted again::
 
 Drift: ``window = max(3, train.val_interval)`` epochs, a moving window, so a machine that got
 busier (or a later stage at a larger image size) shows in the next fit within a few epochs,
-and it spans a whole validation cycle. Every fit whose count differs from the plan's rebuilds
+and it spans a whole validation cycle. The plan follows every fit both ways, with no
+hysteresis: the first fit's overhead estimate is pessimistic, and later fits must win those
+epochs back (noise can move the count by one epoch and back; each move only re-stretches the
+rest of the schedule). Every fit whose count differs from the plan's rebuilds
 the plan (:func:`~detforge.engine.plan.plan_run` with ``epochs=fitted``: close_mosaic and the
 stages scaled to it) and the lr schedule over it (which then ends at its final lr at the
 fitted last step; the warmup keeps its length). ``fitted == done`` makes this epoch the last:
