@@ -150,3 +150,8 @@ def test_the_real_probe_leaves_the_run_as_if_the_number_was_given(tiny_args, mon
         keep = [i for i, k in enumerate(head) if "time" not in k and "peak_mem" not in k]
         rows.append([[line.split(",")[i] for i in keep] for line in text])
     assert rows[0] == rows[1]
+
+
+def test_a_batch_fraction_is_rejected_with_what_batch_takes(tiny_args):
+    with pytest.raises(ConfigError, match=r"train.batch: expected an integer or 'auto', got 0.6"):
+        load_config(tiny_args + ["batch=0.6"], env={})
