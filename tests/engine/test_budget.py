@@ -147,3 +147,30 @@ def test_stages_and_close_mosaic_scale_to_the_fitted_run(tiny_args):
     )
     sched = build_schedule_from_config(cfg, 4, epochs=8)
     assert sched.lr_factor(4 * 4 - 1) == 1.0 and sched.lr_factor(4 * 4 + 1) == pytest.approx(0.1)
+
+
+def test_replan_rebuilds_a_loader_with_workers_when_close_mosaic_moves(tiny_args):
+    """Loader workers hold a copy of the dataset: a moved close_mosaic epoch needs new ones."""
+    from types import SimpleNamespace
+
+    from detforge.engine.budget import replan
+    from detforge.engine.distributed import DistInfo
+    from detforge.engine.setup_data import build_data
+
+    args = [a for a in tiny_args if not a.startswith(("epochs=", "workers="))]
+    cfg = load_config(args + ["epochs=20", "augment.close_mosaic=10", "workers=1"], env={})
+    data = build_data(cfg)  # the loader is not iterated: no worker starts
+    plan = plan_run(cfg, len(data.train_set))
+    tr = SimpleNamespace(
+        cfg=cfg, data=data, plan=plan, dist=DistInfo(), epoch=1,
+        schedule=build_schedule_from_config(cfg, plan.steps_per_epoch),
+    )  # fmt: skip
+    loader = data.train_loader
+    replan(tr, 10)
+    assert tr.plan.epochs == 10 and tr.schedule.total_steps == 10 * plan.steps_per_epoch
+    assert data.train_set.mosaic_until_epoch == 5
+    assert data.train_loader is not loader and data.train_loader.batch_size == loader.batch_size
+    assert data.train_loader.dataset is data.train_set
+    loader = data.train_loader
+    replan(tr, 10)  # nothing moved: the loader (and its workers) stays
+    assert data.train_loader is loader

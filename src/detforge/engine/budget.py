@@ -85,7 +85,6 @@ def replan(tr: Trainer, epochs: int) -> None:
     """Re-plan ``tr`` to ``epochs``: the plan, the lr schedule over it (its plateau state kept)
     and the epoch where close_mosaic starts (loader workers hold a copy of the dataset, so the
     loader is rebuilt when that epoch moves)."""
-    old = tr.plan
     tr.plan = plan_run(tr.cfg, len(tr.data.train_set), tr.dist.world_size, epochs=epochs)
     schedule = build_schedule_from_config(tr.cfg, tr.plan.steps_per_epoch, epochs)
     schedule.load_state_dict(tr.schedule.state_dict())
@@ -94,7 +93,7 @@ def replan(tr: Trainer, epochs: int) -> None:
     if d.train_set.mosaic_until_epoch != tr.plan.mosaic_until:
         d.train_set.mosaic_until_epoch = tr.plan.mosaic_until
         if d.workers > 0:
-            batch = old.stage(max(tr.epoch - 1, 0)).batch  # the loader's current batch
+            batch = d.train_loader.batch_size  # the stage's; StageHook changes it when due
             d.train_loader = build_train_loader(
                 tr.cfg, d.train_set, d.train_sampler, batch, d.workers
             )
