@@ -96,8 +96,8 @@ def describe_run(cfg: RunConfig) -> str:
         "for your own)"
     )
     return (
-        f"detforge train: {cfg.model.name} {data}, {t.epochs} epoch{'s' * (t.epochs != 1)} at "
-        f"{t.imgsz} px, "
+        f"detforge train: {cfg.model.name} {data}, {t.epochs} epoch{'s' * (t.epochs != 1)}"
+        f"{f' at most, fitted to {t.time:g} h' if t.time else ''} at {t.imgsz} px, "
         f"run folder under {t.project}/"
     )
 

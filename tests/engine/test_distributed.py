@@ -30,6 +30,31 @@ def test_torchrun_two_processes(tiny_args, tmp_path):
     assert proc.stdout.count("done:") == 1
 
 
+@pytest.mark.slow
+def test_torchrun_agrees_on_the_budget_fit_and_the_auto_batch(tiny_args, tmp_path):
+    """train.time and batch=auto under two processes: rank 0 fits and probes, both follow (a
+    disagreement would hang one process in a collective or desynchronise the loaders)."""
+    import yaml
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETFORGE_")}
+    env["OMP_NUM_THREADS"] = "1"
+    args = [a for a in tiny_args if not a.startswith(("batch=", "epochs="))]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "detforge.cli", "train", *args, "epochs=3", "time=1e-6", "batch=auto",
+        "name=ddp",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "ddp"
+    # a budget of 3.6 ms: the first epoch runs whole and is the last
+    assert [r["epoch"] for r in csv.DictReader((run / "results.csv").open())] == ["1"]
+    batch = yaml.safe_load((run / "config.yaml").read_text())["train"]["batch"]
+    assert batch in (4, 8, 16, 32, 64)
+    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    assert ckpt["train"]["epoch"] == 1 and ckpt["config"]["train"]["batch"] == batch
+
+
 DDP_STEP = '''
 import sys
 import torch

@@ -134,7 +134,9 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
                 return coerce(key, value, arg)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        words = {int: "an integer", float: "a number", str: "a string", type(None): "null"}
+        expected = " or ".join(words.get(a, _type_name(a)) for a in args)
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
     if origin is list:
         (inner,) = get_args(tp) or (Any,)
         if isinstance(value, tuple):

@@ -223,7 +223,14 @@ def _cross_check(cfg: RunConfig) -> None:
             f"augment.multi_scale: expected [min, max] with 0 < min <= max, got "
             f"{cfg.augment.multi_scale}"
         )
-    plan_stages(cfg.train.stages, cfg.train.epochs, cfg.train.imgsz, cfg.train.batch)
+    batch = cfg.train.batch
+    if batch == "auto" and cfg.train.stages:
+        raise ConfigError(
+            "train.batch: auto is not supported with train.stages; give a number, or a batch "
+            "in every stage"
+        )
+    t = cfg.train
+    plan_stages(t.stages, t.epochs, t.imgsz, 1 if batch == "auto" else batch)
     bad = [t for t in cfg.tta.transforms if t not in TTA_VIEWS]
     if bad:
         raise ConfigError(

@@ -375,8 +375,33 @@ class EarlyStopSection:
 
 @dataclass
 class TrainSection:
-    epochs: int = setting(100, "Training epochs.", ge=1)
-    batch: int = setting(16, "Images per batch (per process).", ge=1)
+    epochs: int = setting(
+        100, "Training epochs (with train.time: the most the time budget may fit).", ge=1
+    )
+    time: float | None = setting(
+        None,
+        "Time budget in hours (e.g. 1.5): after each epoch the epoch count is fitted to it "
+        "from the measured epoch time (training, validation, checkpoints), the lr schedule, "
+        "close_mosaic and stages are re-planned over the fitted run, and the run ends with a "
+        "whole last epoch, its validation and checkpoints inside the budget. train.epochs "
+        "stays an upper bound; null: no budget.",
+        gt=0,
+    )
+    batch: int | Literal["auto"] = setting(
+        16,
+        "Images per batch (per process). auto: on CUDA the largest batch whose forward/backward "
+        "fits train.auto_batch_fraction of the GPU memory; on CPU the batch with the most "
+        "images/s within that fraction of the available RAM; the number chosen is saved in "
+        "config.yaml and checkpoints.",
+        ge=1,
+    )
+    auto_batch_fraction: float = setting(
+        0.6,
+        "batch=auto: fraction of the GPU memory (CUDA) or of the available RAM (CPU) a "
+        "training step may take.",
+        gt=0,
+        le=1,
+    )
     accumulate: int = setting(
         1, "Batches whose gradients are summed before each optimizer step.", ge=1
     )
@@ -530,6 +555,7 @@ ALIASES: dict[str, str] = {
     "data": "data.path",
     "model": "model.name",
     "epochs": "train.epochs",
+    "time": "train.time",
     "imgsz": "train.imgsz",
     "batch": "train.batch",
     "device": "train.device",
@@ -580,6 +606,9 @@ CONSUMERS: dict[str, str] = {
     "train.accumulate": "detforge.engine.optim",
     "train.nominal_batch": "detforge.engine.optim",
     "train.stages": "detforge.engine.stages",
+    "train.time": "detforge.engine.budget",
+    "train.batch": "detforge.engine.auto_batch",
+    "train.auto_batch_fraction": "detforge.engine.auto_batch",
     "train.project": "detforge.engine.setup_train",
     "train.name": "detforge.engine.setup_train",
     "train.exist_ok": "detforge.engine.setup_train",

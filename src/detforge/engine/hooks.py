@@ -144,6 +144,10 @@ def build_hooks(cfg: RunConfig, user_hooks: Iterable[Hook] = ()) -> list[Hook]:
 
     Order, and why each sits where it does:
 
+    0. TimeBudgetHook (only with ``train.time``; all processes): first, so its after_epoch
+       fits the epoch count (and re-plans) before the epoch's validation and checkpoints,
+       which then know whether this epoch is the last and save the fitted plan. A
+       TimeBudgetHook among ``user_hooks`` takes its place (e.g. one with another clock).
     1. FreezeHook (before_epoch, all processes): unfreeze at ``optim.unfreeze_at`` and keep
        frozen BatchNorm statistics fixed before the epoch's first batch.
     2. StageHook (before_epoch, all): switch to the epoch's ``train.stages`` size and batch
@@ -166,6 +170,7 @@ def build_hooks(cfg: RunConfig, user_hooks: Iterable[Hook] = ()) -> list[Hook]:
         decisions, and the one built-in hook after the user's, so these files hold the state
         every hook (the user's too) reached in the epoch.
     """
+    from .budget import TimeBudgetHook
     from .train_hooks import (
         EarlyStopHook,
         EpochCheckpointHook,
@@ -178,7 +183,12 @@ def build_hooks(cfg: RunConfig, user_hooks: Iterable[Hook] = ()) -> list[Hook]:
         ValidationHook,
     )
 
+    user_hooks = list(user_hooks)
+    budget = [h for h in user_hooks if isinstance(h, TimeBudgetHook)]
+    if not budget and cfg.train.time is not None:
+        budget = [TimeBudgetHook(cfg.train.time * 3600)]
     return [
+        *budget,
         FreezeHook(),
         StageHook(),
         LastCheckpointHook(),
@@ -187,6 +197,6 @@ def build_hooks(cfg: RunConfig, user_hooks: Iterable[Hook] = ()) -> list[Hook]:
         EarlyStopHook(cfg),
         ResultsHook(),
         FinishHook(),
-        *user_hooks,
+        *(h for h in user_hooks if not isinstance(h, TimeBudgetHook)),
         EpochCheckpointHook(),
     ]

@@ -1,7 +1,12 @@
-"""The run plan: stages, optimizer steps per epoch and the schedule's length, computed once.
+"""The run plan: stages, optimizer steps per epoch, the schedule's length and the epoch where
+close_mosaic starts, computed in one place.
 
 The trainer, ``detforge schedule`` and ``detforge lr-find`` all take these numbers from
-:func:`plan_run`, so the plotted curve is the one training follows.
+:func:`plan_run`, so the plotted curve is the one training follows. A run with ``train.time``
+is re-planned to its fitted epoch count (``plan_run(..., epochs=N)``, see engine/budget.py):
+the run keeps its shape, compressed. ``augment.close_mosaic`` and the stages' epochs are
+scaled by ``N / train.epochs`` (rounded to whole epochs; every stage keeps at least one epoch
+while the run has room for it, later stages are dropped when it has not).
 """
 
 from __future__ import annotations
@@ -10,11 +15,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..config.stages import Stage, plan_stages
 from .optim import accumulation_steps
 
-__all__ = ["RunPlan", "plan_run"]
+__all__ = ["RunPlan", "plan_run", "scale_stages", "scaled_epochs"]
 
 
 @dataclass
@@ -31,6 +36,7 @@ class RunPlan:
     steps: Sequence[int]  # optimizer steps per epoch, per stage
     accumulate: int  # batches per optimizer step
     epochs: int
+    mosaic_until: int = 0  # mosaic and mixup only in epochs before this one (close_mosaic)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -65,10 +71,45 @@ class RunPlan:
         )
 
 
-def plan_run(cfg: RunConfig, train_images: int, world_size: int = 1) -> RunPlan:
-    """The plan for ``train_images`` training images shared by ``world_size`` processes."""
-    stages = plan_stages(cfg.train.stages, cfg.train.epochs, cfg.train.imgsz, cfg.train.batch)
-    accumulate = accumulation_steps(cfg.train, world_size)
+def scale_stages(stages: Sequence[Stage], epochs: int) -> list[Stage]:
+    """``stages`` (laid out over their own total) compressed or stretched to ``epochs``: each
+    stage ends at its share of the run, rounded, and keeps at least one epoch; stages that no
+    longer fit (fewer epochs than stages) are dropped from the end."""
+    total = sum(st.epochs for st in stages)
+    if total == epochs:
+        return list(stages)
+    if epochs < len(stages):
+        return [Stage(i, 1, st.imgsz, st.batch) for i, st in enumerate(stages[:epochs])]
+    out, first, cum = [], 0, 0
+    for i, st in enumerate(stages):
+        cum += st.epochs
+        later = len(stages) - i - 1  # each later stage keeps one epoch at least
+        end = min(max(math.floor(cum * epochs / total + 0.5), first + 1), epochs - later)
+        out.append(Stage(first, end - first, st.imgsz, st.batch))
+        first = end
+    return out
+
+
+def scaled_epochs(value: float, epochs: int, configured: int) -> float:
+    """An epoch count ``value`` set for a ``configured``-epoch run, scaled to ``epochs``."""
+    return value if epochs == configured else value * epochs / configured
+
+
+def plan_run(
+    cfg: RunConfig, train_images: int, world_size: int = 1, epochs: int | None = None
+) -> RunPlan:
+    """The plan for ``train_images`` training images shared by ``world_size`` processes, over
+    ``epochs`` (default ``train.epochs``; a ``train.time`` run passes its fitted count)."""
+    t = cfg.train
+    if t.batch == "auto":
+        raise ConfigError(
+            "train.batch: auto is chosen when training starts (engine/auto_batch.py); give a "
+            "number to plan a run without training"
+        )
+    epochs = t.epochs if epochs is None else epochs
+    stages = scale_stages(plan_stages(t.stages, t.epochs, t.imgsz, t.batch), epochs)
+    accumulate = accumulation_steps(t, world_size)
     per_rank = math.ceil(train_images / world_size)
     steps = [math.ceil(math.ceil(per_rank / st.batch) / accumulate) for st in stages]
-    return RunPlan(stages, steps, accumulate, cfg.train.epochs)
+    close = math.floor(scaled_epochs(cfg.augment.close_mosaic, epochs, t.epochs) + 0.5)
+    return RunPlan(stages, steps, accumulate, epochs, max(0, epochs - close))

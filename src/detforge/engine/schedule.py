@@ -46,12 +46,14 @@ at ``min_lr`` times their multiplier.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from ..config.fields import ConfigError
 from ..config.metrics import resolve_mode
 from ..config.schema import RunConfig, ScheduleSection
 from .lr_schedule import LRSchedule, is_bias_group
+from .plan import scaled_epochs
 from .schedule_curves import DecayCurve
 from .schedule_plateau import PlateauTracker
 
@@ -198,13 +200,29 @@ def build_lr_schedule(
     )
 
 
-def build_schedule_from_config(cfg: RunConfig, steps_per_epoch: int) -> LRSchedule:
+def build_schedule_from_config(
+    cfg: RunConfig, steps_per_epoch: int, epochs: int | None = None
+) -> LRSchedule:
     """The ``schedule`` section, with ``optim.lr0``, ``optim.momentum`` and ``train.epochs``,
-    over ``steps_per_epoch`` optimizer steps per epoch (the run plan's step grid)."""
+    over ``steps_per_epoch`` optimizer steps per epoch (the run plan's step grid).
+
+    epochs: the fitted length of a ``train.time`` run (default ``train.epochs``). The curve then
+    spans the fitted run and ends at its final lr at the fitted last step; ``step_size`` and
+    ``milestones`` (positions in the run) are scaled by ``epochs / train.epochs``; the warmup
+    keeps its length in epochs or steps (``warmup_fraction`` is a fraction of the fitted run),
+    so re-fitting inside the warmup does not make the lr jump.
+    """
+    sched, configured = cfg.schedule, cfg.train.epochs
+    if epochs is not None and epochs != configured:
+        sched = dataclasses.replace(
+            sched,
+            step_size=scaled_epochs(sched.step_size, epochs, configured),
+            milestones=[scaled_epochs(m, epochs, configured) for m in sched.milestones],
+        )
     return build_lr_schedule(
-        cfg.schedule,
+        sched,
         lr0=cfg.optim.lr0,
         momentum=cfg.optim.momentum,
-        epochs=cfg.train.epochs,
+        epochs=configured if epochs is None else epochs,
         steps_per_epoch=steps_per_epoch,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..data.augment.core import AugmentParams
 from ..data.dataset import YoloDataset
 from ..data.datayaml import load_data_yaml
@@ -75,10 +75,15 @@ def resolve_workers(workers: int | str, device: torch.device) -> int:
     return max(0, min(8, cores - torch.get_num_threads()))
 
 
-def build_train_set(cfg: RunConfig, spec, imgsz: int | None = None) -> YoloDataset:
+def build_train_set(
+    cfg: RunConfig, spec, imgsz: int | None = None, mosaic_until: int | None = None
+) -> YoloDataset:
     """The augmented training split; mosaic and mixup stop for the last augment.close_mosaic
-    epochs (each sample decides from its epoch, so persistent workers follow); only a
+    epochs (each sample decides from its epoch, so persistent workers follow), i.e. from epoch
+    ``mosaic_until`` when given (the run plan's, fitted to a train.time budget); only a
     class-stratified data.fraction of its images when that is below 1."""
+    if mosaic_until is None:
+        mosaic_until = max(0, cfg.train.epochs - cfg.augment.close_mosaic)
     ds = YoloDataset.from_spec(
         spec,
         "train",
@@ -88,7 +93,7 @@ def build_train_set(cfg: RunConfig, spec, imgsz: int | None = None) -> YoloDatas
         strict=cfg.data.strict,
         cache_dir=cfg.data.cache_dir,
         seed=cfg.train.seed,
-        mosaic_until_epoch=max(0, cfg.train.epochs - cfg.augment.close_mosaic),
+        mosaic_until_epoch=mosaic_until,
         albumentations=cfg.augment.albumentations,
     )
     if cfg.data.fraction < 1:
@@ -117,6 +122,11 @@ def build_val_set(cfg: RunConfig, spec, split: str = "val") -> YoloDataset:
 def build_val_loader(cfg: RunConfig, val_set: YoloDataset, workers: int):
     """Validation loader; with data.rect_val, batches of similar aspect ratio letterboxed to a
     shared rectangle (less padding, same scale as the square letterbox)."""
+    if cfg.eval.batch is None and cfg.train.batch == "auto":
+        raise ConfigError(
+            "train.batch: auto is chosen when training starts; outside training give eval.batch "
+            "(or a number for train.batch)"
+        )
     batch = cfg.eval.batch or 2 * cfg.train.batch
     stride = 32
     batches = enable_rect(val_set, batch, stride=stride) if cfg.data.rect_val else None

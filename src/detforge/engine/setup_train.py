@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..config import ConfigError, RunConfig, dump_config
+from ..data.datayaml import load_data_yaml
 from ..losses.factory import build_loss_for_model
 from ..models.factory import build_model_from_config
 from .anchors import prepare_anchors
+from .auto_batch import resolve_auto_batch
 from .checkpoint import load_initial_weights
 from .distributed import DistInfo, broadcast_object
 from .ema import ModelEMA
@@ -24,7 +26,7 @@ from .plan import plan_run
 from .resume import resume_run_dir
 from .rundir import attach_log_file, make_run_dir, write_text_atomic
 from .schedule import build_schedule_from_config
-from .setup_data import build_data
+from .setup_data import build_data, resolve_data_yaml
 from .stages import plan_stages
 from .stepper import Stepper
 
@@ -38,7 +40,11 @@ log = logging.getLogger("detforge")
 
 def build_parts(tr: Trainer, load_weights: bool) -> None:
     """Data, model, loss, optimizer, plan, schedule, stepper and hooks of ``tr`` (no files
-    are written, so a bad dataset or setting fails before a run folder exists)."""
+    are written, so a bad dataset or setting fails before a run folder exists). With
+    ``train.batch=auto``, ``tr.cfg`` becomes a copy holding the probed batch first."""
+    if tr.cfg.train.batch == "auto":  # before anything reads the batch
+        spec = load_data_yaml(resolve_data_yaml(tr.cfg))
+        tr.cfg = resolve_auto_batch(tr.cfg, len(spec.names), tr.device, tr.amp_dtype, tr.dist)
     cfg, dist, t = tr.cfg, tr.dist, tr.cfg.train
     first = plan_stages(t.stages, t.epochs, t.imgsz, t.batch)[0]
     tr.data = build_data(cfg, dist.rank, dist.world_size, first.imgsz, first.batch)

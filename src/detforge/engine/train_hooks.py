@@ -58,7 +58,7 @@ class StageHook(Hook):
             return
         d = tr.data
         image_cache = d.train_set.image_cache  # decoded originals do not depend on imgsz
-        d.train_set = build_train_set(cfg, d.spec, stage.imgsz)
+        d.train_set = build_train_set(cfg, d.spec, stage.imgsz, tr.plan.mosaic_until)
         d.train_set.set_image_cache(image_cache)
         rank, world = tr.dist.rank, tr.dist.world_size
         d.train_sampler = build_train_sampler(cfg, d.train_set, rank, world)
@@ -71,7 +71,7 @@ class StageHook(Hook):
 
 def validates_now(tr: Trainer) -> bool:
     """Whether the epoch just finished is validated (every ``train.val_interval``, and last)."""
-    return tr.epoch == tr.cfg.train.epochs or tr.epoch % tr.cfg.train.val_interval == 0
+    return tr.epoch == tr.plan.epochs or tr.epoch % tr.cfg.train.val_interval == 0
 
 
 class LastCheckpointHook(Hook):
@@ -121,7 +121,7 @@ class ValidationHook(Hook):
             tr.best_fitness, tr.best_epoch = fit, tr.epoch
         losses = " ".join(f"{k[6:]} {v:.3f}" for k, v in row.items() if k.startswith("train/"))
         log.info(
-            "epoch %d/%d  %s  mAP50 %.4f  mAP50-95 %.4f%s", tr.epoch, cfg.train.epochs, losses,
+            "epoch %d/%d  %s  mAP50 %.4f  mAP50-95 %.4f%s", tr.epoch, tr.plan.epochs, losses,
             metrics["map50"], metrics["map50_95"], "  (best)" if tr.improved else "",
         )  # fmt: skip
 

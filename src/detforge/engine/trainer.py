@@ -93,7 +93,10 @@ class Trainer:
             build_parts(self, load_weights=ckpt is None)
         finally:
             log.removeHandler(early_log)
-        folder, self.own_run, self._log_handler = open_run_folder(cfg, ckpt, self.dist, early_log)
+        # self.cfg, not cfg: set-up replaced a batch=auto by its number, which config.yaml keeps
+        folder, self.own_run, self._log_handler = open_run_folder(
+            self.cfg, ckpt, self.dist, early_log
+        )
         self.run_dir, self.weights_dir = folder, folder / "weights"
         try:
             self.resumed = ckpt is not None
@@ -183,7 +186,7 @@ class Trainer:
         try:
             with sigterm_raises():
                 self.hooks.call("before_train", self)
-                while self.epoch < self.cfg.train.epochs and not self.stop_reason:
+                while self.epoch < self.plan.epochs and not self.stop_reason:
                     self._run_epoch()
                 self.hooks.call("after_train", self)
         except BaseException as e:
@@ -231,7 +234,7 @@ class Trainer:
         sums = self.epoch_sums
         bar = tqdm(
             data.train_loader, total=len(data.train_loader), disable=not cfg.train.progress,
-            desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}", leave=False, dynamic_ncols=True,
+            desc=f"epoch {self.epoch + 1}/{self.plan.epochs}", leave=False, dynamic_ncols=True,
         )  # fmt: skip
         total_batches = math.ceil(data.train_sampler.per_rank / stage.batch)
         window: list[dict[str, float]] = []
