@@ -81,6 +81,17 @@ def test_the_cpu_probe_measures_a_real_tiny_step(tiny_args):
     assert speed > 0 and memory > 0
 
 
+def test_the_probe_trains_an_anchor_family_model_with_its_own_loss(tiny_args):
+    """yolov5-* has an anchor head: the probe's loss must be the family's (AnchorLoss)."""
+    from detforge.losses.anchor import AnchorLoss
+
+    cfg = load_config(tiny_args + ["model=yolov5-n"], env={})
+    model, loss, _ = auto_batch._probe_parts(cfg, 2, torch.device("cpu"))
+    assert isinstance(loss, AnchorLoss)
+    speed, memory = cpu_measure(auto_batch._step_fn(cfg, 2, torch.device("cpu"), None), 0)(2)
+    assert speed > 0 and memory > 0
+
+
 def test_the_chosen_number_is_in_config_yaml_and_checkpoints(tiny_args, monkeypatch, caplog):
     caplog.set_level("INFO", logger="detforge")
     speeds = {4: 30.0, 8: 41.0, 16: 35.0, 32: 20.0, 64: 10.0}

@@ -123,14 +123,15 @@ def _reset_peak_rss() -> bool:
 
 
 def _probe_parts(cfg: RunConfig, num_classes: int, device: torch.device):
-    from ..losses.detection import build_loss_from_config
+    from ..losses.factory import build_loss_for_model
     from ..models.factory import build_model_from_config
 
     model = build_model_from_config(cfg.model, num_classes, cfg.train.imgsz)
     model = model.to(device, memory_format=torch.channels_last).train()
-    # class weights change no cost; 'auto' would need the training labels
-    loss_cfg = dataclasses.replace(cfg.loss, cls_weights=None)
-    loss = build_loss_from_config(loss_cfg, model.nc, model.strides, model.reg_max)
+    # class weights change no cost; 'auto' would need the training labels. The family's own
+    # loss (anchor-free or anchor head) with the model's current anchors.
+    probe_cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, cls_weights=None))
+    loss = build_loss_for_model(probe_cfg, model)
     opt = torch.optim.SGD(model.parameters(), lr=1e-9, momentum=0.9)
     return model, loss, opt
 
