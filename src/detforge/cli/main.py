@@ -38,6 +38,7 @@ commands:
   split      split a flat folder into train/val by seed, stratified   src=.. out=.. val=0.2
   export     weights -> ONNX checked against PyTorch   detforge export weights=best.pt [nms=true]
   benchmark  latency, images/s, mAP per format   detforge benchmark weights=best.pt [imgsz=320,640]
+  cam        attention maps on images  detforge cam weights=best.pt source=.. [method=gradcam]
   models     list built-in models
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
@@ -62,6 +63,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
     from . import (
         augment_preview,
         benchmark,
+        cam,
         convert,
         data_stats,
         diagnose,
@@ -98,6 +100,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         (listing.SPACES, listing.run_spaces),
         (export.COMMAND, export.run),
         (benchmark.COMMAND, benchmark.run),
+        (cam.COMMAND, cam.run),
     ]
     return {c.name: (c, fn) for c, fn in table}
 
