@@ -26,9 +26,9 @@ def test_benchmark_reports_latency_throughput_and_map_per_format(spread_checkpoi
 
     assert main([*args[:2], "formats=torch", "runs=2", "warmup=1"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:5] == ["format", "imgsz", "warm-up", "ms", "median"]
-    assert len(table) == 2 and table[1].split()[:2] == ["torch", "64"]
-    assert "mAP50" in table[0] and len(table[1].split()) == 6  # no data=: no mAP columns
+    assert table[0].split()[:6] == ["format", "prec", "imgsz", "warm-up", "ms", "median"]
+    assert len(table) == 2 and table[1].split()[:3] == ["torch", "fp32", "64"]
+    assert "mAP50" in table[0] and len(table[1].split()) == 7  # no data=: no mAP columns
 
 
 def test_benchmark_rejects_unknown_formats(spread_checkpoint, capsys):

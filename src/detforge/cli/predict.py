@@ -40,6 +40,7 @@ ALIASES = {
     "iou": "predict.iou",
     "max_det": "predict.max_det",
     "augment": "predict.augment",
+    "precision": "predict.precision",
     "name": "train.name",
 }
 
@@ -91,9 +92,14 @@ def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
 
     files = resolve_source(source)
     weights = [weights] if isinstance(weights, str) else list(weights)
-    det = Detector.load(weights[0], device=cfg.train.device, imgsz=cfg.train.imgsz)
+    from ..infer.device import resolve_amp, select_device
+
+    # a precision this device lacks is named by its setting before any weights load
+    resolve_amp(cfg.predict.precision, select_device(cfg.train.device), "predict.precision")
+    kw = {"device": cfg.train.device, "imgsz": cfg.train.imgsz, "amp": cfg.predict.precision}
+    det = Detector.load(weights[0], **kw)
     for w in weights[1:]:
-        det.add_ensemble_member(Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz))
+        det.add_ensemble_member(Detector.load(w, **kw))
     tta = ensemble_kwargs(cfg.tta, cfg.predict.augment, len(weights))
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
     p = cfg.predict

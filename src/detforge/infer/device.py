@@ -48,25 +48,28 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``train.amp`` on ``device``; None means fp32."""
-    if mode == "off":
+def resolve_amp(mode: str, device: torch.device, key: str = "train.amp") -> torch.dtype | None:
+    """Autocast dtype for ``train.amp`` (or the setting ``key``) on ``device``; None means fp32.
+
+    mode: off | auto | bf16 | fp16; ``fp32`` is read as ``off`` (``predict.precision``).
+    """
+    if mode in ("off", "fp32"):
         return None
     if device.type == "cuda":
         if mode == "bf16" and not torch.cuda.is_bf16_supported():
-            raise ConfigError("train.amp: bf16 requested but this GPU does not support it")
+            raise ConfigError(f"{key}: bf16 requested but this GPU does not support it")
         if mode == "auto":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if mode == "bf16" else torch.float16
     if device.type == "cpu":
         if mode == "fp16":
-            raise ConfigError("train.amp: fp16 autocast is not supported on CPU; use bf16 or off")
+            raise ConfigError(f"{key}: fp16 autocast is not supported on CPU; use bf16 or off")
         if mode == "bf16":
             return torch.bfloat16
         return torch.bfloat16 if cpu_has_fast_bf16() else None
     if mode == "auto":
         return None
-    raise ConfigError(f"train.amp: {mode} is not supported on device {device}")
+    raise ConfigError(f"{key}: {mode} is not supported on device {device}")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

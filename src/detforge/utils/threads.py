@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["prefer_passive_openmp"]
+__all__ = ["prefer_passive_openmp", "inference_threads", "intra_op_threads"]
 
 
 def prefer_passive_openmp() -> bool:
@@ -24,3 +26,35 @@ def prefer_passive_openmp() -> bool:
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+
+
+def inference_threads(requested: int | None = None) -> int | None:
+    """torch's intra-op thread count for inference through the Python API; None keeps torch's.
+
+    requested: a count (> 0), 0 for torch's own, or None to choose: torch's own when idle
+    OpenMP threads sleep; otherwise (torch was imported before detforge, so OpenMP spins) one
+    thread, since a spinning team stalls whenever one of its threads shares a core with another
+    process (bench/api_busy_predict.py).
+    """
+    if requested is not None:
+        if requested < 0:
+            raise ValueError(f"threads: expected 0 (torch's count) or more, got {requested}")
+        return requested or None
+    return None if prefer_passive_openmp() else 1
+
+
+@contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` (process-wide), restoring the count after;
+    None leaves it alone."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
