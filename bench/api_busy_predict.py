@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 CASES = ("detforge-first", "torch-first", "torch-first-fix", "torch-first-env",
-         "torch-first-1thread")  # fmt: skip
+         "torch-first-1thread", "torch-first-t1")  # fmt: skip
 
 CHILD = r"""
 import json, os, sys, time

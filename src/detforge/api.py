@@ -209,7 +209,7 @@ class Detector:
     ):
         import torch
 
-        from .infer.device import resolve_amp, select_device
+        from .infer.device import resolve_precision, select_device
         from .infer.runtime import OnnxRuntimeModel
 
         self.names, self.imgsz = list(names), imgsz
@@ -225,7 +225,7 @@ class Detector:
             return
         self.device = select_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        self.amp_dtype = resolve_amp(amp, self.device, key="amp")
+        self.amp_dtype = resolve_precision(amp, self.device, key="amp")
 
     def add_ensemble_member(self, other: Detector) -> None:
         """Merge another detector's predictions into this one's (same classes)."""
@@ -254,7 +254,8 @@ class Detector:
         metadata).
 
         amp: autocast of the forward pass: off (or fp32), bf16, fp16 (CUDA only), or auto (bf16
-        on CPUs with AVX-512-BF16 or AMX; see ``predict.precision`` for what was measured).
+        on CPUs with AVX-512-BF16 or AMX, else fp32; the default of ``detforge predict``, see
+        :func:`~detforge.infer.device.resolve_precision`).
         fuse: fold every BatchNorm into the conv before it (same outputs within float
         rounding, fewer kernels); False keeps the model's modules as trained.
         threads: torch's intra-op threads while :meth:`predict` runs (restored after). None

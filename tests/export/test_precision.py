@@ -1,6 +1,6 @@
-"""``predict.precision``: fp32 by default, bf16 autocast when asked (same detections within
-bf16 rounding), an unsupported precision named by its setting; benchmark times and scores each
-precision asked for."""
+"""``predict.precision``: bf16 autocast when asked (same detections within bf16 rounding) and by
+default (auto) only on CPUs with fast bf16, an unsupported precision named by its setting;
+benchmark times and scores each precision asked for."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 from detforge.api import Detector
 from detforge.cli.main import main
+from detforge.infer.device import cpu_has_fast_bf16
 
 
 def _scores(run) -> list[float]:
@@ -23,11 +24,13 @@ def test_predict_runs_in_the_precision_asked_for(spread_checkpoint, tiny_data, t
     images = tiny_data.parent / "images" / "val"
     base = ["predict", f"weights={weights}", f"source={images}", "conf=0.05",
             f"project={tmp_path}", "device=cpu"]  # fmt: skip
-    assert main([*base, "name=fp32"]) == 0
+    assert main([*base, "name=fp32", "precision=fp32"]) == 0
     assert main([*base, "name=bf16", "precision=bf16"]) == 0
+    assert main([*base, "name=default"]) == 0
     fp32, bf16 = _scores(tmp_path / "fp32"), _scores(tmp_path / "bf16")
     assert fp32 and fp32 != bf16  # bf16 rounding shows in the scores ...
     assert len(fp32) == pytest.approx(len(bf16), rel=0.2)  # ... of about the same detections
+    assert _scores(tmp_path / "default") == (bf16 if cpu_has_fast_bf16() else fp32)
     assert main([*base, "name=fp16", "precision=fp16"]) == 2
     err = capsys.readouterr().err
     assert "predict.precision: fp16 autocast is not supported on CPU" in err
@@ -37,7 +40,7 @@ def test_predict_runs_in_the_precision_asked_for(spread_checkpoint, tiny_data, t
 def test_detector_autocasts_only_when_asked(spread_checkpoint) -> None:
     weights = spread_checkpoint("yolo-n")
     seen = {}
-    for amp in ("fp32", "bf16"):
+    for amp in ("fp32", "bf16", "auto"):
         det = Detector.load(weights, device="cpu", imgsz=64, amp=amp)
         forward = det.model.forward
 
@@ -47,7 +50,7 @@ def test_detector_autocasts_only_when_asked(spread_checkpoint) -> None:
 
         det.model.forward = spy
         det.predict(np.zeros((64, 64, 3), np.uint8))
-    assert seen == {"fp32": False, "bf16": True}
+    assert seen == {"fp32": False, "bf16": True, "auto": cpu_has_fast_bf16()}
 
 
 def test_benchmark_times_and_scores_each_precision(spread_checkpoint, tiny_data, capsys):

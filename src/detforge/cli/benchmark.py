@@ -60,6 +60,8 @@ def _sizes(text: str | None, default: int) -> list[int]:
 
 
 def run(args: Sequence[str]) -> int:
+    import torch
+
     from ..api import Detector, config_from_checkpoint
     from ..data.images import read_image
     from ..export.benchmark import format_table, time_detector
@@ -95,7 +97,9 @@ def run(args: Sequence[str]) -> int:
 
                 row = time_detector(predict, images, fmt, size, s["warmup"], s["runs"], prec)
                 if with_map:  # evaluated in the precision timed (train.amp drives val)
-                    amp = "off" if prec == "fp32" else prec
+                    amp = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+                        det.amp_dtype
+                    ]
                     sized = config_from_checkpoint(
                         weights,
                         ["train.name=benchmark", *p.settings, f"imgsz={size}", f"amp={amp}"],

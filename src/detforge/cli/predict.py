@@ -92,10 +92,10 @@ def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
 
     files = resolve_source(source)
     weights = [weights] if isinstance(weights, str) else list(weights)
-    from ..infer.device import resolve_amp, select_device
+    from ..infer.device import resolve_precision, select_device
 
     # a precision this device lacks is named by its setting before any weights load
-    resolve_amp(cfg.predict.precision, select_device(cfg.train.device), "predict.precision")
+    resolve_precision(cfg.predict.precision, select_device(cfg.train.device))
     kw = {"device": cfg.train.device, "imgsz": cfg.train.imgsz, "amp": cfg.predict.precision}
     det = Detector.load(weights[0], **kw)
     for w in weights[1:]:

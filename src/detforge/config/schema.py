@@ -435,11 +435,10 @@ class PredictSection:
     save_json: bool = setting(True, "Write predictions.json in COCO results format.")
     augment: bool = setting(False, "Test-time augmentation with the tta.* settings.")
     precision: Literal["fp32", "bf16", "fp16", "auto"] = setting(
-        "fp32",
-        "Inference precision of predict and benchmark: fp32; bf16 autocast (CPU or CUDA); fp16 "
-        "autocast (CUDA only); auto = bf16 on CPUs with AVX-512-BF16 or AMX, bf16 or fp16 on "
-        "CUDA. fp32 by default: bf16 was slower on the CPU measured (BENCHMARKS.md, Predict "
-        "under load).",
+        "auto",
+        "Inference precision of predict and benchmark: auto = bf16 autocast on CPUs with "
+        "AVX-512-BF16 or AMX (measured faster there, mAP50-95 within 1% of fp32: BENCHMARKS.md, "
+        "Predict under load), else fp32 (CUDA included); fp32; bf16; fp16 (CUDA only).",
     )
 
 

@@ -9,7 +9,7 @@ import torch
 
 from ..config.fields import ConfigError
 
-__all__ = ["select_device", "resolve_amp", "autocast", "cpu_has_fast_bf16"]
+__all__ = ["select_device", "resolve_amp", "resolve_precision", "autocast", "cpu_has_fast_bf16"]
 
 
 def select_device(spec: str) -> torch.device:
@@ -70,6 +70,21 @@ def resolve_amp(mode: str, device: torch.device, key: str = "train.amp") -> torc
     if mode == "auto":
         return None
     raise ConfigError(f"{key}: {mode} is not supported on device {device}")
+
+
+def resolve_precision(
+    precision: str, device: torch.device, key: str = "predict.precision"
+) -> torch.dtype | None:
+    """Autocast dtype for inference (``predict.precision``); None means fp32.
+
+    auto: bf16 on CPUs with AVX-512-BF16 or AMX, where yolo-n predicted faster than in fp32 (batch
+    1 and batch 8, 320 and 640 px) with mAP50-95 within 1% of fp32 on hituav (BENCHMARKS.md,
+    "Predict under load"); fp32 on other CPUs and on CUDA (not measured there: ask for bf16 or
+    fp16). fp32, bf16, fp16: as :func:`resolve_amp`.
+    """
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+    return resolve_amp(precision, device, key)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

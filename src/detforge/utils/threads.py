@@ -32,15 +32,22 @@ def inference_threads(requested: int | None = None) -> int | None:
     """torch's intra-op thread count for inference through the Python API; None keeps torch's.
 
     requested: a count (> 0), 0 for torch's own, or None to choose: torch's own when idle
-    OpenMP threads sleep; otherwise (torch was imported before detforge, so OpenMP spins) one
-    thread, since a spinning team stalls whenever one of its threads shares a core with another
-    process (bench/api_busy_predict.py).
+    OpenMP threads sleep. Otherwise torch was imported before detforge and OpenMP (GNU libgomp in
+    torch's wheels) spins: its threads busy-wait up to 300000 times at every barrier, and a team
+    with one thread on a core shared with another process then stalls for seconds per image.
+    libgomp cuts that spin to 100 when it runs more threads than available CPUs (its
+    documented GOMP_SPINCOUNT rule), so inference runs on one thread more than the CPUs this
+    process may use: one thread measured 5-9x slower than that on a busy machine
+    (bench/api_busy_predict.py, BENCHMARKS.md "Predict under load").
     """
     if requested is not None:
         if requested < 0:
             raise ValueError(f"threads: expected 0 (torch's count) or more, got {requested}")
         return requested or None
-    return None if prefer_passive_openmp() else 1
+    if prefer_passive_openmp():
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cpus or 1) + 1
 
 
 @contextmanager
