@@ -37,8 +37,9 @@ def inference_threads(requested: int | None = None) -> int | None:
     with one thread on a core shared with another process then stalls for seconds per image.
     libgomp cuts that spin to 100 when it runs more threads than available CPUs (its
     documented GOMP_SPINCOUNT rule), so inference runs on one thread more than the CPUs this
-    process may use: one thread measured 5-9x slower than that on a busy machine
-    (bench/api_busy_predict.py, BENCHMARKS.md "Predict under load").
+    process may use. Measured on a busy 2-core machine (bench/api_busy_predict.py, BENCHMARKS.md
+    "Predict under load"): a median near the passive policy's, where one thread was 2.6-5.3x
+    slower with another process spinning on one core.
     """
     if requested is not None:
         if requested < 0:
