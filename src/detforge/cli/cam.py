@@ -61,12 +61,13 @@ def run_cam(cfg, weights: str, source: str, method: str, layers: list[str] | Non
     from ..cam.targets import find_layers
     from ..data.images import read_image
     from ..engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from ..infer.device import select_device
     from ..utils.rundir import make_run_dir, unique_output_names
     from .predict import resolve_source
 
     files = resolve_source(source)
     ckpt = load_checkpoint(weights)
-    model = model_from_checkpoint(ckpt, str(weights)).eval()
+    model = model_from_checkpoint(ckpt, str(weights)).eval().to(select_device(cfg.train.device))
     names = ckpt["names"]
     if layers:
         find_layers(model, layers)  # an unknown name fails before the run folder is made
