@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import RunConfig, load_config
 from .config.fields import ConfigError
-from .utils.threads import prefer_passive_openmp
+from .utils.threads import inference_threads, intra_op_threads, prefer_passive_openmp
 
 if TYPE_CHECKING:
     import torch
@@ -205,16 +205,18 @@ class Detector:
         imgsz: int = 640,
         device: str | torch.device = "auto",
         amp: str = "off",
+        threads: int | None = None,
     ):
         import torch
 
-        from .infer.device import resolve_amp, select_device
+        from .infer.device import resolve_precision, select_device
         from .infer.runtime import OnnxRuntimeModel
 
         self.names, self.imgsz = list(names), imgsz
+        self.threads = threads  # intra-op threads during predict; None: torch's setting
         self.extra_models: list[YOLODetector] = []
         if isinstance(model, OnnxRuntimeModel):
-            if str(device) not in ("auto", "cpu") or amp not in ("off", "auto"):
+            if str(device) not in ("auto", "cpu") or amp not in ("off", "fp32", "auto"):
                 raise ConfigError(
                     f"{model.path}: ONNX models run in onnxruntime on the CPU in fp32; "
                     f"device={device} amp={amp} do not apply (use device=cpu amp=off)"
@@ -223,7 +225,7 @@ class Detector:
             return
         self.device = select_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        self.amp_dtype = resolve_amp(amp, self.device)
+        self.amp_dtype = resolve_precision(amp, self.device, key="amp")
 
     def add_ensemble_member(self, other: Detector) -> None:
         """Merge another detector's predictions into this one's (same classes)."""
@@ -245,20 +247,29 @@ class Detector:
         imgsz: int | None = None,
         amp: str = "off",
         fuse: bool = True,
+        threads: int | None = None,
     ) -> Detector:
         """Load ``best.pt``/``last.pt`` (EMA weights when present), or a ``.onnx`` file from
         ``detforge export`` (run by onnxruntime on the CPU; names and input size from its
         metadata).
 
+        amp: autocast of the forward pass: off (or fp32), bf16, fp16 (CUDA only), or auto (bf16
+        on CPUs with AVX-512-BF16 or AMX, else fp32; the default of ``detforge predict``, see
+        :func:`~detforge.infer.device.resolve_precision`).
         fuse: fold every BatchNorm into the conv before it (same outputs within float
         rounding, fewer kernels); False keeps the model's modules as trained.
+        threads: torch's intra-op threads while :meth:`predict` runs (restored after). None
+        chooses: torch's own count when idle OpenMP threads sleep (detforge imported before
+        torch), else the count :func:`~detforge.utils.threads.inference_threads` gives, which
+        avoids the stalls of spinning threads on a busy machine. 0 keeps torch's count.
         """
         prefer_passive_openmp()
+        threads = inference_threads(threads)
         from .infer.runtime import OnnxRuntimeModel, is_onnx
 
         if is_onnx(path):
             rt = OnnxRuntimeModel(path)
-            return cls(rt, rt.names, imgsz or rt.imgsz, device, amp)
+            return cls(rt, rt.names, imgsz or rt.imgsz, device, amp, threads)
         from .engine.checkpoint import load_checkpoint, model_from_checkpoint
         from .models.fuse import fold_batchnorm
 
@@ -267,7 +278,7 @@ class Detector:
         if fuse:
             fold_batchnorm(model)
         size = imgsz or ckpt.get("config", {}).get("train", {}).get("imgsz", 640)
-        return cls(model, ckpt["names"], size, device, amp)
+        return cls(model, ckpt["names"], size, device, amp, threads)
 
     def predict(
         self,
@@ -287,7 +298,7 @@ class Detector:
         """
         import torch
 
-        with torch.no_grad():
+        with torch.no_grad(), intra_op_threads(self.threads):
             return self._predict(images, conf, iou, max_det, batch, tta)
 
     def _refuse_onnx(self, what: str) -> None:

@@ -30,7 +30,7 @@ def test_the_commands_of_today_are_all_there():
     assert set(COMMANDS) == {
         "train", "val", "predict", "eval-json", "diagnose", "models", "config", "recipes",
         "schedule", "lr-find", "augment-preview", "data-stats", "convert", "split", "kfold", "tune",
-        "spaces", "export", "benchmark", "serve",
+        "spaces", "export", "benchmark", "serve", "cam",
     }  # fmt: skip
     assert {n for n in COMMANDS if _commands()[n][0].json} == {
         "train",

@@ -102,8 +102,19 @@ def test_predict_runs_images_in_batches_with_the_results_of_one_at_a_time(
         return real(self, images, *a, **k)
 
     monkeypatch.setattr(detforge.Detector, "predict", spy)
-    assert main(["predict", f"weights={weights}", f"source={src}", "conf=0.01",
-                 f"project={tmp_path / 'runs'}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                f"weights={weights}",
+                f"source={src}",
+                "conf=0.01",
+                f"project={tmp_path / 'runs'}",
+                "precision=fp32",
+            ]
+        )
+        == 0
+    )  # as the API's default
     assert sizes == [7, 3]
     preds = json.loads((tmp_path / "runs" / "predict" / "predictions.json").read_text())
     det = detforge.Detector.load(weights)

@@ -11,7 +11,8 @@ def test_benchmark_reports_latency_throughput_and_map_per_format(spread_checkpoi
                                                                   capsys):  # fmt: skip
     weights = spread_checkpoint("yolo-n")
     capsys.readouterr()  # the fixture's training output
-    args = ["benchmark", f"weights={weights}", "imgsz=64,96", "runs=3", "warmup=1", "conf=0.05"]
+    args = ["benchmark", f"weights={weights}", "imgsz=64,96", "runs=3", "warmup=1", "conf=0.05",
+            "precision=fp32"]  # fmt: skip
     assert main([*args, f"data={tiny_data}", "eval.conf=0.05", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["format"], r["imgsz"]) for r in rows] == [
@@ -24,11 +25,11 @@ def test_benchmark_reports_latency_throughput_and_map_per_format(spread_checkpoi
     for torch_row, onnx_row in (rows[0:2], rows[2:4]):  # the same model scores the same
         assert abs(torch_row["map50_95"] - onnx_row["map50_95"]) <= 1e-4
 
-    assert main([*args[:2], "formats=torch", "runs=2", "warmup=1"]) == 0
+    assert main([*args[:2], "formats=torch", "runs=2", "warmup=1", "precision=fp32"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:5] == ["format", "imgsz", "warm-up", "ms", "median"]
-    assert len(table) == 2 and table[1].split()[:2] == ["torch", "64"]
-    assert "mAP50" in table[0] and len(table[1].split()) == 6  # no data=: no mAP columns
+    assert table[0].split()[:6] == ["format", "prec", "imgsz", "warm-up", "ms", "median"]
+    assert len(table) == 2 and table[1].split()[:3] == ["torch", "fp32", "64"]
+    assert "mAP50" in table[0] and len(table[1].split()) == 7  # no data=: no mAP columns
 
 
 def test_benchmark_rejects_unknown_formats(spread_checkpoint, capsys):

@@ -74,7 +74,7 @@ def test_predict_on_onnx_writes_the_boxes_of_the_checkpoint(exported, tiny_data,
     source = tiny_data.parent / "images" / "val"
     for w in (weights, onnx_path):
         rc = main(["predict", f"weights={w}", f"source={source}", f"project={tmp_path}",
-                   f"name={w.suffix[1:]}", "conf=0.05"])  # fmt: skip
+                   f"name={w.suffix[1:]}", "conf=0.05", "precision=fp32"])  # fmt: skip
         assert rc == 0
     pt, ox = (json.loads((tmp_path / n / "predictions.json").read_text()) for n in ("pt", "onnx"))
     assert len(pt) > 10

@@ -14,6 +14,7 @@ from .spec import REQUIRED, Arg, Command, parse
 __all__ = ["COMMAND", "run"]
 
 FORMATS = ("torch", "onnx")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ALIASES = {"conf": "predict.conf", "iou": "predict.iou", "max_det": "predict.max_det"}
 log = logging.getLogger("detforge")
 
@@ -24,7 +25,7 @@ COMMAND = Command(
     "given (at eval.conf, as detforge val), for each format and input size. The ONNX model is "
     "exported (and parity-checked) into a temporary folder at each size.",
     "detforge benchmark weights=best.pt [formats=torch,onnx] [imgsz=320,640] [data=data.yaml] "
-    "[source=images/] [runs=20] [--json]",
+    "[source=images/] [precision=fp32,bf16] [runs=20] [--json]",
     (
         Arg("weights", str, REQUIRED, "checkpoint (.pt)", example="weights=best.pt"),
         Arg("formats", list, ["torch", "onnx"], "formats to compare: torch, onnx",
@@ -32,6 +33,10 @@ COMMAND = Command(
         Arg("imgsz", str, None, "input sizes, comma-separated (default: the checkpoint's)",
             example="imgsz=320,640"),
         Arg("source", str, None, "images to time (default: the val split's first 8)"),
+        Arg("precision", list, None, "precisions of the torch format, comma-separated: fp32, "
+            "bf16, fp16 (CUDA), auto (default: predict.precision); onnx runs in fp32",
+            check=lambda v: bool(v) and set(v) <= set(PRECISIONS),
+            rule="must be fp32, bf16, fp16 and/or auto"),
         Arg("runs", int, 20, "timed calls at batch 1", check=lambda v: v > 0,
             rule="must be positive"),
         Arg("warmup", int, 3, "untimed first calls", check=lambda v: v > 0,
@@ -55,6 +60,8 @@ def _sizes(text: str | None, default: int) -> list[int]:
 
 
 def run(args: Sequence[str]) -> int:
+    import torch
+
     from ..api import Detector, config_from_checkpoint
     from ..data.images import read_image
     from ..export.benchmark import format_table, time_detector
@@ -71,24 +78,32 @@ def run(args: Sequence[str]) -> int:
     cfg = config_from_checkpoint(weights, ["train.name=benchmark", *p.settings], ALIASES)
     files = resolve_source(s["source"])[:8] if s["source"] else parity_images(cfg, 8)
     images = [read_image(f) for f in files]
+    precisions = s["precision"] or [cfg.predict.precision]
+    runs = [(fmt, prec) for fmt in s["formats"]
+            for prec in (precisions if fmt == "torch" else ["fp32"])]  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory(prefix="detforge-bench-") as tmp:
         for size in _sizes(s["imgsz"], cfg.train.imgsz):
-            for fmt in s["formats"]:
+            for fmt, prec in runs:
                 path = weights
                 if fmt == "onnx":
                     path = Path(tmp) / f"model-{size}.onnx"
                     log.info(export_onnx(cfg, weights, path, size, images=files).parity.summary())
-                det = Detector.load(path, device="cpu", imgsz=size)
+                det = Detector.load(path, device="cpu", imgsz=size, amp=prec)
 
                 def predict(batch, n, det=det):
                     return det.predict(batch, conf=cfg.predict.conf, iou=cfg.predict.iou,
                                        max_det=cfg.predict.max_det, batch=n)  # fmt: skip
 
-                row = time_detector(predict, images, fmt, size, s["warmup"], s["runs"])
-                if with_map:
+                row = time_detector(predict, images, fmt, size, s["warmup"], s["runs"], prec)
+                if with_map:  # evaluated in the precision timed (train.amp drives val)
+                    amp = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+                        det.amp_dtype
+                    ]
                     sized = config_from_checkpoint(
-                        weights, ["train.name=benchmark", *p.settings, f"imgsz={size}"], ALIASES
+                        weights,
+                        ["train.name=benchmark", *p.settings, f"imgsz={size}", f"amp={amp}"],
+                        ALIASES,
                     )
                     stats = evaluate_weights(sized, [str(path)])[0].result.stats
                     row.map50_95, row.map50 = stats["map50_95"], stats["map50"]

@@ -40,6 +40,7 @@ commands:
   export     weights -> ONNX checked against PyTorch   detforge export weights=best.pt [nms=true]
   benchmark  latency, images/s, mAP per format   detforge benchmark weights=best.pt [imgsz=320,640]
   serve      HTTP API and a web page   detforge serve weights=best.pt [host=127.0.0.1] [port=8000]
+  cam        attention maps on images  detforge cam weights=best.pt source=.. [method=gradcam]
   models     list built-in models
   recipes    list training recipes     detforge train recipe=finetune data=...
   schedule   plot the lr of every parameter group   detforge schedule [settings] [out=lr.png]
@@ -64,6 +65,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
     from . import (
         augment_preview,
         benchmark,
+        cam,
         convert,
         data_stats,
         diagnose,
@@ -102,6 +104,7 @@ def _commands() -> dict[str, tuple[Command, Callable[[Sequence[str]], int]]]:
         (export.COMMAND, export.run),
         (benchmark.COMMAND, benchmark.run),
         (serve.COMMAND, serve.run),
+        (cam.COMMAND, cam.run),
     ]
     return {c.name: (c, fn) for c, fn in table}
 

@@ -47,6 +47,7 @@ ALIASES = {
     "iou": "predict.iou",
     "max_det": "predict.max_det",
     "augment": "predict.augment",
+    "precision": "predict.precision",
     "name": "train.name",
 }
 
@@ -89,12 +90,17 @@ def resolve_source(source: str) -> list[Path]:
 def _load(cfg: RunConfig, weights: str | list[str]):
     """The detector (ensembled when several weights) and its test-time augmentation."""
     from ..api import Detector
+    from ..infer.device import resolve_precision, select_device
     from ..infer.tta import ensemble_kwargs
 
     weights = [weights] if isinstance(weights, str) else list(weights)
-    det = Detector.load(weights[0], device=cfg.train.device, imgsz=cfg.train.imgsz)
+
+    # a precision this device lacks is named by its setting before any weights load
+    resolve_precision(cfg.predict.precision, select_device(cfg.train.device))
+    kw = {"device": cfg.train.device, "imgsz": cfg.train.imgsz, "amp": cfg.predict.precision}
+    det = Detector.load(weights[0], **kw)
     for w in weights[1:]:
-        det.add_ensemble_member(Detector.load(w, device=cfg.train.device, imgsz=cfg.train.imgsz))
+        det.add_ensemble_member(Detector.load(w, **kw))
     return det, ensemble_kwargs(cfg.tta, cfg.predict.augment, len(weights))
 
 

@@ -27,6 +27,7 @@ class Timing:
     p90_ms: float
     images_per_s_b8: float
     runs: int
+    precision: str = "fp32"
     map50_95: float | None = None
     map50: float | None = None
 
@@ -41,6 +42,7 @@ def time_detector(
     imgsz: int,
     warmup: int = 3,
     runs: int = 20,
+    precision: str = "fp32",
 ) -> Timing:
     """predict(images, batch): runs the whole pipeline on RGB arrays (decoded once up front, so
     file reading is not timed)."""
@@ -59,19 +61,19 @@ def time_detector(
         per_batch.append(time.perf_counter() - t0)
     return Timing(
         fmt, imgsz, times[0], float(np.median(steady)), float(np.percentile(steady, 90)),
-        8 / float(np.median(per_batch)), runs,
+        8 / float(np.median(per_batch)), runs, precision,
     )  # fmt: skip
 
 
 def format_table(rows: Sequence[Timing]) -> str:
-    """One line per (format, imgsz)."""
-    head = f"{'format':<8}{'imgsz':>6}{'warm-up ms':>12}{'median ms':>11}{'p90 ms':>9}"
+    """One line per (format, precision, imgsz)."""
+    head = f"{'format':<8}{'prec':>5}{'imgsz':>6}{'warm-up ms':>12}{'median ms':>11}{'p90 ms':>9}"
     head += f"{'img/s (b8)':>12}{'mAP50-95':>10}{'mAP50':>8}"
     lines = [head]
     for r in rows:
         m = "" if r.map50_95 is None else f"{r.map50_95:>10.4f}{r.map50:>8.4f}"
         lines.append(
-            f"{r.format:<8}{r.imgsz:>6}{r.warmup_ms:>12.1f}{r.median_ms:>11.1f}{r.p90_ms:>9.1f}"
+            f"{r.format:<8}{r.precision:>5}{r.imgsz:>6}{r.warmup_ms:>12.1f}{r.median_ms:>11.1f}{r.p90_ms:>9.1f}"
             f"{r.images_per_s_b8:>12.1f}{m}"
         )
     return "\n".join(lines)

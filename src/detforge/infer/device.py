@@ -9,7 +9,7 @@ import torch
 
 from ..config.fields import ConfigError
 
-__all__ = ["select_device", "resolve_amp", "autocast", "cpu_has_fast_bf16"]
+__all__ = ["select_device", "resolve_amp", "resolve_precision", "autocast", "cpu_has_fast_bf16"]
 
 
 def select_device(spec: str) -> torch.device:
@@ -48,25 +48,43 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``train.amp`` on ``device``; None means fp32."""
-    if mode == "off":
+def resolve_amp(mode: str, device: torch.device, key: str = "train.amp") -> torch.dtype | None:
+    """Autocast dtype for ``train.amp`` (or the setting ``key``) on ``device``; None means fp32.
+
+    mode: off | auto | bf16 | fp16; ``fp32`` is read as ``off`` (``predict.precision``).
+    """
+    if mode in ("off", "fp32"):
         return None
     if device.type == "cuda":
         if mode == "bf16" and not torch.cuda.is_bf16_supported():
-            raise ConfigError("train.amp: bf16 requested but this GPU does not support it")
+            raise ConfigError(f"{key}: bf16 requested but this GPU does not support it")
         if mode == "auto":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if mode == "bf16" else torch.float16
     if device.type == "cpu":
         if mode == "fp16":
-            raise ConfigError("train.amp: fp16 autocast is not supported on CPU; use bf16 or off")
+            raise ConfigError(f"{key}: fp16 autocast is not supported on CPU; use bf16 or off")
         if mode == "bf16":
             return torch.bfloat16
         return torch.bfloat16 if cpu_has_fast_bf16() else None
     if mode == "auto":
         return None
-    raise ConfigError(f"train.amp: {mode} is not supported on device {device}")
+    raise ConfigError(f"{key}: {mode} is not supported on device {device}")
+
+
+def resolve_precision(
+    precision: str, device: torch.device, key: str = "predict.precision"
+) -> torch.dtype | None:
+    """Autocast dtype for inference (``predict.precision``); None means fp32.
+
+    auto: bf16 on CPUs with AVX-512-BF16 or AMX, where yolo-n predicted faster than in fp32 (batch
+    1 and batch 8, 320 and 640 px) with mAP50-95 within 1% of fp32 on hituav (BENCHMARKS.md,
+    "Predict under load"); fp32 on other CPUs and on CUDA (not measured there: ask for bf16 or
+    fp16). fp32, bf16, fp16: as :func:`resolve_amp`.
+    """
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+    return resolve_amp(precision, device, key)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -8,7 +8,13 @@ import numpy as np
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-__all__ = ["Detections", "postprocess", "scale_boxes_to_original", "yolo_txt_lines"]
+__all__ = [
+    "Detections",
+    "postprocess",
+    "kept_candidates",
+    "scale_boxes_to_original",
+    "yolo_txt_lines",
+]
 
 
 @dataclass
@@ -42,16 +48,31 @@ def postprocess(
     """
     out = []
     for b in range(boxes.shape[0]):
-        sc = scores[b]
-        idx, cls = (sc > conf).nonzero(as_tuple=True)
-        s = sc[idx, cls]
-        if s.numel() > max_candidates:
-            top = s.topk(max_candidates).indices
-            idx, cls, s = idx[top], cls[top], s[top]
-        bx = boxes[b, idx].float()
-        keep = batched_nms(bx, s.float(), cls, iou)[:max_det]
-        out.append(Detections(bx[keep], s[keep].float(), cls[keep]))
+        idx, cls, s = kept_candidates(boxes[b], scores[b], conf, iou, max_det, max_candidates)
+        out.append(Detections(boxes[b, idx].float(), s, cls))
     return out
+
+
+def kept_candidates(
+    boxes: Tensor,
+    scores: Tensor,
+    conf: float = 0.001,
+    iou: float = 0.7,
+    max_det: int = 300,
+    max_candidates: int = 30000,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The (anchor, class) pairs of one image that survive :func:`postprocess`, best first.
+
+    boxes: (N, 4) xyxy pixels; scores: (N, K). Returns anchor indices (D,), classes (D,) and
+    scores (D,) float32; attention maps use the anchor index to target the score behind a box.
+    """
+    idx, cls = (scores > conf).nonzero(as_tuple=True)
+    s = scores[idx, cls]
+    if s.numel() > max_candidates:
+        top = s.topk(max_candidates).indices
+        idx, cls, s = idx[top], cls[top], s[top]
+    keep = batched_nms(boxes[idx].float(), s.float(), cls, iou)[:max_det]
+    return idx[keep], cls[keep], s[keep].float()
 
 
 def scale_boxes_to_original(
