@@ -36,8 +36,9 @@ def test_video_gives_an_annotated_video_and_one_json_line_per_frame(
     tiny_weights, video_12, tmp_path, capsys
 ):
     project = tmp_path / "runs"
+    # fp32 like Detector.load below (the CLI's default precision is auto: bf16 on such CPUs)
     code = main(["predict", f"weights={tiny_weights}", f"source={video_12}", "conf=0.05",
-                 f"project={project}"])  # fmt: skip
+                 "precision=fp32", f"project={project}"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
     run = project / "predict"
@@ -143,7 +144,7 @@ def test_onnx_weights_run_the_same_video_loop(tiny_weights, video_12, tmp_path):
     for w in (tiny_weights, onnx):
         project = tmp_path / f"runs-{w.suffix[1:]}"
         code = main(["predict", f"weights={w}", f"source={video_12}", "conf=0.05",
-                     "predict.save_txt=false", f"project={project}"])  # fmt: skip
+                     "precision=fp32", "predict.save_txt=false", f"project={project}"])  # fmt: skip
         assert code == 0
         assert len(read_frames(project / "predict" / "shapes.mp4")[0]) == 12
         lines = (project / "predict" / "shapes.jsonl").read_text().splitlines()
