@@ -107,9 +107,11 @@ def summary_lines(result: TrainResult, cfg: RunConfig) -> list[str]:
     m, run = result.metrics, result.run_dir
     best = run / "weights" / "best.pt"
     speed = result.train_images / max(result.train_seconds, 1e-9)
+    from .engine.tasks import task_for
+
+    headline = task_for(cfg).summary(m)
     lines = [
-        f"done: {run}  best epoch {result.best_epoch}  mAP50 {m.get('map50', float('nan')):.4f}"
-        f"  mAP50-95 {m.get('map50_95', float('nan')):.4f}  ({speed:.1f} train images/s)",
+        f"done: {run}  best epoch {result.best_epoch}  {headline}  ({speed:.1f} train images/s)",
         "next:",
         f"  validate:  detforge val weights={best}",
         f"  predict:   detforge predict weights={best} source=path/to/images",
