@@ -261,10 +261,14 @@ class Detector:
         if is_onnx(path):
             rt = OnnxRuntimeModel(path)
             return cls(rt, rt.names, imgsz or rt.imgsz, device, amp)
-        from .engine.checkpoint import load_checkpoint, model_from_checkpoint
+        from .engine.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
         from .models.fuse import fold_batchnorm
 
         ckpt = load_checkpoint(path)
+        if checkpoint_task(ckpt) == "classify":
+            raise ConfigError(
+                f"{path} is an image classifier, not a detector: use detforge predict / val"
+            )
         model = model_from_checkpoint(ckpt, str(path)).eval()
         if fuse:
             fold_batchnorm(model)

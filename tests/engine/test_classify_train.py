@@ -200,3 +200,17 @@ def test_val_and_predict_on_a_classifier_checkpoint(cls_args, colour_folder, tmp
     for line in lines:
         top = line.split(": ", 1)[1].split()
         assert top[0] == "green" and float(top[1]) > 1 / 3
+    from detforge.api import Detector
+    from detforge.cli.predict import run as predict
+
+    with pytest.raises(ConfigError, match="predict.conf: applies to detectors"):
+        predict([f"weights={best}", f"source={colour_folder / 'val'}", "conf=0.5"])
+    with pytest.raises(ConfigError, match="image classifier, not a detector"):
+        Detector.load(best)
+
+
+def test_classifier_names_match_the_models():
+    from detforge.config.tasks import CLASSIFIER_NAMES
+    from detforge.models.classifier import CLASSIFIERS
+
+    assert set(CLASSIFIER_NAMES) == set(CLASSIFIERS)

@@ -76,8 +76,12 @@ def run(args: Sequence[str]) -> int:
 
 def run_predict_classes(cfg: RunConfig, weights: str, source: str) -> list:
     """Print each image's top classes with their probabilities and the inference time."""
+    from ..config.schema import PredictSection
     from ..engine.classify_infer import predict_classes
 
+    for key, default in vars(PredictSection()).items():
+        if getattr(cfg.predict, key) != default:
+            raise ConfigError(f"predict.{key}: applies to detectors; {weights} is a classifier")
     preds = predict_classes(cfg, weights, resolve_source(source))
     for p in preds:
         top = "  ".join(f"{name} {prob:.3f}" for name, prob in p.top)
