@@ -482,7 +482,8 @@ class EvalSection:
     report: bool = setting(
         True,
         "At the end of training: P/R/F1, curves, confusion matrix, TIDE diagnosis and "
-        "report.html in the run folder.",
+        "report.html in the run folder (task=classify: the confusion-matrix PNG; the CSV and "
+        "hardest.json are always written).",
     )
 
 
