@@ -107,9 +107,11 @@ def summary_lines(result: TrainResult, cfg: RunConfig) -> list[str]:
     m, run = result.metrics, result.run_dir
     best = run / "weights" / "best.pt"
     speed = result.train_images / max(result.train_seconds, 1e-9)
+    from .engine.tasks import task_for
+
+    headline = task_for(cfg).summary(m)
     lines = [
-        f"done: {run}  best epoch {result.best_epoch}  mAP50 {m.get('map50', float('nan')):.4f}"
-        f"  mAP50-95 {m.get('map50_95', float('nan')):.4f}  ({speed:.1f} train images/s)",
+        f"done: {run}  best epoch {result.best_epoch}  {headline}  ({speed:.1f} train images/s)",
         "next:",
         f"  validate:  detforge val weights={best}",
         f"  predict:   detforge predict weights={best} source=path/to/images",
@@ -270,10 +272,14 @@ class Detector:
         if is_onnx(path):
             rt = OnnxRuntimeModel(path)
             return cls(rt, rt.names, imgsz or rt.imgsz, device, amp, threads)
-        from .engine.checkpoint import load_checkpoint, model_from_checkpoint
+        from .engine.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
         from .models.fuse import fold_batchnorm
 
         ckpt = load_checkpoint(path)
+        if checkpoint_task(ckpt) == "classify":
+            raise ConfigError(
+                f"{path} is an image classifier, not a detector: use detforge predict / val"
+            )
         model = model_from_checkpoint(ckpt, str(path)).eval()
         if fuse:
             fold_batchnorm(model)

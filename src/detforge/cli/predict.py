@@ -62,12 +62,32 @@ def run(args: Sequence[str]) -> int:
     source, stride = p.special["source"], p.special["vid_stride"]
     from ..serve.video import is_video_source
 
+    if cfg.train.task == "classify":
+        if len(weights) != 1 or is_video_source(source):
+            raise ConfigError("predict: a classifier takes one checkpoint and image files")
+        run_predict_classes(cfg, weights[0], source)
+        return 0
     if is_video_source(source):
         return 130 if run_predict_video(cfg, weights, source, stride).interrupted else 0
     if stride != 1:
         raise ConfigError(f"vid_stride={stride}: applies to videos, streams and cameras only")
     run_predict(cfg, weights, source)
     return 0
+
+
+def run_predict_classes(cfg: RunConfig, weights: str, source: str) -> list:
+    """Print each image's top classes with their probabilities and the inference time."""
+    from ..config.schema import PredictSection
+    from ..engine.classify_infer import predict_classes
+
+    for key, default in vars(PredictSection()).items():
+        if getattr(cfg.predict, key) != default:
+            raise ConfigError(f"predict.{key}: applies to detectors; {weights} is a classifier")
+    preds = predict_classes(cfg, weights, resolve_source(source))
+    for p in preds:
+        top = "  ".join(f"{name} {prob:.3f}" for name, prob in p.top)
+        print(f"{p.file}: {top}  ({p.ms:.1f} ms)")
+    return preds
 
 
 def resolve_source(source: str) -> list[Path]:

@@ -1,4 +1,5 @@
-"""``detforge train``: train a detector (``resume=last.pt`` continues a run)."""
+"""``detforge train``: train a detector, or an image classifier with task=classify
+(``resume=last.pt`` continues a run)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ log = logging.getLogger("detforge")
 
 COMMAND = Command(
     "train",
-    "Train a detector; the run folder gets weights/, results.csv and the resolved config.",
+    "Train a detector (or a classifier: task=classify); the run folder gets weights/, "
+    "results.csv and the resolved config.",
     "detforge train [data=data.yaml] [model=yolo-n] [epochs=100] [settings] [--json]",
     (Arg("cfg", str, None, "settings file (YAML)"),),
     json=True,

@@ -54,12 +54,40 @@ def run(args: Sequence[str]) -> int:
     p = parse(COMMAND, args)
     weights = weights_list(p.special["weights"])
     cfg = config_from_checkpoint(weights[0], ["train.name=val", *p.settings], ALIASES)
+    if cfg.train.task == "classify":
+        run_classify_validation(cfg, weights, p.special["split"], p.as_json)
+        return 0
     if weights[0].lower().endswith(".onnx") and not cfg.data.path:
         raise ConfigError(f"val: {weights[0]} holds no data settings: give data=data.yaml")
     run_validation(
         cfg, weights, p.special["split"], as_json=p.as_json, classes_map=p.special["classes_map"]
     )
     return 0
+
+
+def run_classify_validation(
+    cfg: RunConfig, weights: Sequence[str], split: str = "val", as_json: bool = False
+):
+    """A classifier checkpoint: top-1/top-5/balanced accuracy, the per-class table,
+    confusion_matrix.csv/.png, hardest.json and metrics.json in the run folder."""
+    from ..engine.classify_infer import validate_classifier
+    from ..report.classify_report import format_classify_table, write_classify_outputs
+
+    if len(weights) != 1:
+        raise ConfigError("weights: classifiers are validated one checkpoint at a time")
+    val = validate_classifier(cfg, weights[0], split)
+    out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
+    write_classify_outputs(out, val, plot=cfg.eval.report)
+    d = val.detail.as_dict(val.names)
+    summary = {"weights": str(weights[0]), "split": split, "metrics": val.metrics,
+               "per_class": d["per_class"]}  # fmt: skip
+    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_classify_table(val))
+        print(f"\nresults written to {out} ({val.seconds:.1f} s)")
+    return val
 
 
 def evaluate_weights(

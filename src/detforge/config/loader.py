@@ -26,6 +26,7 @@ from .metrics import check_fitness_weights, check_monitor
 from .schema import ALIASES, DEMO_PRESET, TTA_VIEWS, OptimSection, RunConfig
 from .short_run import fit_short_run
 from .stages import plan_stages
+from .tasks import apply_task_defaults, check_task_settings
 
 __all__ = [
     "load_config",
@@ -190,6 +191,7 @@ def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     for full, value in values.items():
         sec, key = full.split(".", 1)
         setattr(getattr(cfg, sec), key, value)
+    apply_task_defaults(cfg)
     _cross_check(cfg)
     return cfg
 
@@ -202,9 +204,10 @@ def _cross_check(cfg: RunConfig) -> None:
             f"(nearest: {max(32, round(cfg.train.imgsz / 32) * 32)})"
         )
 
-    check_fitness_weights(cfg.train.fitness, key="train.fitness")
-    check_monitor(cfg.early_stop.monitor, "early_stop.monitor")
-    check_monitor(cfg.schedule.monitor, "schedule.monitor")
+    task = cfg.train.task
+    check_fitness_weights(cfg.train.fitness, key="train.fitness", task=task)
+    check_monitor(cfg.early_stop.monitor, "early_stop.monitor", task)
+    check_monitor(cfg.schedule.monitor, "schedule.monitor", task)
     cw = cfg.loss.cls_weights
     if isinstance(cw, str) and cw != "auto":
         raise ConfigError(f"loss.cls_weights: {cw!r} is not 'auto', a list of numbers, or null")
@@ -239,7 +242,9 @@ def _cross_check(cfg: RunConfig) -> None:
         )
     if cfg.optim.unfreeze_at and not cfg.optim.freeze:
         raise ConfigError("optim.unfreeze_at is set but optim.freeze lists nothing to freeze")
-    check_family_settings(cfg)
+    check_task_settings(cfg)
+    if task == "detect":
+        check_family_settings(cfg)
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"train.device: {dev!r} is not one of auto, cpu, cuda, cuda:N")

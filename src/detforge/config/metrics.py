@@ -6,7 +6,10 @@ from collections.abc import Mapping
 
 from .fields import ConfigError, suggest
 
-__all__ = ["LOSS_KEYS", "METRIC_KEYS", "check_fitness_weights", "check_monitor", "resolve_mode"]
+__all__ = [
+    "LOSS_KEYS", "METRIC_KEYS", "CLASSIFY_METRIC_KEYS", "CLASSIFY_LOSS_KEYS", "task_keys",
+    "check_fitness_weights", "check_monitor", "resolve_mode",
+]  # fmt: skip
 
 # Validation metrics a fitness may weigh: the 12 COCO stats, then P/R/F1 at the confidence
 # of best mean F1 and the mean IoU of matched detections (eval/metrics.py).
@@ -30,15 +33,25 @@ METRIC_KEYS = (
 )
 
 
-def check_fitness_weights(weights: Mapping[str, float], key: str = "fitness") -> None:
-    """Reject unknown metric names and an all-zero weighting."""
+# task=classify: eval/classify_validator.py ClassifyValResult.metrics
+CLASSIFY_METRIC_KEYS = ("top1", "top5", "balanced_accuracy", "macro_precision", "macro_f1")
+
+
+def check_fitness_weights(
+    weights: Mapping[str, float], key: str = "fitness", task: str = "detect"
+) -> None:
+    """Reject unknown metric names (of ``task``) and an all-zero weighting."""
+    metric_keys, loss_keys = task_keys(task)
     if not weights:
-        raise ConfigError(f"{key}: needs at least one metric weight, e.g. {{map50_95: 1.0}}")
+        example = f"{{{metric_keys[0]}: 1.0}}"
+        raise ConfigError(f"{key}: needs at least one metric weight, e.g. {example}")
     for name, w in weights.items():
-        if name not in METRIC_KEYS:
+        if name not in metric_keys:
+            other = METRIC_KEYS if task == "classify" else CLASSIFY_METRIC_KEYS
+            hint = f" (a task={'detect' if task == 'classify' else 'classify'} metric)"
             raise ConfigError(
-                f"{key}: unknown metric '{name}'{suggest(name, METRIC_KEYS)}; "
-                f"choose from {', '.join(METRIC_KEYS)}"
+                f"{key}: unknown metric '{name}'{hint if name in other else ''}"
+                f"{suggest(name, metric_keys)}; choose from {', '.join(metric_keys)}"
             )
         if not isinstance(w, int | float) or isinstance(w, bool):
             raise ConfigError(f"{key}.{name}: expected a number, got {w!r}")
@@ -53,11 +66,23 @@ LOSS_KEYS = (
 )  # fmt: skip
 
 
-def check_monitor(name: str, key: str) -> None:
-    """A value early stopping or the plateau schedule can watch."""
-    allowed = ("fitness", *LOSS_KEYS, *METRIC_KEYS)
+# task=classify: the cross-entropy term, and val/loss its total
+CLASSIFY_LOSS_KEYS = ("val/loss", "val/cls")
+
+
+def task_keys(task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The metric names and validation loss names of ``task`` (detect or classify)."""
+    if task == "classify":
+        return CLASSIFY_METRIC_KEYS, CLASSIFY_LOSS_KEYS
+    return METRIC_KEYS, LOSS_KEYS
+
+
+def check_monitor(name: str, key: str, task: str = "detect") -> None:
+    """A value early stopping or the plateau schedule can watch (in a ``task`` run)."""
+    metric_keys, loss_keys = task_keys(task)
+    allowed = ("fitness", *loss_keys, *metric_keys)
     bare = name.removeprefix("metrics/")
-    if name not in allowed and bare not in METRIC_KEYS:
+    if name not in allowed and bare not in metric_keys:
         raise ConfigError(
             f"{key}: cannot monitor '{name}'{suggest(name, allowed)}; choose from "
             f"{', '.join(allowed)}"

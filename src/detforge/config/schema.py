@@ -35,7 +35,8 @@ class DataSection:
     sampler: Literal["uniform", "weighted"] = setting(
         "uniform",
         "Training sampler: every image once per epoch, or drawn by image weights "
-        "(data.weighting) with replacement to fight class imbalance.",
+        "(data.weighting; task=classify: inverse class frequency) with replacement to fight "
+        "class imbalance.",
     )
     weighting: Literal["rarest", "inverse_frequency"] = setting(
         "rarest",
@@ -85,7 +86,10 @@ class ModelSection:
         "under assign.anchor_t), prints recall before training; stored in the checkpoint.",
     )
     weights: str | None = setting(
-        None, "Initialise from a detforge checkpoint (weights only; use train.resume to resume)."
+        None,
+        "Initialise from a detforge checkpoint (weights only; use train.resume to resume); "
+        "task=classify, efficientnet_b0: 'imagenet' loads torchvision's ImageNet weights "
+        "(from its cache; offline without the file, an error naming it).",
     )
     bn_momentum: float = setting(
         0.03,
@@ -94,6 +98,9 @@ class ModelSection:
         le=1,
     )
     bn_eps: float = setting(1e-3, "BatchNorm epsilon, model-wide.", gt=0)
+    dropout: float = setting(
+        0.2, "task=classify: dropout before the classifier's last linear layer.", ge=0, lt=1
+    )
 
 
 @dataclass
@@ -145,6 +152,21 @@ class AugmentSection:
         [],
         "Extra bbox-aware albumentations transforms, e.g. [{name: Blur, p: 0.1, "
         "blur_limit: 3}] (needs the 'albumentations' extra).",
+    )
+    crop_scale: float = setting(
+        0.35,
+        "task=classify: random resized crop keeps this to 1.0 of the image area (aspect 3/4-4/3).",
+        gt=0,
+        le=1,
+    )
+    auto_augment: Literal["none", "randaugment", "trivialaugment"] = setting(
+        "none", "task=classify: RandAugment or TrivialAugmentWide after the colour jitter."
+    )
+    cutmix: float = setting(
+        0.0,
+        "task=classify: probability per batch of CutMix (soft targets; tried before mixup).",
+        ge=0,
+        le=1,
     )
 
 
@@ -375,6 +397,12 @@ class EarlyStopSection:
 
 @dataclass
 class TrainSection:
+    task: Literal["detect", "classify"] = setting(
+        "detect",
+        "detect: object detection (YOLO data.yaml); classify: image classification (an "
+        "ImageFolder train/<class>/ folder or a 'task: classify' data.yaml, model cnn-s or "
+        "efficientnet_b0).",
+    )
     epochs: int = setting(
         100, "Training epochs (with train.time: the most the time budget may fit).", ge=1
     )
@@ -453,7 +481,8 @@ class TrainSection:
     )
     fitness: dict[str, float] = setting(
         {"map50": 0.1, "map50_95": 0.9},
-        "Weights of validation metrics whose sum chooses best.pt.",
+        "Weights of validation metrics whose sum chooses best.pt (task=classify default: "
+        "{top1: 1.0}).",
     )
     project: str = setting("runs", "Folder that holds run folders.")
     name: str = setting("train", "Run folder name (numbered if it exists, unless exist_ok).")
@@ -478,7 +507,8 @@ class EvalSection:
     report: bool = setting(
         True,
         "At the end of training: P/R/F1, curves, confusion matrix, TIDE diagnosis and "
-        "report.html in the run folder.",
+        "report.html in the run folder (task=classify: the confusion-matrix PNG; the CSV and "
+        "hardest.json are always written).",
     )
 
 
@@ -577,6 +607,7 @@ ALIASES: dict[str, str] = {
     "track": "track.loggers",
     "anchors": "model.anchors",
     "loss.class": "loss.cls",
+    "task": "train.task",
 }
 
 # Settings applied when no data.yaml is given, below anything the user sets.
@@ -593,6 +624,11 @@ CONSUMERS: dict[str, str] = {
     "model": "detforge.models.factory",
     "model.weights": "detforge.engine.checkpoint",
     "model.anchors": "detforge.engine.anchors",
+    "model.dropout": "detforge.engine.classify_task",
+    "augment.crop_scale": "detforge.engine.classify_task",
+    "augment.auto_augment": "detforge.engine.classify_task",
+    "augment.cutmix": "detforge.engine.classify_task",
+    "train.task": "detforge.engine.tasks",
     "assign": "detforge.losses.anchor",
     "augment": "detforge.data.augment.core",
     "augment.close_mosaic": "detforge.engine.setup_data",
@@ -630,8 +666,8 @@ CONSUMERS: dict[str, str] = {
     "train.seed": "detforge.engine.state",
     "train.deterministic": "detforge.engine.state",
     "eval": "detforge.engine.setup_data",
-    "eval.save_json": "detforge.engine.train_hooks",
-    "eval.report": "detforge.engine.train_hooks",
+    "eval.save_json": "detforge.engine.tasks",
+    "eval.report": "detforge.engine.tasks",
     "eval.augment": "detforge.cli.val",
     "predict": "detforge.cli.predict",
     "tta": "detforge.infer.tta",

@@ -11,7 +11,7 @@ Rules (chosen so that every run of 15 epochs or more, the demo included, is unch
 
 - warmup at most a fifth of the run: ``warmup_epochs = min(warmup_epochs, epochs / 5)``, whole
   epochs with ``schedule.interval=epoch``;
-- mosaic on for at least the first third of the run:
+- mosaic on for at least the first third of the run (task=detect):
   ``close_mosaic = min(close_mosaic, epochs * 2 // 3)``.
 """
 
@@ -57,7 +57,9 @@ def fit_short_run(
         )
 
     close = values["augment.close_mosaic"]
-    if "augment.close_mosaic" not in user_keys and "augment.close_mosaic" not in saved_keys:
+    if values.get("train.task") == "classify":
+        pass  # no mosaic in classification (augment.close_mosaic is a detect-only setting)
+    elif "augment.close_mosaic" not in user_keys and "augment.close_mosaic" not in saved_keys:
         cap = epochs * 2 // 3
         if close > cap:
             values["augment.close_mosaic"] = cap

@@ -4,8 +4,11 @@
 Layout of ``detforge-checkpoint-2`` (a dict of plain types and tensors)::
 
     format        "detforge-checkpoint-2"
-    model_spec    ModelSpec as a dict (an anchor head's anchors included, also in the weights
-                  as head.anchors); num_classes, names: the classes
+    task          "detect" or "classify" (absent in checkpoints written before classification:
+                  detect)
+    model_spec    detect: ModelSpec as a dict (an anchor head's anchors included, also in the
+                  weights as head.anchors); classify: ClassifierSpec (name, num_classes,
+                  dropout); num_classes, names: the classes
     config        every resolved setting (config_to_dict)
     run_dir       the run folder the checkpoint was written for (str)
     metrics       validation metrics of the epoch ({} if it was not validated)
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.classifier import ClassifierSpec, ImageClassifier, build_classifier
 from ..models.norm import set_batchnorm
 from ..models.yolo import ModelSpec, YOLODetector
 from ..utils.atomic import atomic_write
@@ -50,6 +54,7 @@ __all__ = [
     "model_from_checkpoint",
     "build_checkpoint",
     "load_initial_weights",
+    "checkpoint_task",
 ]
 
 FORMAT = "detforge-checkpoint-2"
@@ -144,10 +149,12 @@ def build_checkpoint(
     metrics: dict | None = None,
     train_state: dict | None = None,
 ) -> dict:
-    """A format-2 checkpoint. model: the trained module (a ``YOLODetector``); ema_state:
-    ``ModelEMA.state_dict()``; train_state: ``Trainer.state_dict()`` (None for weights only)."""
+    """A format-2 checkpoint. model: the trained module (a ``YOLODetector`` or an
+    ``ImageClassifier``); ema_state: ``ModelEMA.state_dict()``; train_state:
+    ``Trainer.state_dict()`` (None for weights only)."""
     return {
         "format": FORMAT,
+        "task": "classify" if isinstance(model, ImageClassifier) else "detect",
         "model_spec": asdict(model.spec),
         "num_classes": model.nc,
         "names": list(names),
@@ -173,9 +180,19 @@ def model_weights(ckpt: dict) -> dict:
     return ckpt["ema"]["module"] if ckpt.get("ema") else ckpt["model"]
 
 
-def model_from_checkpoint(ckpt: dict, source: str) -> YOLODetector:
+def checkpoint_task(ckpt: dict) -> str:
+    """``"detect"`` or ``"classify"``: what the checkpoint's model does."""
+    return str(ckpt.get("task", "detect"))
+
+
+def model_from_checkpoint(ckpt: dict, source: str) -> YOLODetector | ImageClassifier:
     """The architecture saved in ``ckpt`` with its inference weights (EMA when present)."""
     saved = ckpt["model_spec"]
+    if checkpoint_task(ckpt) == "classify":
+        spec = ClassifierSpec(**saved)
+        model = build_classifier(spec.name, spec.num_classes, spec.dropout, weights=None)
+        load_model_state(model, model_weights(ckpt), source)
+        return model
     spec = ModelSpec(
         **{
             **saved,

@@ -12,8 +12,11 @@ __all__ = ["EarlyStopping", "monitored_value"]
 
 
 def monitored_value(monitor: str, values: Mapping[str, float], key: str) -> float:
-    """Look ``monitor`` up in a validation row: 'fitness', 'val/loss' (sum of the val loss
-    terms), 'val/<term>', or a metric name (``map50_95`` or ``metrics/map50_95``)."""
+    """Look ``monitor`` up in a validation row: 'fitness', 'val/loss' (the row's own, or the
+    sum of the val loss terms), 'val/<term>', or a metric name (``map50_95`` or
+    ``metrics/map50_95``)."""
+    if monitor == "val/loss" and "val/loss" in values:
+        return float(values["val/loss"])  # a task that writes its total (classification)
     if monitor == "val/loss":
         terms = [v for k, v in values.items() if k.startswith("val/")]
         if not terms:

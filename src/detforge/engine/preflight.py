@@ -13,6 +13,7 @@ from ..config import RunConfig
 from ..data.datayaml import load_data_yaml
 from ..data.errors import DataError
 from ..losses.classification import check_class_weights
+from ..models.classifier import build_classifier
 from ..models.factory import resolve_spec
 from ..models.yolo import YOLODetector
 from .optim import build_param_groups, parse_group_specs
@@ -23,13 +24,16 @@ __all__ = ["check_before_data"]
 def check_before_data(cfg: RunConfig) -> None:
     """Raise :class:`~detforge.config.ConfigError` naming the key for a bad ``model.name``,
     ``optim.groups`` entry or pattern, or ``loss.cls_weights`` of the wrong length."""
-    spec = resolve_spec(cfg.model.name)
+    classify = cfg.train.task == "classify"
+    spec = None if classify else resolve_spec(cfg.model.name)
     parse_group_specs(cfg.optim.groups)
     if cfg.optim.groups:
         # parameter names do not depend on the class count; a meta model costs no memory
         with torch.device("meta"):
-            model = YOLODetector(spec, 1)
+            model = build_classifier(cfg.model.name, 2) if classify else YOLODetector(spec, 1)
         build_param_groups(model, cfg.optim.lr0, 0.0, groups=cfg.optim.groups)
+    if classify:
+        return  # the class count needs the folders: the loss reports a wrong cls_weights length
     weights = cfg.loss.cls_weights
     if isinstance(weights, list) and cfg.data.path:
         try:

@@ -12,11 +12,7 @@ import torch
 
 from ..config import ConfigError, RunConfig, dump_config
 from ..data.datayaml import load_data_yaml
-from ..losses.factory import build_loss_for_model
-from ..models.factory import build_model_from_config
-from .anchors import prepare_anchors
 from .auto_batch import resolve_auto_batch
-from .checkpoint import load_initial_weights
 from .distributed import DistInfo, broadcast_object
 from .ema import ModelEMA
 from .gradients import GradientClipper
@@ -26,9 +22,10 @@ from .plan import plan_run
 from .resume import resume_run_dir
 from .rundir import attach_log_file, make_run_dir, write_text_atomic
 from .schedule import build_schedule_from_config
-from .setup_data import build_data, resolve_data_yaml
+from .setup_data import resolve_data_yaml
 from .stages import plan_stages
 from .stepper import Stepper
+from .tasks import task_for
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -39,24 +36,18 @@ log = logging.getLogger("detforge")
 
 
 def build_parts(tr: Trainer, load_weights: bool) -> None:
-    """Data, model, loss, optimizer, plan, schedule, stepper and hooks of ``tr`` (no files
-    are written, so a bad dataset or setting fails before a run folder exists). With
-    ``train.batch=auto``, ``tr.cfg`` becomes a copy holding the probed batch first."""
+    """Task (``train.task``: data, model, loss), optimizer, plan, schedule, stepper and hooks
+    of ``tr`` (no files are written, so a bad dataset or setting fails before a run folder
+    exists). With ``train.batch=auto``, ``tr.cfg`` becomes a copy holding the probed batch
+    first."""
     if tr.cfg.train.batch == "auto":  # before anything reads the batch
         spec = load_data_yaml(resolve_data_yaml(tr.cfg))
         tr.cfg = resolve_auto_batch(tr.cfg, len(spec.names), tr.device, tr.amp_dtype, tr.dist)
     cfg, dist, t = tr.cfg, tr.dist, tr.cfg.train
     first = plan_stages(t.stages, t.epochs, t.imgsz, t.batch)[0]
-    tr.data = build_data(cfg, dist.rank, dist.world_size, first.imgsz, first.batch)
-    model = build_model_from_config(cfg.model, len(tr.data.names), t.imgsz)
-    if cfg.model.weights and load_weights:
-        load_initial_weights(model, cfg.model.weights)
-    if load_weights:  # on resume the checkpoint's anchors are loaded with its weights
-        train_set = tr.data.train_set
-        prepare_anchors(
-            model, train_set.labels, train_set.shapes, t.imgsz, cfg.assign.anchor_t,
-            cfg.model.anchors, t.seed,
-        )  # fmt: skip
+    tr.task = task_for(cfg)
+    tr.data = tr.task.build_data(cfg, dist.rank, dist.world_size, first.imgsz, first.batch)
+    model = tr.task.build_model(cfg, tr.data, load_weights)
     tr.model = model.to(tr.device, memory_format=torch.channels_last)
     if dist.enabled and cfg.optim.unfreeze_at:
         raise ConfigError(
@@ -64,7 +55,7 @@ def build_parts(tr: Trainer, load_weights: bool) -> None:
             "parameters at start); freeze for the whole run or train in one process"
         )
     m = tr.model
-    tr.loss_fn = build_loss_for_model(cfg, m, tr.data.train_set.labels, tr.data.names)
+    tr.loss_fn = tr.task.build_loss(cfg, m, tr.data)
     tr.plan = plan_run(cfg, len(tr.data.train_set), dist.world_size)
     tr.accumulate = tr.plan.accumulate
     eff_batch = t.batch * tr.accumulate * dist.world_size

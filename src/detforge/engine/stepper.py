@@ -57,11 +57,13 @@ class Stepper:
         self.device, self.amp_dtype, self.max_nonfinite = device, amp_dtype, max_nonfinite
         self.skipped_steps = self.nonfinite_run = 0
         self._buffer_backup = None
+        self._rng_backup = None
 
     def forward_backward(
         self, x: Tensor, targets: Tensor, sync: bool = True
     ) -> tuple[dict[str, float], float]:
-        """x: (B, 3, H, W) float in [0, 1]; targets: (M, 6). Back-propagates the un-normalised
+        """x: (B, 3, H, W) float in [0, 1]; targets: (M, 6) (detection) or (B,) / (B, C)
+        (classification). Back-propagates the un-normalised
         loss sums; returns this batch's normalised terms (for logging) and its target mass.
         sync: False for all but the last micro-batch of a window (DDP then defers the
         all-reduce of gradients to that last one)."""
@@ -69,7 +71,12 @@ class Stepper:
         with self.forward_model.no_sync() if defer else nullcontext():
             with autocast(self.device, self.amp_dtype):
                 outputs = self.forward_model(x)
-            sums, mass = self.loss_fn.compute([o.float() for o in outputs], targets)
+            # detectors return per-level maps, classifiers one (B, C) logits tensor
+            if isinstance(outputs, torch.Tensor):
+                outputs = outputs.float()
+            else:
+                outputs = [o.float() for o in outputs]
+            sums, mass = self.loss_fn.compute(outputs, targets)
             self.scaler.scale(sum(sums.values())).backward()
         norm = max(float(mass), 1.0)
         return {k: float(v.detach()) / norm for k, v in sums.items()}, float(mass)
@@ -113,9 +120,26 @@ class Stepper:
         return norm, False
 
     def save_buffers(self) -> None:
-        """Copy BN running statistics before a window's forward passes (they change in them)."""
+        """Copy BN running statistics before a window's forward passes (they change in them),
+        and torch's RNG state (dropout draws from it in the forward passes)."""
         bufs = list(self.model.buffers())
         self._buffer_backup = (bufs, [b.clone() for b in bufs])
+        cuda = self.device.type == "cuda"
+        self._rng_backup = (
+            torch.get_rng_state(),
+            torch.cuda.get_rng_state(self.device) if cuda else None,
+        )
+
+    def rollback_window(self) -> None:
+        """An unfinished window (an exception in it): BN statistics and torch's RNG back to its
+        start, so the checkpoint then saved resumes with the same dropout draws as an
+        uninterrupted run."""
+        if self._buffer_backup is not None and self._rng_backup is not None:
+            cpu, cuda = self._rng_backup
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state(cuda, self.device)
+        self.restore_buffers()
 
     def restore_buffers(self) -> None:
         """Roll BN statistics back to the start of the unfinished window, if any."""

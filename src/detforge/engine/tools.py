@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..infer.device import resolve_amp, select_device
 from ..losses.factory import build_loss_for_model
 from ..models.factory import build_model_from_config
@@ -35,10 +35,18 @@ def plot_schedule_from_config(cfg: RunConfig, out_png: str | Path) -> Path:
     from .schedule_plot import plot_schedule
     from .setup_data import build_train_set, resolve_data_yaml
 
-    spec = load_data_yaml(resolve_data_yaml(cfg))
-    n_train = len(build_train_set(cfg, spec))
+    if cfg.train.task == "classify":
+        from ..data.imagefolder import load_classify_data
+        from ..models.classifier import build_classifier
+
+        data = load_classify_data(cfg.data.path, skip_corrupt=True)
+        n_train, names = len(data.splits["train"]), data.names
+        model = build_classifier(cfg.model.name, len(names), cfg.model.dropout)
+    else:
+        spec = load_data_yaml(resolve_data_yaml(cfg))
+        n_train = len(build_train_set(cfg, spec))
+        model = build_model_from_config(cfg.model, len(spec.names), cfg.train.imgsz)
     plan = plan_run(cfg, n_train)
-    model = build_model_from_config(cfg.model, len(spec.names), cfg.train.imgsz)
     opt, _ = build_optimizer_from_config(cfg.optim, model, cfg.train.batch * plan.accumulate)
     groups = [
         (g["name"], g["initial_lr"] / cfg.optim.lr0, is_bias_group(g)) for g in opt.param_groups
@@ -59,6 +67,8 @@ def lr_find_from_config(
     """Exponential learning-rate sweep on the training data; writes lr_find.png and .csv."""
     from .lr_find import lr_range_test, plot_lr_find
 
+    if cfg.train.task == "classify":
+        raise ConfigError("lr-find: task=classify is not supported yet (detection only)")
     seed_everything(cfg.train.seed)
     device = select_device(cfg.train.device)
     data = build_data(cfg)

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..config import RunConfig
-from ..eval.metrics import scalar_metrics
-from ..report.run_report import dataset_ground_truth
 from .checkpoint import load_checkpoint, load_model_state, model_weights, save_atomic
 from .distributed import broadcast_object
 from .early_stop import EarlyStopping, monitored_value
@@ -96,23 +94,20 @@ class LastCheckpointHook(Hook):
 
 
 class ValidationHook(Hook):
-    """Validate the EMA (or model) at ``train.val_interval``; val/*, metrics/* and fitness."""
+    """Validate the EMA (or model) at ``train.val_interval`` (through the run's task);
+    val/*, metrics/* and fitness."""
 
     def before_train(self, tr: Trainer) -> None:
-        self.ground_truth = dataset_ground_truth(tr.data.val_set)
+        tr.task.before_train(tr)
 
     def after_epoch(self, tr: Trainer) -> None:
         cfg, row = tr.cfg, tr.row
         if not validates_now(tr):
             return
-        val = tr.data.validator.run(tr.eval_model(), tr.loss_fn, keep_predictions=True)
+        val, losses, metrics, line = tr.task.validate(tr)
         tr.last_val = val
         row["val_time"] = val.seconds
-        metrics = {
-            **val.metrics,
-            **scalar_metrics(val.predictions, self.ground_truth, len(tr.data.names)),
-        }
-        row.update({f"val/{k}": v for k, v in val.losses.items()})
+        row.update({f"val/{k}": v for k, v in losses.items()})
         row.update({f"metrics/{k}": v for k, v in metrics.items()})
         fit = fitness(metrics, cfg.train.fitness)
         row["fitness"] = fit
@@ -121,8 +116,8 @@ class ValidationHook(Hook):
             tr.best_fitness, tr.best_epoch = fit, tr.epoch
         losses = " ".join(f"{k[6:]} {v:.3f}" for k, v in row.items() if k.startswith("train/"))
         log.info(
-            "epoch %d/%d  %s  mAP50 %.4f  mAP50-95 %.4f%s", tr.epoch, tr.plan.epochs, losses,
-            metrics["map50"], metrics["map50_95"], "  (best)" if tr.improved else "",
+            "epoch %d/%d  %s  %s%s", tr.epoch, tr.plan.epochs, losses, line,
+            "  (best)" if tr.improved else "",
         )  # fmt: skip
 
 
@@ -205,11 +200,10 @@ class ResultsHook(Hook):
 
 
 class FinishHook(Hook):
-    """Validate ``best.pt`` once more, print per-class metrics, export COCO json and report."""
+    """Validate ``best.pt`` once more; the task reports it (detection: per-class table, COCO
+    json and report; classification: per-class table, confusion matrix, hardest images)."""
 
     def after_train(self, tr: Trainer) -> None:
-        from ..report.run_report import export_run_predictions, format_per_class, write_run_analysis
-
         best_path = tr.weights_dir / "best.pt"
         if tr.best_epoch == tr.epoch and tr.last_val is not None:
             val = tr.last_val  # best.pt is the model just validated: do not repeat it
@@ -219,20 +213,5 @@ class FinishHook(Hook):
                 load_model_state(model, model_weights(load_checkpoint(best_path)), str(best_path))
             else:
                 log.warning("%s does not exist: validating the last weights instead", best_path)
-            val = tr.data.validator.run(model, keep_predictions=True)
-        log.info(
-            "best epoch %d, validation of best.pt:\n%s",
-            tr.best_epoch,
-            format_per_class(val.result, tr.data.names),
-        )
-        if tr.cfg.eval.save_json:
-            export_run_predictions(tr.run_dir, tr.data.val_set, val.predictions)
-        if tr.cfg.eval.report:
-            try:
-                report = write_run_analysis(
-                    tr.run_dir, val.result, val.predictions, tr.data.val_set
-                )
-                log.info("report: %s", report)
-            except Exception as e:  # a finished run must not fail because a plot did
-                log.warning("could not write the run report: %s", e)
-        tr.final_metrics, tr.per_class = val.metrics, val.result.per_class
+            val = tr.task.validate_model(tr, model)
+        tr.final_metrics, tr.per_class = tr.task.finish(tr, val)

@@ -27,7 +27,6 @@ from .hooks import Hook, HookList
 from .resume import describe_replan
 from .setup_train import build_parts, epoch_row, open_run_folder
 from .signals import sigterm_raises
-from .stages import batch_inputs
 from .state import restore_rng_state, rng_state, seed_everything, set_deterministic
 
 __all__ = ["Trainer", "TrainResult"]
@@ -190,7 +189,7 @@ class Trainer:
                     self._run_epoch()
                 self.hooks.call("after_train", self)
         except BaseException as e:
-            self.stepper.restore_buffers()  # BN statistics of an unfinished step
+            self.stepper.rollback_window()  # BN statistics and RNG of an unfinished step
             try:
                 self.hooks.on_exception(self, e)  # saves last.pt, which can fail too (full disk)
             finally:
@@ -246,9 +245,7 @@ class Trainer:
                 steps_done = math.ceil(self.batch_in_epoch / self.accumulate)
                 self.schedule.apply(self.optimizer, self.plan.schedule_step(self.epoch, steps_done))
             index = self.batch_in_epoch + len(window)
-            x, targets = batch_inputs(
-                batch, self.device, self.cfg, self.epoch, index, self.model.max_stride
-            )
+            x, targets = self.task.batch_inputs(self, batch, index)
             last = len(window) + 1 >= self.accumulate or index + 1 >= total_batches
             terms, batch_mass = self.stepper.forward_backward(x, targets, sync=last)
             window.append(terms)

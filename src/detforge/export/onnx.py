@@ -28,7 +28,7 @@ import torch
 
 from ..config import RunConfig
 from ..config.fields import ConfigError
-from ..engine.checkpoint import load_checkpoint, model_from_checkpoint
+from ..engine.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
 from ..infer.runtime import META, OnnxRuntimeModel
 from ..models.fuse import fold_batchnorm
 from ..utils.atomic import write_text_atomic
@@ -129,6 +129,8 @@ def export_onnx(
     if importlib.util.find_spec("onnx") is None:
         raise ConfigError("format=onnx needs onnx and onnxruntime: pip install 'detforge[export]'")
     ckpt = load_checkpoint(weights)
+    if checkpoint_task(ckpt) == "classify":
+        raise ConfigError(f"weights: {weights} is an image classifier; export serves detectors")
     reference = model_from_checkpoint(ckpt, str(weights)).eval()
     size = imgsz or cfg.train.imgsz
     if size % reference.max_stride:

@@ -18,6 +18,7 @@ error names the file and where to put it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,10 +26,19 @@ from torch import Tensor, nn
 
 from .blocks import ConvBNAct, CSPStage
 
-__all__ = ["CLASSIFIERS", "Normalize", "ImageClassifier", "build_classifier"]
+__all__ = ["CLASSIFIERS", "ClassifierSpec", "Normalize", "ImageClassifier", "build_classifier"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """What rebuilds a classifier (checkpoints store it): name, classes, dropout."""
+
+    name: str
+    num_classes: int
+    dropout: float
 
 
 class Normalize(nn.Module):
@@ -127,4 +137,6 @@ def build_classifier(
         raise ValueError(f"unknown classifier {name!r}: expected one of {sorted(CLASSIFIERS)}")
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
-    return CLASSIFIERS[name](num_classes, dropout, weights)
+    model = CLASSIFIERS[name](num_classes, dropout, weights)
+    model.spec, model.nc = ClassifierSpec(name, num_classes, float(dropout)), num_classes
+    return model

@@ -124,10 +124,12 @@ def plot_confusion(
     path: str | os.PathLike,
     normalize: bool = False,
     title: str = "Confusion matrix",
+    background: bool = True,
 ) -> Path:
-    """matrix (K+1, K+1), rows true class, columns predicted, last index background.
+    """matrix (K+1, K+1), rows true class, columns predicted, last index background (detection;
+    ``background=False``: (K, K), image classification).
     ``normalize`` divides each row by its sum (the share of each true class's outcomes)."""
-    labels = [*names, "background"]
+    labels = [*names, "background"] if background else list(names)
     m = matrix.astype(np.float64)
     if normalize:
         sums = m.sum(axis=1, keepdims=True)
