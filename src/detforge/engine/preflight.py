@@ -23,7 +23,7 @@ __all__ = ["check_before_data"]
 def check_before_data(cfg: RunConfig) -> None:
     """Raise :class:`~detforge.config.ConfigError` naming the key for a bad ``model.name``,
     ``optim.groups`` entry or pattern, or ``loss.cls_weights`` of the wrong length."""
-    spec = resolve_spec(cfg.model.name)
+    spec = resolve_spec(cfg.model.name, cfg.model.backbone)
     parse_group_specs(cfg.optim.groups)
     if cfg.optim.groups:
         # parameter names do not depend on the class count; a meta model costs no memory

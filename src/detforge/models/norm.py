@@ -1,4 +1,9 @@
-"""Model-wide BatchNorm settings (``model.bn_momentum``, ``model.bn_eps``).
+"""Input normalisation inside a model (:class:`Normalize`) and model-wide BatchNorm settings
+(``model.bn_momentum``, ``model.bn_eps``).
+
+Models take float images in [0, 1]; a model whose backbone was designed for ImageNet statistics
+(torchvision, timm) holds its mean and std as buffers in a ``normalize`` module in front of the
+backbone, so checkpoints carry them and predict, val and export apply them.
 
 ``momentum`` follows PyTorch: the weight of the new batch in the running statistics
 (``running = (1 - momentum) * running + momentum * batch``). ``eps`` is part of the function the
@@ -8,9 +13,27 @@ rebuilt from a checkpoint must get the eps it was trained with before inference.
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-__all__ = ["set_batchnorm"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Normalize", "set_batchnorm"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel for x (B, 3, H, W) in [0, 1], with mean and std as buffers."""
+
+    def __init__(
+        self, mean: tuple[float, ...] = (0.0, 0.0, 0.0), std: tuple[float, ...] = (1.0,) * 3
+    ):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
 
 
 def set_batchnorm(model: nn.Module, momentum: float | None = None, eps: float | None = None) -> int:
