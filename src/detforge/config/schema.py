@@ -86,10 +86,10 @@ class ModelSection:
     )
     backbone: str = setting(
         "csp",
-        "Backbone: csp (ours), resnet18|resnet34|resnet50 (torchvision) or timm:<name> (a timm "
-        "model with features_only; pip install 'detforge[timm]'). The neck takes its maps at "
-        "strides 8/16/32 (and 4 for -p2 models); torchvision/timm backbones get their ImageNet "
-        "input normalisation inside the model.",
+        "Backbone: csp (ours), resnet18, resnet34 or resnet50 (torchvision), or timm:<name> "
+        "(a timm model with features_only; pip install 'detforge[timm]'). The neck takes its "
+        "maps at strides 8/16/32 (and 4 for -p2 models); torchvision/timm backbones get their "
+        "ImageNet input normalisation inside the model.",
     )
     backbone_weights: str | None = setting(
         None,
