@@ -93,6 +93,18 @@ def test_the_checkpoint_spec_rebuilds_the_backbone_with_its_statistics():
             torch.testing.assert_close(a, b)
 
 
+def test_a_foreign_backbone_keeps_its_batchnorm_eps_through_build_and_reload():
+    from detforge.models.factory import build_model_from_config
+
+    cfg = load_config(["backbone=resnet18", "model.bn_eps=0.002", "model.bn_momentum=0.05"], env={})
+    model = build_model_from_config(cfg.model, 2, 64)
+    ckpt = build_checkpoint(model, None, ["a", "b"], {"model": {"bn_eps": 0.002}}, "run")
+    for m in (model, model_from_checkpoint(ckpt, "test")):
+        assert {b.eps for b in m.backbone.modules() if isinstance(b, nn.BatchNorm2d)} == {1e-5}
+        assert {b.eps for b in m.neck.modules() if isinstance(b, nn.BatchNorm2d)} == {0.002}
+    assert {b.momentum for b in model.modules() if isinstance(b, nn.BatchNorm2d)} == {0.05}
+
+
 def test_parameter_groups_stay_backbone_neck_head():
     model = build_model("yolo-n", 2, backbone="resnet18")
     roots = {n.split(".")[0] for n, _ in model.named_parameters()}
