@@ -129,6 +129,8 @@ def test_bad_backbone_names_are_rejected_by_name():
         check_before_data(cfg)  # before any data is read
     with pytest.raises(ConfigError, match="model.backbone_weights: the csp backbone has no"):
         build_model("yolo-n", 2, backbone_weights="imagenet")
+    with pytest.raises(ConfigError, match=r"model.backbone_weights: the csp backbone \(model"):
+        load_config(["backbone_weights=imagenet"], env={})
 
 
 def test_timm_without_timm_says_how_to_install_it(monkeypatch):

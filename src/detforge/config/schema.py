@@ -105,7 +105,11 @@ class ModelSection:
         gt=0,
         le=1,
     )
-    bn_eps: float = setting(1e-3, "BatchNorm epsilon, model-wide.", gt=0)
+    bn_eps: float = setting(
+        1e-3,
+        "BatchNorm epsilon, model-wide (a torchvision/timm backbone keeps its own).",
+        gt=0,
+    )
 
 
 @dataclass
