@@ -10,6 +10,7 @@ model takes seconds; parameters and FLOPs depend only on shapes, so they equal
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -37,11 +38,11 @@ class ModelRow:
     pretrained: str
 
 
-def model_size(build: object, imgsz: int = 640) -> tuple[int, float]:
+def model_size(build: Callable[[], nn.Module], imgsz: int = 640) -> tuple[int, float]:
     """Parameters and GFLOPs (2 x multiply-adds) at ``imgsz`` of the module ``build()`` makes,
     counted on the meta device."""
     with torch.device("meta"):
-        model: nn.Module = build()  # type: ignore[operator]
+        model = build()
     model.eval()
     x = torch.zeros(1, 3, imgsz, imgsz, device="meta")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
