@@ -177,6 +177,8 @@ def fake_timm(monkeypatch):
 
     def create_model(name, features_only=False, pretrained=False, **kwargs):
         calls.append((name, features_only, pretrained))
+        if pretrained:
+            raise OSError("offline: cannot reach huggingface.co")
         if name == "shallow":
             return _FakeFeatures([8, 16, 24, 32])  # strides 2..16: no stride 32
         if name == "nope":
@@ -210,6 +212,13 @@ def test_a_backbone_without_a_needed_stride_is_rejected_by_name(fake_timm):
         build_model("yolo-n", 2, backbone="timm:shallow")
     with pytest.raises(ConfigError, match=r"timm cannot build timm:nope \(Unknown model"):
         build_model("yolo-n", 2, backbone="timm:nope")
+
+
+def test_timm_imagenet_weights_offline_say_where_they_go(fake_timm):
+    with pytest.raises(FileNotFoundError, match=r"imagenet weights of timm:fakenet are not in "
+                       r"timm's cache.*\$HF_HOME/hub.*backbone_weights=<path"):  # fmt: skip
+        build_model("yolo-n", 2, backbone="timm:fakenet", backbone_weights="imagenet")
+    assert fake_timm == [("fakenet", True, True)]
 
 
 def test_offline_imagenet_weights_name_the_file_and_the_folder(tmp_path):
