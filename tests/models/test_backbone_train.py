@@ -14,14 +14,22 @@ from detforge.engine.checkpoint import load_checkpoint
 from detforge.engine.trainer import Trainer
 
 
+def _offline(monkeypatch):
+    """Every torchvision weight download fails, as offline."""
+    from torchvision.models._api import WeightsEnum
+
+    def fail(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", fail)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+
+
 def test_yolo_n_on_resnet18_trains_and_predicts_the_same_after_reload(
     tiny_args, tiny_data, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(
-        torch.hub, "load_state_dict_from_url",
-        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("no network")),
-    )  # fmt: skip
+    _offline(monkeypatch)
     cfg = load_config(tiny_args + ["model=yolo-n", "backbone=resnet18"], env={})
     trainer = Trainer(cfg)
     res = trainer.fit()
@@ -58,3 +66,40 @@ def test_yolo_n_on_resnet18_trains_and_predicts_the_same_after_reload(
     result = export_onnx(export_cfg, best, out=res.run_dir / "w.onnx", images=images)
     assert result.parity.passed and result.parity.raw_max_box_diff < result.parity.box_tol
     assert result.parity.matched > 0
+
+
+def test_a_resumed_run_needs_no_pretrained_weight_file(tiny_args, monkeypatch, tmp_path):
+    """backbone_weights=imagenet loads the cached file once; resuming offline after the file is
+    gone takes every weight from the checkpoint (the file is not read, no download is tried)."""
+    import pytest
+    import torchvision
+
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    cached = folder / "resnet18-f37072fd.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), cached)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _offline(monkeypatch)
+    args = tiny_args + ["backbone=resnet18", "backbone_weights=imagenet", "name=part"]
+    calls = {"n": 0}
+    real = torch.optim.SGD.step
+
+    def crash_on_the_third_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", crash_on_the_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(load_config(args, env={})).fit()
+    monkeypatch.setattr(torch.optim.SGD, "step", real)
+    cached.unlink()
+    last = tmp_path / "runs" / "part" / "weights" / "last.pt"
+    res = Trainer(load_config(args + [f"resume={last}"], env={})).fit()
+    rows = list(csv.DictReader((res.run_dir / "results.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    # and a new run still asks for the file, naming it
+    with pytest.raises(FileNotFoundError, match=r"f37072fd.pth are not in the cache.*no network"):
+        Trainer(load_config(tiny_args + ["backbone=resnet18", "backbone_weights=imagenet"],
+                            env={})).fit()  # fmt: skip

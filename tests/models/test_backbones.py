@@ -21,15 +21,15 @@ from detforge.models import build_model
 @pytest.fixture(autouse=True)
 def no_download(monkeypatch, tmp_path):
     """An empty torchvision cache and a download that fails, as offline."""
-    from torchvision.models import ResNet18_Weights
+    from torchvision.models._api import WeightsEnum
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
-    def offline(self, *args, **kwargs):
+    def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(type(ResNet18_Weights.DEFAULT), "get_state_dict", offline)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)  # every torchvision enum
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
 
 
 @pytest.mark.parametrize(
@@ -227,6 +227,7 @@ def test_offline_imagenet_weights_name_the_file_and_the_folder(tmp_path):
         build_model("yolo-n", 2, backbone="resnet18", backbone_weights="imagenet")
     msg = str(err.value)
     assert "resnet18-f37072fd.pth are not in the cache" in msg
+    assert "no network" in msg  # the patched download failed: nothing reached the network
     assert f"put the file in {folder}" in msg
     with pytest.raises(FileNotFoundError, match=r"model.backbone_weights: weight file .*x.pth"):
         build_model("yolo-n", 2, backbone="resnet18", backbone_weights=str(tmp_path / "x.pth"))

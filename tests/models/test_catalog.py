@@ -18,7 +18,9 @@ def offline(monkeypatch, tmp_path):
     def fail(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fail)
+    from torchvision.models._api import WeightsEnum
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", fail)
     monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
     return tmp_path / "torch" / "hub" / "checkpoints"
 

@@ -42,7 +42,7 @@ def build_parts(tr: Trainer, load_weights: bool) -> None:
     cfg, dist, t = tr.cfg, tr.dist, tr.cfg.train
     first = plan_stages(t.stages, t.epochs, t.imgsz, t.batch)[0]
     tr.data = build_data(cfg, dist.rank, dist.world_size, first.imgsz, first.batch)
-    model = build_model_from_config(cfg.model, len(tr.data.names), t.imgsz)
+    model = build_model_from_config(cfg.model, len(tr.data.names), t.imgsz, load_weights)
     if cfg.model.weights and load_weights:
         load_initial_weights(model, cfg.model.weights)
     if load_weights:  # on resume the checkpoint's anchors are loaded with its weights

@@ -179,11 +179,16 @@ def build_model(
     return YOLODetector(spec, num_classes, backbone=net)
 
 
-def build_model_from_config(section: ModelSection, num_classes: int, imgsz: int) -> YOLODetector:
-    """The ``model`` section -> an untrained detector: architecture (``model.name``), BatchNorm
+def build_model_from_config(
+    section: ModelSection, num_classes: int, imgsz: int, pretrained: bool = True
+) -> YOLODetector:
+    """The ``model`` section -> an untrained detector: architecture (``model.name``,
+    ``model.backbone``), the backbone's ``model.backbone_weights`` unless ``pretrained`` is False
+    (a resumed run's weights come from its checkpoint, so the file is not needed), BatchNorm
     settings, head biases at their prior for ``imgsz``; logged with its size. ``model.weights``
     is loaded by the caller (``detforge.engine.checkpoint.load_initial_weights``)."""
-    model = build_model(section.name, num_classes, section.backbone, section.backbone_weights)
+    weights = section.backbone_weights if pretrained else None
+    model = build_model(section.name, num_classes, section.backbone, weights)
     set_batchnorm(model, section.bn_momentum, section.bn_eps)
     model.head.reset_bias(imgsz)
     info = model_info(model, imgsz)
