@@ -199,4 +199,5 @@ def test_recipes_and_models_are_listed(capsys):
     assert {"default", "finetune", "small-objects", "plateau"} <= set(names)
     assert "AdamW" in out
     code, out, _ = _run(capsys, "models")
-    assert code == 0 and "yolo-n-p2" in out.split()
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert code == 0 and {"yolo-n-p2", "yolov5-m-p2", "resnet50", "timm:<name>"} <= set(names)

@@ -155,6 +155,7 @@ def test_plateau_schedule_reads_val_loss(cls_args):
         ("classify", "augment.multi_scale=[0.5,1.5]", "augment.multi_scale"),
         ("classify", "loss.box=5", "loss.box"),
         ("classify", "eval.iou=0.5", "eval.iou"),
+        ("classify", "backbone=resnet18", "model.backbone"),
         ("classify", "train.stages=[{epochs: 6, imgsz: 32, batch: 4}]", "train.stages"),
         ("detect", "augment.cutmix=0.5", "augment.cutmix"),
         ("detect", "augment.auto_augment=randaugment", "augment.auto_augment"),

@@ -213,8 +213,8 @@ def _without_batchnorm(monkeypatch):
 
     real = trainer_mod.build_model
 
-    def build(name, nc):
-        m = real(name, nc)
+    def build(name, nc, *args, **kwargs):
+        m = real(name, nc, *args, **kwargs)
         for mod in list(m.modules()):
             for child_name, child in list(mod.named_children()):
                 if isinstance(child, nn.BatchNorm2d):

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .spec import Command, parse
+from .spec import Arg, Command, parse
 
-MODELS = Command("models", "List the built-in models.", "detforge models", settings=False)
+MODELS = Command(
+    "models",
+    "List the built-in models (parameters, GFLOPs, pretrained weights) and the backbones.",
+    "detforge models [only=yolo-n,yolov5-s] [imgsz=640]",
+    (
+        Arg("only", list, [], "List only these models (comma-separated names).", "yolo-n"),
+        Arg(
+            "imgsz",
+            int,
+            640,
+            "Square input size of the GFLOPs.",
+            "320",
+            check=lambda v: v > 0 and v % 32 == 0,
+            rule="must be a positive multiple of 32",
+        ),
+    ),  # fmt: skip
+    settings=False,
+)
 RECIPES = Command(
     "recipes",
     "List the training recipes (presets: detforge train recipe=NAME ...).",
@@ -28,10 +45,24 @@ CONFIG = Command(
 
 
 def run_models(args: Sequence[str]) -> int:
-    from ..models import available_models
+    from ..models.catalog import backbone_rows, model_rows
 
-    parse(MODELS, args)
-    print("\n".join(available_models()))
+    special = parse(MODELS, args).special
+    imgsz, only = special["imgsz"], special["only"]
+    rows = model_rows(only or None, imgsz)
+    print(f"models (80 classes; GFLOPs at {imgsz}x{imgsz}; no trained detector weights are "
+          "shipped: model.weights starts from a checkpoint of yours):")  # fmt: skip
+    print(f"{'model':<16} {'head':<13} {'parameters':>12} {'GFLOPs':>8}  pretrained")
+    for r in rows:
+        print(f"{r.name:<16} {r.kind:<13} {r.params:>12,} {r.gflops:>8.2f}  {r.pretrained}")
+    if only:
+        return 0
+    print(f"\nbackbones (backbone=NAME, under any model above; the backbone alone at {imgsz}):")
+    print(f"{'backbone':<16} {'':<13} {'parameters':>12} {'GFLOPs':>8}  pretrained weights")
+    print(f"{'csp':<16} {'(default)':<13} {'-':>12} {'-':>8}  none")
+    for r in backbone_rows(imgsz):
+        size = f"{r.params:>12,} {r.gflops:>8.2f}" if r.params else f"{'-':>12} {'-':>8}"
+        print(f"{r.name:<16} {'':<13} {size}  {r.pretrained}")
     return 0
 
 

@@ -54,7 +54,7 @@ detforge <command> -h prints that command's own arguments.
 
 Settings: key=value with dotted keys (optim.lr0=0.01) or aliases (data, model, epochs, time, imgsz,
 batch, device, name, workers, seed, amp, lr0, optimizer, project, resume, weights,
-track, anchors, loss.class, task); cfg=FILE.yaml
+track, anchors, backbone, backbone_weights, loss.class, task); cfg=FILE.yaml
 loads settings from a file; recipe=NAME starts from a shipped preset (detforge recipes);
 DETFORGE_<SECTION>__<KEY> environment variables also apply.
 """

@@ -56,7 +56,12 @@ def _default(cfg: Any, key: str) -> Any:
 
 def check_family_settings(cfg: Any) -> None:
     """Raise a ConfigError naming the first setting of ``cfg`` (a RunConfig) that differs from
-    its default and does not apply to ``cfg.model.name``."""
+    its default and does not apply to ``cfg.model.name`` (or to its backbone)."""
+    if cfg.model.backbone == "csp" and cfg.model.backbone_weights is not None:
+        raise ConfigError(
+            "model.backbone_weights: the csp backbone (model.backbone's default) has no "
+            "pretrained weights; choose a torchvision or timm backbone or leave it null"
+        )
     kind = head_type(cfg.model.name)
     if kind is None:
         return

@@ -85,6 +85,18 @@ class ModelSection:
         "boxes at train.imgsz (k-means, then evolution of the best-possible recall fitness "
         "under assign.anchor_t), prints recall before training; stored in the checkpoint.",
     )
+    backbone: str = setting(
+        "csp",
+        "Backbone: csp (ours), resnet18, resnet34 or resnet50 (torchvision), or timm:<name> "
+        "(a timm model with features_only; pip install 'detforge[timm]'). The neck takes its "
+        "maps at strides 8/16/32 (and 4 for -p2 models); torchvision/timm backbones get their "
+        "ImageNet input normalisation inside the model.",
+    )
+    backbone_weights: str | None = setting(
+        None,
+        "Pretrained backbone weights: null (from scratch), imagenet (through torchvision's "
+        "cache $TORCH_HOME/hub/checkpoints, or timm's) or a path to the backbone's state dict.",
+    )
     weights: str | None = setting(
         None,
         "Initialise from a detforge checkpoint (weights only; use train.resume to resume); "
@@ -97,7 +109,11 @@ class ModelSection:
         gt=0,
         le=1,
     )
-    bn_eps: float = setting(1e-3, "BatchNorm epsilon, model-wide.", gt=0)
+    bn_eps: float = setting(
+        1e-3,
+        "BatchNorm epsilon, model-wide (a torchvision/timm backbone keeps its own).",
+        gt=0,
+    )
     dropout: float = setting(
         0.2, "task=classify: dropout before the classifier's last linear layer.", ge=0, lt=1
     )
@@ -606,6 +622,8 @@ ALIASES: dict[str, str] = {
     "weights": "model.weights",
     "track": "track.loggers",
     "anchors": "model.anchors",
+    "backbone": "model.backbone",
+    "backbone_weights": "model.backbone_weights",
     "loss.class": "loss.cls",
     "task": "train.task",
 }

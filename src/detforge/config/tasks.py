@@ -21,7 +21,8 @@ __all__ = [
 
 # Detection settings with no meaning for a classifier (boxes, anchors, NMS, mosaic, letterbox).
 DETECT_ONLY = (
-    "model.anchors", "model.bn_momentum", "model.bn_eps",
+    "model.anchors", "model.bn_momentum", "model.bn_eps", "model.backbone",
+    "model.backbone_weights",
     "augment.scale", "augment.translate", "augment.degrees", "augment.shear",
     "augment.perspective", "augment.mosaic", "augment.mosaic9", "augment.copy_paste",
     "augment.close_mosaic", "augment.min_area", "augment.min_side", "augment.max_aspect",

@@ -25,7 +25,7 @@ def check_before_data(cfg: RunConfig) -> None:
     """Raise :class:`~detforge.config.ConfigError` naming the key for a bad ``model.name``,
     ``optim.groups`` entry or pattern, or ``loss.cls_weights`` of the wrong length."""
     classify = cfg.train.task == "classify"
-    spec = None if classify else resolve_spec(cfg.model.name)
+    spec = None if classify else resolve_spec(cfg.model.name, cfg.model.backbone)
     parse_group_specs(cfg.optim.groups)
     if cfg.optim.groups:
         # parameter names do not depend on the class count; a meta model costs no memory

@@ -93,7 +93,8 @@ class DetectTask(Task):
 
     def build_model(self, cfg, data, load_weights):
         t = cfg.train
-        model = build_model_from_config(cfg.model, len(data.names), t.imgsz)
+        # a resumed run's weights (backbone's too) come from its checkpoint
+        model = build_model_from_config(cfg.model, len(data.names), t.imgsz, load_weights)
         if cfg.model.weights and load_weights:
             load_initial_weights(model, cfg.model.weights)
         if load_weights:  # on resume the checkpoint's anchors are loaded with its weights

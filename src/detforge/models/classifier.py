@@ -19,17 +19,14 @@ error names the file and where to put it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from .blocks import ConvBNAct, CSPStage
+from .norm import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from .pretrained import torchvision_state
 
 __all__ = ["CLASSIFIERS", "ClassifierSpec", "Normalize", "ImageClassifier", "build_classifier"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -39,20 +36,6 @@ class ClassifierSpec:
     name: str
     num_classes: int
     dropout: float
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std per channel for x in [0, 1], with mean and std as buffers."""
-
-    def __init__(
-        self, mean: tuple[float, ...] = (0.0, 0.0, 0.0), std: tuple[float, ...] = (1.0,) * 3
-    ):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
 
 
 class ImageClassifier(nn.Module):
@@ -99,31 +82,12 @@ def _efficientnet_b0(num_classes: int, dropout: float, weights: str | None) -> I
         raise ValueError(f"efficientnet_b0: weights must be null or 'imagenet', got {weights!r}")
     net = efficientnet_b0(weights=None)
     if weights == "imagenet":
-        net.load_state_dict(_torchvision_state(EfficientNet_B0_Weights.IMAGENET1K_V1))
+        net.load_state_dict(torchvision_state(EfficientNet_B0_Weights.IMAGENET1K_V1))
     in_features = net.classifier[-1].in_features
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(dropout),
                          nn.Linear(in_features, num_classes))  # fmt: skip
     return ImageClassifier(net.features, head, Normalize(IMAGENET_MEAN, IMAGENET_STD),
                            "efficientnet_b0")  # fmt: skip
-
-
-def _torchvision_state(weights: Any) -> dict[str, Tensor]:
-    """A torchvision weight enum's state dict from its cache; offline, a clear error."""
-    from pathlib import Path
-
-    from torch.hub import get_dir
-
-    file = Path(get_dir()) / "checkpoints" / Path(weights.url).name
-    if not file.is_file():
-        try:
-            return weights.get_state_dict(progress=False, check_hash=True)
-        except Exception as e:  # offline: URLError, socket errors, ...
-            raise FileNotFoundError(
-                f"pretrained weights {file.name} are not in the cache ({file}) and could not "
-                f"be downloaded ({e.__class__.__name__}: {e}); put the file there "
-                f"(from {weights.url}) and run again"
-            ) from None
-    return torch.load(file, map_location="cpu", weights_only=True)
 
 
 CLASSIFIERS = {"cnn-s": _cnn_s, "efficientnet_b0": _efficientnet_b0}

@@ -1,7 +1,9 @@
-"""Model names and YAML files -> :class:`YOLODetector`, plus size reporting."""
+"""Model names and YAML files (``model.name``) with a backbone (``model.backbone``, pretrained
+weights ``model.backbone_weights``) -> :class:`YOLODetector`, plus size reporting."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -14,6 +16,7 @@ import yaml
 from torch import nn
 
 from ..config.fields import ConfigError, suggest
+from .backbones import build_backbone, check_backbone_name, needed_strides
 from .norm import set_batchnorm
 from .yolo import ModelSpec, YOLODetector
 
@@ -122,8 +125,14 @@ def _anchors(cfg: dict[str, Any], levels: str, n_levels: int, src: str) -> tuple
     return tuple(out)
 
 
-def resolve_spec(name: str) -> ModelSpec:
-    """``yolo-n``, ``yolo-s-p2``, or ``path/to/model.yaml[:scale[:levels]]``."""
+def resolve_spec(name: str, backbone: str = "csp") -> ModelSpec:
+    """``yolo-n``, ``yolo-s-p2``, or ``path/to/model.yaml[:scale[:levels]]``, with the backbone
+    ``backbone`` (``csp``, ``resnet18|34|50``, ``timm:<name>``)."""
+    check_backbone_name(backbone)
+    return dataclasses.replace(_resolve_name(name), backbone=backbone)
+
+
+def _resolve_name(name: str) -> ModelSpec:
     if name.endswith(".yaml") or ".yaml:" in name:
         path, _, rest = name.partition(".yaml")
         path = Path(path + ".yaml")
@@ -144,25 +153,49 @@ def resolve_spec(name: str) -> ModelSpec:
     return spec_from_dict(cfg, m["scale"], m["levels"] or "default", name, f"model.name: '{name}'")
 
 
-def build_model(name: str | ModelSpec, num_classes: int) -> YOLODetector:
-    """Build an untrained detector for ``num_classes`` classes."""
+def build_model(
+    name: str | ModelSpec,
+    num_classes: int,
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
+) -> YOLODetector:
+    """Build a detector for ``num_classes`` classes, untrained but for the backbone's
+    ``backbone_weights`` (None, ``"imagenet"`` or a state-dict file). ``backbone`` (default:
+    the spec's, ``csp`` for a name) replaces the spec's."""
     if num_classes < 1:
         raise ConfigError(f"a detector needs at least one class, got {num_classes}")
     spec = name if isinstance(name, ModelSpec) else resolve_spec(name)
-    return YOLODetector(spec, num_classes)
+    if backbone is not None:
+        check_backbone_name(backbone)
+        spec = dataclasses.replace(spec, backbone=backbone)
+    if spec.backbone == "csp":
+        if backbone_weights is not None:
+            raise ConfigError(
+                "model.backbone_weights: the csp backbone has no pretrained weights; choose a "
+                "torchvision or timm backbone (model.backbone) or leave backbone_weights null"
+            )
+        return YOLODetector(spec, num_classes)
+    net = build_backbone(spec.backbone, needed_strides(spec.levels), backbone_weights)
+    return YOLODetector(spec, num_classes, backbone=net)
 
 
-def build_model_from_config(section: ModelSection, num_classes: int, imgsz: int) -> YOLODetector:
-    """The ``model`` section -> an untrained detector: architecture (``model.name``), BatchNorm
+def build_model_from_config(
+    section: ModelSection, num_classes: int, imgsz: int, pretrained: bool = True
+) -> YOLODetector:
+    """The ``model`` section -> an untrained detector: architecture (``model.name``,
+    ``model.backbone``), the backbone's ``model.backbone_weights`` unless ``pretrained`` is False
+    (a resumed run's weights come from its checkpoint, so the file is not needed), BatchNorm
     settings, head biases at their prior for ``imgsz``; logged with its size. ``model.weights``
     is loaded by the caller (``detforge.engine.checkpoint.load_initial_weights``)."""
-    model = build_model(section.name, num_classes)
+    weights = section.backbone_weights if pretrained else None
+    model = build_model(section.name, num_classes, section.backbone, weights)
     set_batchnorm(model, section.bn_momentum, section.bn_eps)
     model.head.reset_bias(imgsz)
     info = model_info(model, imgsz)
+    backbone = "" if section.backbone == "csp" else f" (backbone {section.backbone})"
     log.info(
-        "model %s: %d classes, %.2f M parameters, %.2f GFLOPs at %d",
-        section.name, num_classes, info["params"] / 1e6, info["gflops"], imgsz,
+        "model %s%s: %d classes, %.2f M parameters, %.2f GFLOPs at %d",
+        section.name, backbone, num_classes, info["params"] / 1e6, info["gflops"], imgsz,
     )  # fmt: skip
     return model
 

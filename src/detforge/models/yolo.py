@@ -1,6 +1,7 @@
-"""YOLO detectors: CSP backbone, PAN neck, and a head chosen by the spec: the anchor-free
-decoupled DFL head (``head="dfl"``) or the anchor-based head (``head="anchor"``,
-:mod:`detforge.models.anchor_head`).
+"""YOLO detectors: a backbone (ours, CSP, or a torchvision / timm one from
+:mod:`detforge.models.backbones` behind a ``normalize`` module), PAN neck, and a head chosen by
+the spec: the anchor-free decoupled DFL head (``head="dfl"``) or the anchor-based head
+(``head="anchor"``, :mod:`detforge.models.anchor_head`).
 
 The model returns raw per-level maps; ``decode`` turns them into boxes and scores (the functions
 live in :mod:`detforge.models.decode` and the anchor head's module) and the loss lives in
@@ -17,8 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from .anchor_head import AnchorHead, decode_anchor_outputs
+from .backbones import build_backbone, needed_strides
 from .blocks import SPPF, ConvBNAct, CSPStage, DWConvBNAct
 from .decode import decode
+from .norm import Normalize
 
 __all__ = ["ModelSpec", "Backbone", "PANNeck", "DetectHead", "YOLODetector"]
 
@@ -39,6 +42,9 @@ class ModelSpec:
     head: str = "dfl"  # "dfl" (anchor-free) or "anchor"
     # anchor head: per level (w1, h1, w2, h2, ...) in input pixels; empty for the DFL head
     anchors: tuple[tuple[float, ...], ...] = ()
+    # "csp" (``Backbone``), "resnet18|34|50" or "timm:<name>"; ``channels`` are then the neck's
+    # widths, to which the backbone's maps are projected
+    backbone: str = "csp"
 
     def anchor_tensor(self) -> Tensor:
         """The anchors as (levels, A, 2) float32."""
@@ -71,16 +77,30 @@ class Backbone(nn.Module):
 class PANNeck(nn.Module):
     """Top-down then bottom-up fusion (PANet), from P5 down to the lowest level and back up.
 
-    Inputs are P2..P5; outputs are the maps of ``levels`` (ascending stride). A P2-P4 model still
-    fuses P5 into the top-down path, it only drops the P5 output and its bottom-up stage.
+    Inputs are the maps of P2..P5, or of the lowest level up to P5 (a backbone from another
+    library gives only those); outputs are the maps of ``levels`` (ascending stride). A P2-P4
+    model still fuses P5 into the top-down path, it only drops the P5 output and its bottom-up
+    stage. ``in_channels`` (lowest level .. P5), when given, are the backbone's widths: a 1x1
+    conv per level (``proj``) maps them to ``channels`` (P2..P5), the neck's own widths.
     """
 
-    def __init__(self, channels: tuple[int, ...], levels: tuple[int, ...], n: int):
+    def __init__(
+        self,
+        channels: tuple[int, ...],
+        levels: tuple[int, ...],
+        n: int,
+        in_channels: tuple[int, ...] | None = None,
+    ):
         super().__init__()
         self.levels = levels
         self.low = min(levels)
         self.high = max(levels)
         ch = dict(zip((2, 3, 4, 5), channels, strict=True))
+        if in_channels is not None:
+            inputs = range(self.low, 6)
+            self.proj = nn.ModuleDict({
+                str(k): ConvBNAct(c, ch[k], 1) for k, c in zip(inputs, in_channels, strict=True)
+            })  # fmt: skip
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         # top-down: fuse level k+1 (already fused) into level k, for k = 4 .. low
         self.td = nn.ModuleDict()
@@ -96,7 +116,9 @@ class PANNeck(nn.Module):
         self.out_channels = tuple(ch[k] for k in levels)
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
-        p = dict(zip((2, 3, 4, 5), feats, strict=True))
+        p = dict(zip(range(6 - len(feats), 6), feats, strict=True))
+        if hasattr(self, "proj"):
+            p = {k: self.proj[str(k)](x) for k, x in p.items()}
         td = {5: p[5]}
         for k in range(4, self.low - 1, -1):
             td[k] = self.td[str(k)](torch.cat([self.up(td[k + 1]), p[k]], 1))
@@ -159,7 +181,11 @@ class DetectHead(nn.Module):
 
 
 class YOLODetector(nn.Module):
-    """Backbone -> neck -> head. ``forward`` takes (B, 3, H, W) floats in [0, 1]."""
+    """normalize -> backbone -> neck -> head. ``forward`` takes (B, 3, H, W) floats in [0, 1].
+
+    ``normalize`` holds the input statistics of a torchvision / timm backbone as buffers (so the
+    checkpoint, predict, val and export apply them); ours trains on [0, 1] and has none.
+    """
 
     def __init__(
         self,
@@ -172,9 +198,21 @@ class YOLODetector(nn.Module):
         super().__init__()
         self.spec, self.nc, self.reg_max = spec, num_classes, spec.reg_max
         self.strides = tuple(2**k for k in spec.levels)
-        self.backbone = backbone if backbone is not None else Backbone(spec)
+        if backbone is None:
+            backbone = (
+                Backbone(spec)
+                if spec.backbone == "csp"
+                else build_backbone(spec.backbone, needed_strides(spec.levels))
+            )
+        self.backbone = backbone
+        # ours: no module at all, so its state dict, graph and numbers are as before
+        external = spec.backbone != "csp"
+        self.normalize = Normalize(backbone.mean, backbone.std) if external else nn.Identity()
+        in_channels = backbone.out_channels if external else None
         self.neck = (
-            neck if neck is not None else PANNeck(spec.channels, spec.levels, spec.neck_blocks)
+            neck
+            if neck is not None
+            else PANNeck(spec.channels, spec.levels, spec.neck_blocks, in_channels)
         )
         if head is not None:
             self.head = head
@@ -210,4 +248,4 @@ class YOLODetector(nn.Module):
         return decode(outputs, self.strides, self.reg_max)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        return self.head(self.neck(self.backbone(x)))
+        return self.head(self.neck(self.backbone(self.normalize(x))))
