@@ -314,3 +314,17 @@ def test_multi_scale_sizes_are_stride_multiples_in_range():
     t = torch.tensor([[0, 1, 8.0, 16.0, 32.0, 48.0]])
     y, t2 = resize_batch(x, t, 32)
     assert y.shape[-2:] == (32, 32) and t2[0, 2:].tolist() == [4.0, 8.0, 16.0, 24.0]
+
+
+def test_lone_last_image_is_dropped_not_a_batchnorm_crash(tiny_args):
+    # 16 train images in batches of 5 leave one image over; at 32 px the stride-32 level is 1x1,
+    # where BatchNorm cannot normalise a batch of one image. The lone image is dropped from the
+    # epoch (a different one each epoch, the order is shuffled), and the plan counts 3 batches.
+    from detforge.data.order import train_batches
+
+    assert [train_batches(16, b) for b in (1, 4, 5, 6, 16, 17)] == [16, 4, 3, 3, 1, 1]
+    res = _train(tiny_args, imgsz=32, batch=5, epochs=1)
+    rows = list(csv.DictReader((res.run_dir / "results.csv").open()))
+    assert len(rows) == 1 and np.isfinite(float(rows[0]["train/box"]))
+    ckpt = load_checkpoint(res.run_dir / "weights" / "last.pt")
+    assert ckpt["train"]["step"] == 3

@@ -8,7 +8,19 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["EpochSampler"]
+__all__ = ["EpochSampler", "lone_last_image", "train_batches"]
+
+
+def train_batches(images: int, batch: int) -> int:
+    """Training batches in an epoch of ``images`` per process: a last batch of a single image
+    is dropped (BatchNorm cannot normalise one image where a feature map is 1x1, and its
+    statistics would be one image's), every other partial batch is kept."""
+    return images // batch + (images % batch > 1)
+
+
+def lone_last_image(images: int, batch: int) -> bool:
+    """Whether ``train_batches`` drops a last batch of one image (a loader's ``drop_last``)."""
+    return batch > 1 and images % batch == 1
 
 
 class EpochSampler(Sampler[int]):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..config import ConfigError, RunConfig
 from ..config.stages import Stage, plan_stages
+from ..data.order import train_batches
 from .optim import accumulation_steps
 
 __all__ = ["RunPlan", "plan_run", "scale_stages", "scaled_epochs"]
@@ -110,6 +111,6 @@ def plan_run(
     stages = scale_stages(plan_stages(t.stages, t.epochs, t.imgsz, t.batch), epochs)
     accumulate = accumulation_steps(t, world_size)
     per_rank = math.ceil(train_images / world_size)
-    steps = [math.ceil(math.ceil(per_rank / st.batch) / accumulate) for st in stages]
+    steps = [math.ceil(train_batches(per_rank, st.batch) / accumulate) for st in stages]
     close = math.floor(scaled_epochs(cfg.augment.close_mosaic, epochs, t.epochs) + 0.5)
     return RunPlan(stages, steps, accumulate, epochs, max(0, epochs - close))

@@ -16,7 +16,7 @@ from ..data.datayaml import load_data_yaml
 from ..data.fraction import stratified_fraction
 from ..data.imcache import cache_images
 from ..data.loader import build_dataloader
-from ..data.order import EpochSampler
+from ..data.order import EpochSampler, lone_last_image
 from ..data.rect import enable_rect
 from ..data.sampling import WeightedEpochSampler, image_weights
 from ..eval.validator import Validator
@@ -156,7 +156,7 @@ def build_train_sampler(cfg: RunConfig, train_set: YoloDataset, rank: int, world
 def build_train_loader(cfg: RunConfig, train_set: YoloDataset, sampler, batch: int, workers: int):
     return build_dataloader(
         train_set, batch_size=batch, shuffle=True, workers=workers, seed=cfg.train.seed,
-        sampler=sampler, drop_last=False,
+        sampler=sampler, drop_last=lone_last_image(sampler.per_rank, batch),
     )  # fmt: skip
 
 

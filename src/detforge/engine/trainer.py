@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import ConfigError, RunConfig, config_to_dict
+from ..data.order import train_batches
 from ..infer.device import resolve_amp, select_device
 from .checkpoint import CheckpointError, build_checkpoint, load_checkpoint, load_model_state
 from .distributed import barrier, broadcast_object, init_distributed, shutdown
@@ -235,7 +236,7 @@ class Trainer:
             data.train_loader, total=len(data.train_loader), disable=not cfg.train.progress,
             desc=f"epoch {self.epoch + 1}/{self.plan.epochs}", leave=False, dynamic_ncols=True,
         )  # fmt: skip
-        total_batches = math.ceil(data.train_sampler.per_rank / stage.batch)
+        total_batches = train_batches(data.train_sampler.per_rank, stage.batch)
         window: list[dict[str, float]] = []
         mass, images, n_images = 0.0, 0, 0
         for batch in bar:
