@@ -39,11 +39,17 @@ class ClassifierSpec:
 
 
 class ImageClassifier(nn.Module):
-    """normalize -> backbone (features) -> head (logits)."""
+    """normalize -> backbone (features) -> head (logits).
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, normalize: Normalize, name: str):
+    cam_layer: the name (``named_modules()``) of the last module whose output is a spatial map
+    (B, C, h, w), the default layer of attention maps (``detforge cam``).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, normalize: Normalize, name: str,
+                 cam_layer: str = "backbone"):  # fmt: skip
         super().__init__()
         self.normalize, self.backbone, self.head, self.name = normalize, backbone, head, name
+        self.cam_layer = cam_layer
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(self.normalize(x)))
@@ -72,7 +78,9 @@ def _cnn_s(num_classes: int, dropout: float, weights: str | None) -> ImageClassi
         layers += [ConvBNAct(c_prev, c, 3, 2), CSPStage(c, c, n)]
         c_prev = c
     head = PoolHead(c_prev, 1024, num_classes, dropout)
-    return ImageClassifier(nn.Sequential(*layers), head, Normalize(), "cnn-s")
+    backbone = nn.Sequential(*layers)
+    last = f"backbone.{len(backbone) - 1}"  # the last CSP stage
+    return ImageClassifier(backbone, head, Normalize(), "cnn-s", last)
 
 
 def _efficientnet_b0(num_classes: int, dropout: float, weights: str | None) -> ImageClassifier:
@@ -86,8 +94,9 @@ def _efficientnet_b0(num_classes: int, dropout: float, weights: str | None) -> I
     in_features = net.classifier[-1].in_features
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(dropout),
                          nn.Linear(in_features, num_classes))  # fmt: skip
+    last = f"backbone.{len(net.features) - 1}"  # the 1x1 conv to 1280 channels
     return ImageClassifier(net.features, head, Normalize(IMAGENET_MEAN, IMAGENET_STD),
-                           "efficientnet_b0")  # fmt: skip
+                           "efficientnet_b0", last)  # fmt: skip
 
 
 CLASSIFIERS = {"cnn-s": _cnn_s, "efficientnet_b0": _efficientnet_b0}
