@@ -88,6 +88,10 @@ def test_classifier_learns_and_writes_the_run_folder(trained):
     assert cm[0] == "true \\ predicted,blue,green,red" and len(cm) == 4
     assert (res.run_dir / "confusion_matrix.png").stat().st_size > 0
     assert isinstance(json.loads((res.run_dir / "hardest.json").read_text()), list)
+    report = (res.run_dir / "report.html").read_text()  # eval.report: written at the end
+    for part in (">Training<", 'alt="Accuracy and fitness"', "<th>top1</th>", ">Per class<",
+                 'alt="Confusion matrix (rows: true class)"', ">Hardest mistakes<"):  # fmt: skip
+        assert part in report, part
     assert set(res.per_class) == {"blue", "green", "red"}
 
 
@@ -202,6 +206,8 @@ def test_val_and_predict_on_a_classifier_checkpoint(trained, colour_folder, tmp_
     out = tmp_path / "v" / "val"
     assert (out / "confusion_matrix.csv").is_file() and (out / "hardest.json").is_file()
     assert json.loads((out / "metrics.json").read_text())["metrics"]["top1"] == 1.0
+    report = (out / "report.html").read_text()  # the run's eval.report=true, no results.csv
+    assert ">Per class<" in report and "<td>blue</td>" in report and ">Training<" not in report
     pred = subprocess.run(
         [*run, "predict", f"weights={best}", f"source={colour_folder / 'val' / 'green'}",
          "workers=0"],

@@ -523,8 +523,8 @@ class EvalSection:
     report: bool = setting(
         True,
         "At the end of training: P/R/F1, curves, confusion matrix, TIDE diagnosis and "
-        "report.html in the run folder (task=classify: the confusion-matrix PNG; the CSV and "
-        "hardest.json are always written).",
+        "report.html in the run folder (task=classify, also for detforge val: the "
+        "confusion-matrix PNG and report.html; the CSV and hardest.json are always written).",
     )
 
 
