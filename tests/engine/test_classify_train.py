@@ -233,3 +233,20 @@ def test_classifier_names_match_the_models():
     from detforge.models.classifier import CLASSIFIERS
 
     assert set(CLASSIFIER_NAMES) == set(CLASSIFIERS)
+
+
+def test_a_timm_classifier_trains_with_per_part_learning_rates_and_reloads(cls_args):
+    pytest.importorskip("timm")
+    from detforge.engine.checkpoint import model_from_checkpoint
+
+    args = [a for a in cls_args if not a.startswith(("model=", "epochs="))]
+    groups = "optim.groups=[{match: 'backbone.*', lr_mult: 0.1}]"
+    res = _fit([*args, "model=timm:test_resnet", "epochs=1", groups])
+    (row,) = _rows(res.run_dir)
+    # timm's layers under backbone.*, our linear layer under head.* (in the default group)
+    ratio = float(row["lr/backbone.*/weights"]) / float(row["lr/default/weights"])
+    assert ratio == pytest.approx(0.1)
+    ck = load_checkpoint(res.run_dir / "weights" / "best.pt")
+    assert ck["model_spec"]["name"] == "timm:test_resnet"
+    model = model_from_checkpoint(ck, "best.pt")
+    assert model.normalize.mean.flatten().tolist() == [0.5, 0.5, 0.5]
