@@ -250,3 +250,26 @@ def test_a_timm_classifier_trains_with_per_part_learning_rates_and_reloads(cls_a
     assert ck["model_spec"]["name"] == "timm:test_resnet"
     model = model_from_checkpoint(ck, "best.pt")
     assert model.normalize.mean.flatten().tolist() == [0.5, 0.5, 0.5]
+
+
+def test_lr_find_sweeps_a_classifier_with_its_cross_entropy(cls_args, tmp_path):
+    from detforge.engine.tools import lr_find_from_config
+
+    cfg = load_config([*cls_args, "train.name=lr_find"], env={})
+    result, out = lr_find_from_config(cfg, iters=12, start_lr=1e-6, end_lr=1.0)
+    assert 2 < len(result.lrs) <= 12 and result.lrs[0] == pytest.approx(1e-6)
+    # the first step is cross-entropy on 3 classes of an untrained head: close to ln 3
+    assert result.losses[0] == pytest.approx(np.log(3), abs=0.5)
+    rows = list(csv.reader((out / "lr_find.csv").open()))
+    assert rows[0] == ["lr", "loss", "smoothed"] and len(rows) == len(result.lrs) + 1
+    assert (out / "lr_find.png").stat().st_size > 0
+
+
+def test_kfold_refuses_a_classification_run_naming_the_setting(colour_folder, tmp_path):
+    from detforge.crossval.kfold import run_kfold
+
+    settings = ["task=classify", f"data={colour_folder}", "model=cnn-s",
+                f"project={tmp_path}"]  # fmt: skip
+    with pytest.raises(ConfigError, match="train.task: kfold splits the images of a detection"):
+        run_kfold(settings, 2)
+    assert not any(tmp_path.iterdir())  # refused before any folder is made
