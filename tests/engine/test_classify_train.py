@@ -88,6 +88,10 @@ def test_classifier_learns_and_writes_the_run_folder(trained):
     assert cm[0] == "true \\ predicted,blue,green,red" and len(cm) == 4
     assert (res.run_dir / "confusion_matrix.png").stat().st_size > 0
     assert isinstance(json.loads((res.run_dir / "hardest.json").read_text()), list)
+    report = (res.run_dir / "report.html").read_text()  # eval.report: written at the end
+    for part in (">Training<", 'alt="Accuracy and fitness"', "<th>top1</th>", ">Per class<",
+                 'alt="Confusion matrix (rows: true class)"', ">Hardest mistakes<"):  # fmt: skip
+        assert part in report, part
     assert set(res.per_class) == {"blue", "green", "red"}
 
 
@@ -202,6 +206,8 @@ def test_val_and_predict_on_a_classifier_checkpoint(trained, colour_folder, tmp_
     out = tmp_path / "v" / "val"
     assert (out / "confusion_matrix.csv").is_file() and (out / "hardest.json").is_file()
     assert json.loads((out / "metrics.json").read_text())["metrics"]["top1"] == 1.0
+    report = (out / "report.html").read_text()  # the run's eval.report=true, no results.csv
+    assert ">Per class<" in report and "<td>blue</td>" in report and ">Training<" not in report
     pred = subprocess.run(
         [*run, "predict", f"weights={best}", f"source={colour_folder / 'val' / 'green'}",
          "workers=0"],
@@ -227,3 +233,43 @@ def test_classifier_names_match_the_models():
     from detforge.models.classifier import CLASSIFIERS
 
     assert set(CLASSIFIER_NAMES) == set(CLASSIFIERS)
+
+
+def test_a_timm_classifier_trains_with_per_part_learning_rates_and_reloads(cls_args):
+    pytest.importorskip("timm")
+    from detforge.engine.checkpoint import model_from_checkpoint
+
+    args = [a for a in cls_args if not a.startswith(("model=", "epochs="))]
+    groups = "optim.groups=[{match: 'backbone.*', lr_mult: 0.1}]"
+    res = _fit([*args, "model=timm:test_resnet", "epochs=1", groups])
+    (row,) = _rows(res.run_dir)
+    # timm's layers under backbone.*, our linear layer under head.* (in the default group)
+    ratio = float(row["lr/backbone.*/weights"]) / float(row["lr/default/weights"])
+    assert ratio == pytest.approx(0.1)
+    ck = load_checkpoint(res.run_dir / "weights" / "best.pt")
+    assert ck["model_spec"]["name"] == "timm:test_resnet"
+    model = model_from_checkpoint(ck, "best.pt")
+    assert model.normalize.mean.flatten().tolist() == [0.5, 0.5, 0.5]
+
+
+def test_lr_find_sweeps_a_classifier_with_its_cross_entropy(cls_args, tmp_path):
+    from detforge.engine.tools import lr_find_from_config
+
+    cfg = load_config([*cls_args, "train.name=lr_find"], env={})
+    result, out = lr_find_from_config(cfg, iters=12, start_lr=1e-6, end_lr=1.0)
+    assert 2 < len(result.lrs) <= 12 and result.lrs[0] == pytest.approx(1e-6)
+    # the first step is cross-entropy on 3 classes of an untrained head: close to ln 3
+    assert result.losses[0] == pytest.approx(np.log(3), abs=0.5)
+    rows = list(csv.reader((out / "lr_find.csv").open()))
+    assert rows[0] == ["lr", "loss", "smoothed"] and len(rows) == len(result.lrs) + 1
+    assert (out / "lr_find.png").stat().st_size > 0
+
+
+def test_kfold_refuses_a_classification_run_naming_the_setting(colour_folder, tmp_path):
+    from detforge.crossval.kfold import run_kfold
+
+    settings = ["task=classify", f"data={colour_folder}", "model=cnn-s",
+                f"project={tmp_path}"]  # fmt: skip
+    with pytest.raises(ConfigError, match="train.task: kfold splits the images of a detection"):
+        run_kfold(settings, 2)
+    assert not any(tmp_path.iterdir())  # refused before any folder is made

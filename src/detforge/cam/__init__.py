@@ -4,6 +4,6 @@ EigenCAM and Grad-CAM come from the ``grad-cam`` package (pytorch-grad-cam, MIT;
 extra): its methods take any module as the layer and any callable on the model's output as the
 target, so a detector needs only :class:`~detforge.cam.targets.DetectionScores` (the model as
 (B, N, K) per-anchor class scores) and :class:`~detforge.cam.targets.DetectionScore` (one
-anchor's score of one class). A classifier's map will take the package's own
-``ClassifierOutputTarget`` on its logits, with the same layer lookup and overlay code.
+anchor's score of one class); a classifier needs only
+:class:`~detforge.cam.classify.ClassLogit` (one class's logit), with the same layer lookup.
 """

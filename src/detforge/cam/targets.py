@@ -8,6 +8,7 @@ scores of every anchor, (B, N, K), so a target is an index into one image's (N, 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -42,15 +43,17 @@ class DetectionScore:
         return scores[self.anchor, self.cls]
 
 
-def find_layers(model: nn.Module, names: list[str]) -> list[nn.Module]:
+def find_layers(model: nn.Module, names: list[str], valid: Sequence[str] = ()) -> list[nn.Module]:
     """The modules of ``model`` named as in ``model.named_modules()``; an unknown name is an
-    error listing the nearest names."""
+    error listing ``valid`` (the model's stages with a spatial output, when given) and the
+    nearest names."""
     modules = dict(model.named_modules())
     found = []
     for name in names:
         if name not in modules:
             near = difflib.get_close_matches(name, [n for n in modules if n], n=6, cutoff=0.3)
-            hint = f"; nearest: {', '.join(near)}" if near else ""
+            hint = f"; stages with a (B, C, H, W) output: {', '.join(valid)}" if valid else ""
+            hint += f"; nearest: {', '.join(near)}" if near else ""
             raise ConfigError(f"cam: layer '{name}' is not a module of this model{hint}")
         found.append(modules[name])
     return found

@@ -77,7 +77,9 @@ class ModelSection:
     name: str = setting(
         "yolo-n",
         "Model: yolo-{n,s,m} (anchor-free) with optional level suffix -p2 (P2-P5) or -p2lite "
-        "(P2-P4), yolov5-{n,s,m} (anchor-based) with optional -p2, or a path to a model YAML.",
+        "(P2-P4), yolov5-{n,s,m} (anchor-based) with optional -p2, or a path to a model YAML. "
+        "task=classify: cnn-s, efficientnet_b0 or timm:<name> (any timm model; pip install "
+        "'detforge[timm]').",
     )
     anchors: Literal["auto"] | None = setting(
         None,
@@ -100,8 +102,9 @@ class ModelSection:
     weights: str | None = setting(
         None,
         "Initialise from a detforge checkpoint (weights only; use train.resume to resume); "
-        "task=classify, efficientnet_b0: 'imagenet' loads torchvision's ImageNet weights "
-        "(from its cache; offline without the file, an error naming it).",
+        "task=classify, efficientnet_b0 or timm:<name>: 'imagenet' loads torchvision's or "
+        "timm's ImageNet weights (from their cache; offline without the file, an error naming "
+        "it).",
     )
     bn_momentum: float = setting(
         0.03,
@@ -416,8 +419,8 @@ class TrainSection:
     task: Literal["detect", "classify"] = setting(
         "detect",
         "detect: object detection (YOLO data.yaml); classify: image classification (an "
-        "ImageFolder train/<class>/ folder or a 'task: classify' data.yaml, model cnn-s or "
-        "efficientnet_b0).",
+        "ImageFolder train/<class>/ folder or a 'task: classify' data.yaml, model cnn-s, "
+        "efficientnet_b0 or timm:<name>).",
     )
     epochs: int = setting(
         100, "Training epochs (with train.time: the most the time budget may fit).", ge=1
@@ -523,8 +526,8 @@ class EvalSection:
     report: bool = setting(
         True,
         "At the end of training: P/R/F1, curves, confusion matrix, TIDE diagnosis and "
-        "report.html in the run folder (task=classify: the confusion-matrix PNG; the CSV and "
-        "hardest.json are always written).",
+        "report.html in the run folder (task=classify, also for detforge val: the "
+        "confusion-matrix PNG and report.html; the CSV and hardest.json are always written).",
     )
 
 

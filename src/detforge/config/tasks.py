@@ -34,7 +34,8 @@ DETECT_ONLY = (
     "eval.conf", "eval.iou", "eval.max_det", "eval.save_json", "eval.augment",
     "tta.transforms", "tta.scales", "tta.merge", "tta.wbf_iou",
 )  # fmt: skip
-# models/classifier.py CLASSIFIERS (a test holds them equal; the config layer imports no models)
+# models/classifier.py CLASSIFIERS (a test holds them equal; the config layer imports no
+# models); timm:<name> names any timm model as a classifier
 CLASSIFIER_NAMES = ("cnn-s", "efficientnet_b0")
 CLASSIFY_ONLY = ("model.dropout", "augment.crop_scale", "augment.auto_augment", "augment.cutmix")
 
@@ -53,12 +54,13 @@ def check_task_settings(cfg: Any) -> None:
     """Raise a ConfigError naming the first setting of ``cfg`` (a RunConfig) that differs from
     its default and does not apply to ``cfg.train.task``."""
     task, name = cfg.train.task, cfg.model.name
-    if task == "classify" and name not in CLASSIFIER_NAMES:
+    classifier = name in CLASSIFIER_NAMES or name.startswith("timm:")
+    if task == "classify" and not classifier:
         raise ConfigError(
             f"model.name: {name!r} is not a classifier; task=classify trains "
-            f"{' or '.join(CLASSIFIER_NAMES)}"
+            f"{', '.join(CLASSIFIER_NAMES)} or timm:<name> (any timm model)"
         )
-    if task == "detect" and name in CLASSIFIER_NAMES:
+    if task == "detect" and classifier:
         raise ConfigError(f"model.name: {name!r} is an image classifier: set task=classify")
     foreign = DETECT_ONLY if task == "classify" else CLASSIFY_ONLY
     for key in foreign:

@@ -122,7 +122,10 @@ def run_kfold(
     if not base.data.path:
         raise ConfigError("kfold: data= is required (a data.yaml to split into folds)")
     if base.train.task == "classify":
-        raise ConfigError("kfold: task=classify is not supported yet (folds split detection data)")
+        raise ConfigError(
+            "train.task: kfold splits the images of a detection data.yaml into folds; "
+            "task=classify is not supported by kfold"
+        )
     folder = Path(folder) if folder is not None else kfold_dir(base, name)
     split: FoldSplit = load_or_write_folds(
         folder / "folds", base.data.path, k, seed=seed, group=group, pool=pool

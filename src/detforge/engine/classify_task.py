@@ -1,6 +1,6 @@
 """Image classification on the training engine (``train.task=classify``): ImageFolder data
 through the seeded v2 pipeline and :class:`~detforge.data.classify_set.ClassifyCollate`,
-``cnn-s`` / ``efficientnet_b0``, cross-entropy, top-1/top-5 validation.
+``cnn-s`` / ``efficientnet_b0`` / ``timm:<name>``, cross-entropy, top-1/top-5 validation.
 
 Settings that act here: ``model.dropout``, ``model.weights`` (``imagenet`` or a checkpoint),
 ``augment.crop_scale`` / ``auto_augment`` / ``cutmix`` (and the shared flips, colour jitter and
@@ -126,6 +126,8 @@ class ClassifyTask(Task):
                 m.dropout,
                 weights="imagenet" if imagenet and load_weights else None,
             )
+        except ConfigError:
+            raise
         except ValueError as e:
             raise ConfigError(f"model: {e}") from None
         if m.weights and not imagenet and load_weights:

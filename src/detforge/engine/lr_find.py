@@ -86,12 +86,15 @@ def lr_range_test(
     diverge: float = 4.0,
     clipper: Callable[[Iterable[nn.Parameter]], float] | None = None,
     accumulate: int = 1,
+    target_key: str = "targets",
 ) -> LRFindResult:
     """Run the range test and return its curve and suggested lr (see the module docstring).
 
-    model: on ``device`` (default: where its parameters are), returning raw maps; loss_fn: a
-    ``DetectionLoss`` (its ``compute`` gives summed terms and target mass); loader: batches with
-    ``img`` uint8 (B, 3, H, W) and ``targets`` (M, 6), cycled if shorter than ``iters``.
+    model: on ``device`` (default: where its parameters are), returning raw maps (a detector)
+    or logits (a classifier); loss_fn: its loss (``compute`` gives summed terms and target
+    mass); loader: batches with ``img`` uint8 (B, 3, H, W) and the targets under ``target_key``
+    (``targets`` (M, 6) for detection, ``cls`` (B,) or (B, C) for classification), cycled if
+    shorter than ``iters``.
     optimizer: its groups keep their ratios: group lr = lr * initial_lr / max(initial_lr), so the
     swept lr (and the suggestion) is the lr of the group with the largest multiplier.
     clipper: the trainer's gradient clipper, to sweep under the same clipping as training.
@@ -134,7 +137,7 @@ def lr_range_test(
                 batch = next(batches)
                 x = prepare_images(batch["img"], device)
                 terms, batch_mass = stepper.forward_backward(
-                    x, batch["targets"].to(device), sync=j == accumulate - 1
+                    x, batch[target_key].to(device), sync=j == accumulate - 1
                 )
                 value += sum(terms.values()) / accumulate
                 mass += batch_mass

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError, RunConfig
+from ..config import RunConfig
 from ..infer.device import resolve_amp, select_device
 from ..losses.factory import build_loss_for_model
 from ..models.factory import build_model_from_config
@@ -67,21 +67,29 @@ def lr_find_from_config(
     """Exponential learning-rate sweep on the training data; writes lr_find.png and .csv."""
     from .lr_find import lr_range_test, plot_lr_find
 
-    if cfg.train.task == "classify":
-        raise ConfigError("lr-find: task=classify is not supported yet (detection only)")
     seed_everything(cfg.train.seed)
     device = select_device(cfg.train.device)
-    data = build_data(cfg)
-    model = build_model_from_config(cfg.model, len(data.names), cfg.train.imgsz)
-    if cfg.model.weights:
-        load_initial_weights(model, cfg.model.weights)
-    model = model.to(device, memory_format=torch.channels_last)
-    ts = data.train_set
-    prepare_anchors(
-        model, ts.labels, ts.shapes, cfg.train.imgsz, cfg.assign.anchor_t, cfg.model.anchors,
-        cfg.train.seed,
-    )  # fmt: skip
-    loss_fn = build_loss_for_model(cfg, model, ts.labels, data.names)
+    if cfg.train.task == "classify":
+        from .classify_task import ClassifyTask
+
+        task = ClassifyTask()  # the data, model and loss a classification run trains with
+        data = task.build_data(cfg, 0, 1, cfg.train.imgsz, cfg.train.batch)
+        model = task.build_model(cfg, data, load_weights=True)
+        model = model.to(device, memory_format=torch.channels_last)
+        loss_fn, target_key = task.build_loss(cfg, model, data), "cls"
+    else:
+        data = build_data(cfg)
+        model = build_model_from_config(cfg.model, len(data.names), cfg.train.imgsz)
+        if cfg.model.weights:
+            load_initial_weights(model, cfg.model.weights)
+        model = model.to(device, memory_format=torch.channels_last)
+        ts = data.train_set
+        prepare_anchors(
+            model, ts.labels, ts.shapes, cfg.train.imgsz, cfg.assign.anchor_t,
+            cfg.model.anchors, cfg.train.seed,
+        )  # fmt: skip
+        loss_fn = build_loss_for_model(cfg, model, ts.labels, data.names)
+        target_key = "targets"
     accumulate = plan_run(cfg, len(data.train_set)).accumulate
     opt, _ = build_optimizer_from_config(cfg.optim, model, cfg.train.batch * accumulate)
     clip = cfg.clip
@@ -89,7 +97,7 @@ def lr_find_from_config(
         model, loss_fn, data.train_loader, opt, start_lr=start_lr, end_lr=end_lr, iters=iters,
         device=device, amp_dtype=resolve_amp(cfg.train.amp, device),
         clipper=GradientClipper(clip.mode, clip.max_norm, clip.norm_type, clip.max_value),
-        accumulate=accumulate,
+        accumulate=accumulate, target_key=target_key,
     )  # fmt: skip
     out = make_run_dir(cfg.train.project, cfg.train.name, cfg.train.exist_ok)
     plot_lr_find(result, out / "lr_find.png")

@@ -1,6 +1,6 @@
 """Files and tables of an image-classification validation: the per-class table,
-``confusion_matrix.csv`` (+ ``.png``) and ``hardest.json``; shared by the end of training and
-``detforge val``."""
+``confusion_matrix.csv`` (+ ``.png``), ``hardest.json`` and ``report.html``; shared by the end of
+training and ``detforge val``."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ def format_classify_table(val: ClassifyValResult) -> str:
 def write_classify_outputs(
     folder: str | Path, val: ClassifyValResult, plot: bool = True
 ) -> list[Path]:
-    """Write ``confusion_matrix.csv``, ``hardest.json`` and (``plot``) ``confusion_matrix.png``
-    into ``folder``; returns the files written. A failing plot is a warning, not an error."""
+    """Write ``confusion_matrix.csv``, ``hardest.json`` and (``plot``, the ``eval.report``
+    setting) ``confusion_matrix.png`` and ``report.html`` into ``folder``; returns the files
+    written. A failing plot or report is a warning, not an error."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, hard_path = folder / "confusion_matrix.csv", folder / "hardest.json"
@@ -60,4 +61,10 @@ def write_classify_outputs(
             )
         except Exception as e:  # a plot must not fail a finished run
             log.warning("could not plot the confusion matrix: %s", e)
+        from .classify_html import write_classify_report
+
+        try:
+            written.append(write_classify_report(folder, val))
+        except Exception as e:  # nor must the report
+            log.warning("could not write the report: %s", e)
     return written

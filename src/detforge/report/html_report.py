@@ -28,7 +28,7 @@ from typing import Any
 
 from ..utils.atomic import write_text_atomic
 
-__all__ = ["write_report", "page", "figure", "table", "CSP"]
+__all__ = ["write_report", "training_section", "page", "figure", "table", "CSP"]
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _SUMMARY = ("map50_95", "map50", "map_small", "precision", "recall", "f1", "mean_iou")
@@ -92,7 +92,19 @@ def _read_results(path: Path) -> dict[str, list[float]]:
     return cols
 
 
-def _training(run_dir: Path, tmp: Path) -> str:
+_DETECT_MAIN = ("metrics/map50_95", "metrics/map50", "metrics/map75", "fitness")
+
+
+def training_section(
+    run_dir: Path,
+    tmp: Path,
+    main: Sequence[str] = _DETECT_MAIN,
+    main_title: str = "mAP and fitness",
+    summary: Sequence[str] = _SUMMARY,
+) -> str:
+    """The "Training" section from ``run_dir/results.csv`` ("" without it): the last epoch's
+    ``summary`` metrics, and plots (PNGs written to ``tmp``) of the losses, the ``main``
+    columns, the other metrics and the learning rates per epoch."""
     from .curves import plot_series
 
     path = run_dir / "results.csv"
@@ -101,11 +113,10 @@ def _training(run_dir: Path, tmp: Path) -> str:
     cols = _read_results(path)
     n = len(next(iter(cols.values()), []))
     x = cols.get("epoch", list(range(1, n + 1)))
-    main = ("metrics/map50_95", "metrics/map50", "metrics/map75", "fitness")
     groups = [
         ("train_loss.png", "Training losses", "loss", [k for k in cols if k.startswith("train/")]),
         ("val_loss.png", "Validation losses", "loss", [k for k in cols if k.startswith("val/")]),
-        ("map.png", "mAP and fitness", "value", [k for k in main if k in cols]),
+        ("main.png", main_title, "value", [k for k in main if k in cols]),
         (
             "metrics.png",
             "Other validation metrics",
@@ -126,7 +137,7 @@ def _training(run_dir: Path, tmp: Path) -> str:
         if series:
             plot_series(x, series, tmp / file, title, ylabel)
             figs.append(figure(tmp / file, title))
-    keys = [f"metrics/{k}" for k in _SUMMARY] + ["fitness"]
+    keys = [f"metrics/{k}" for k in summary] + ["fitness"]
     last = {k.split("/")[-1]: cols[k][-1] for k in keys if k in cols and cols[k]}
     summary = table([{"epochs": n, **last}]) + "<p class='note'>last epoch</p>" if last else ""
     return f"<h2>Training</h2>{summary}<div class='grid'>{''.join(figs)}</div>"
@@ -222,7 +233,7 @@ def write_report(
     dg = Path(diagnosis_dir) if diagnosis_dir else run_dir / "diagnosis"
     title = title or f"detforge run {run_dir.resolve().name}"
     with tempfile.TemporaryDirectory() as tmp:
-        body = _training(run_dir, Path(tmp)) + _evaluation(ev) + _diagnosis(dg, max_images)
+        body = training_section(run_dir, Path(tmp)) + _evaluation(ev) + _diagnosis(dg, max_images)
     if not body:
         body = "<p>Nothing to report yet: no results.csv, eval/ or diagnosis/ in this run.</p>"
     out = run_dir / "report.html"
