@@ -18,6 +18,7 @@ from torch import nn
 from ..config.fields import ConfigError, suggest
 from .backbones import build_backbone, check_backbone_name, needed_strides
 from .norm import set_batchnorm
+from .tv_detectors import TorchvisionDetector, build_tv_detector, is_tv_detector_name
 from .yolo import ModelSpec, YOLODetector
 
 if TYPE_CHECKING:
@@ -181,13 +182,15 @@ def build_model(
 
 def build_model_from_config(
     section: ModelSection, num_classes: int, imgsz: int, pretrained: bool = True
-) -> YOLODetector:
+) -> YOLODetector | TorchvisionDetector:
     """The ``model`` section -> an untrained detector: architecture (``model.name``,
     ``model.backbone``), the backbone's ``model.backbone_weights`` unless ``pretrained`` is False
     (a resumed run's weights come from its checkpoint, so the file is not needed), BatchNorm
     settings, head biases at their prior for ``imgsz``; logged with its size. ``model.weights``
     is loaded by the caller (``detforge.engine.checkpoint.load_initial_weights``)."""
     weights = section.backbone_weights if pretrained else None
+    if is_tv_detector_name(section.name):
+        return _build_tv_from_config(section.name, num_classes, imgsz, weights)
     model = build_model(section.name, num_classes, section.backbone, weights)
     set_batchnorm(model, section.bn_momentum, section.bn_eps)
     model.head.reset_bias(imgsz)
@@ -196,6 +199,24 @@ def build_model_from_config(
     log.info(
         "model %s%s: %d classes, %.2f M parameters, %.2f GFLOPs at %d",
         section.name, backbone, num_classes, info["params"] / 1e6, info["gflops"], imgsz,
+    )  # fmt: skip
+    return model
+
+
+def _build_tv_from_config(
+    name: str, num_classes: int, imgsz: int, backbone_weights: str | None
+) -> TorchvisionDetector:
+    """A torchvision detector (models/tv_detectors.py): its BatchNorm and head initialisation
+    are torchvision's own."""
+    try:
+        model = build_tv_detector(name, num_classes, imgsz, backbone_weights)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    params = sum(p.numel() for p in model.parameters())
+    pretrained = " (ImageNet backbone)" if backbone_weights else ""
+    log.info(
+        "model %s%s: %d classes, %.2f M parameters, torchvision's internal resize %d px",
+        name, pretrained, num_classes, params / 1e6, imgsz,
     )  # fmt: skip
     return model
 

@@ -1,0 +1,224 @@
+"""torchvision's detectors as a detforge model family (``model=fasterrcnn-r50-fpn``,
+``retinanet-r50-fpn``, ``fcos-r50-fpn``, ``fasterrcnn-mobilenet``).
+
+:class:`TorchvisionDetector` wraps one of them so the rest of detforge sees the parts and the
+interfaces it knows:
+
+- its parameters are named ``backbone.*`` (the ResNet / MobileNet body), ``neck.*`` (the FPN)
+  and ``head.*`` (``head.rpn`` + ``head.roi_heads``, or RetinaNet's / FCOS's ``head``), so
+  ``optim.groups`` patterns and ``recipe=finetune``'s per-part learning rates select them;
+- input normalisation (ImageNet mean / std) is a :class:`~detforge.models.norm.Normalize` in
+  front, held in the state dict, and torchvision's own transform normalises with 0 / 1;
+- torchvision's internal resize is ``min_size = max_size = imgsz``: a letterboxed imgsz x imgsz
+  batch goes through unscaled (a rectangular validation batch too, its long side being imgsz);
+- training: ``forward(x, targets)`` returns torchvision's dict of mean losses;
+- inference: ``forward(x)`` returns ``[boxes (B, D, 4) xyxy input pixels, scores (B, D, K)]``,
+  one detection per row with its score in its class's column (zeros elsewhere; padded rows all
+  zero), which :meth:`decode` hands to detforge's post-processing (threshold, class-aware NMS,
+  cap) like the decoded maps of a YOLO head.
+
+Labels: detforge's classes are 0..K-1. Faster R-CNN reserves 0 for the background, so its
+targets are ``class + 1`` and its predicted labels ``- 1`` (:attr:`label_offset`); RetinaNet
+and FCOS take the classes as they are.
+
+torchvision's own pre-NMS thresholds are fixed low (:data:`SCORE_FLOOR`, :data:`MAX_DETECTIONS`)
+so that ``eval.conf`` / ``predict.conf`` and ``max_det`` act in detforge's post-processing; the
+config layer rejects a conf below the floor or a max_det above the cap for this family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .norm import IMAGENET_MEAN, IMAGENET_STD, Normalize
+
+__all__ = [
+    "TORCHVISION_DETECTORS",
+    "SCORE_FLOOR",
+    "MAX_DETECTIONS",
+    "TVDetectorSpec",
+    "TorchvisionDetector",
+    "build_tv_detector",
+    "backbone_weight_enum",
+    "is_tv_detector_name",
+    "tv_detector_size",
+]
+
+# model name -> (torchvision builder, backbone weight enum, label offset)
+TORCHVISION_DETECTORS: dict[str, tuple[str, str, int]] = {
+    "fasterrcnn-r50-fpn": ("fasterrcnn_resnet50_fpn", "ResNet50_Weights", 1),
+    "retinanet-r50-fpn": ("retinanet_resnet50_fpn", "ResNet50_Weights", 0),
+    "fcos-r50-fpn": ("fcos_resnet50_fpn", "ResNet50_Weights", 0),
+    "fasterrcnn-mobilenet": ("fasterrcnn_mobilenet_v3_large_fpn", "MobileNet_V3_Large_Weights", 1),
+}
+SCORE_FLOOR = 0.001  # eval.conf's default: torchvision drops nothing detforge would keep
+MAX_DETECTIONS = 300  # eval.max_det's default
+
+
+def is_tv_detector_name(name: str) -> bool:
+    return name in TORCHVISION_DETECTORS
+
+
+@dataclass(frozen=True)
+class TVDetectorSpec:
+    """What rebuilds the architecture from a checkpoint (``arch`` tells it from a YOLO spec)."""
+
+    name: str
+    imgsz: int
+    arch: str = "torchvision"
+
+
+def backbone_weight_enum(name: str) -> Any:
+    """torchvision's ImageNet weight enum of model ``name``'s backbone."""
+    import torchvision.models as tvm
+
+    return getattr(tvm, TORCHVISION_DETECTORS[name][1]).IMAGENET1K_V1
+
+
+def _torchvision_model(name: str, num_classes: int, imgsz: int, imagenet: bool) -> nn.Module:
+    import torchvision.models.detection as det
+
+    from .pretrained import cached_weight_file, torchvision_state
+
+    builder, _, offset = TORCHVISION_DETECTORS[name]
+    weights_backbone = None
+    if imagenet:
+        weights_backbone = backbone_weight_enum(name)
+        if not cached_weight_file(weights_backbone).is_file():
+            torchvision_state(weights_backbone)  # fetch under a timeout, or a clear error
+    return getattr(det, builder)(
+        weights=None, weights_backbone=weights_backbone, num_classes=num_classes + offset,
+        **builder_kwargs(name, imgsz),
+    )  # fmt: skip
+
+
+def builder_kwargs(name: str, imgsz: int) -> dict[str, Any]:
+    """What detforge sets in torchvision's builder of model ``name``: the resize (imgsz), no
+    normalisation (the model's ``normalize`` does it), the pre-NMS score floor and cap."""
+    kwargs: dict[str, Any] = dict(
+        min_size=imgsz, max_size=imgsz, image_mean=[0.0] * 3, image_std=[1.0] * 3
+    )
+    if TORCHVISION_DETECTORS[name][0].startswith("fasterrcnn"):
+        kwargs.update(box_score_thresh=SCORE_FLOOR, box_detections_per_img=MAX_DETECTIONS)
+    else:
+        kwargs.update(score_thresh=SCORE_FLOOR, detections_per_img=MAX_DETECTIONS)
+    return kwargs
+
+
+class TorchvisionDetector(nn.Module):
+    """A torchvision detector with detforge's part names, normalisation and outputs (see the
+    module doc). ``nc``: detforge's number of classes."""
+
+    def __init__(self, spec: TVDetectorSpec, num_classes: int, imagenet: bool = False):
+        super().__init__()
+        if spec.name not in TORCHVISION_DETECTORS:
+            raise ValueError(f"unknown torchvision detector {spec.name!r}")
+        self.spec, self.nc = spec, num_classes
+        self.label_offset = TORCHVISION_DETECTORS[spec.name][2]
+        tv = _torchvision_model(spec.name, num_classes, spec.imgsz, imagenet)
+        self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        # the parts are registered here under detforge's names; torchvision's model keeps
+        # pointing at the same modules and runs them, unregistered (no second set of names)
+        self.backbone, self.neck = tv.backbone.body, tv.backbone.fpn
+        if hasattr(tv, "roi_heads"):
+            self.head = nn.ModuleDict({"rpn": tv.rpn, "roi_heads": tv.roi_heads})
+        else:
+            self.head = tv.head
+        object.__setattr__(self, "tv_model", tv)
+        self.max_stride = int(tv.transform.size_divisible)
+        self.strides = (self.max_stride,)
+
+    def train(self, mode: bool = True) -> TorchvisionDetector:
+        super().train(mode)
+        self.tv_model.train(mode)  # its own flag picks losses or detections
+        return self
+
+    def targets_from_batch(self, targets: Tensor, batch_size: int) -> list[dict[str, Tensor]]:
+        """detforge targets (M, 6) ``[image, class, x1, y1, x2, y2]`` input pixels -> one
+        ``{"boxes": (n, 4) float, "labels": (n,) int64}`` per image (labels + label_offset).
+
+        Boxes without area are left out: torchvision refuses them, and they carry no signal
+        (augmentation already drops boxes under ``augment.min_side``)."""
+        out = []
+        keep = (targets[:, 4] > targets[:, 2]) & (targets[:, 5] > targets[:, 3])
+        targets = targets[keep]
+        for b in range(batch_size):
+            t = targets[targets[:, 0] == b]
+            out.append(
+                {
+                    "boxes": t[:, 2:6].float(),
+                    "labels": t[:, 1].round().long() + self.label_offset,
+                }
+            )
+        return out
+
+    def forward(self, x: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        """x: (B, 3, H, W) float in [0, 1]. Training (with targets): torchvision's loss dict.
+        Inference: ``[boxes (B, D, 4), scores (B, D, K)]`` (see the module doc)."""
+        images = list(self.normalize(x))
+        if self.training:
+            return self.tv_model(images, targets)
+        return self.pack(self.tv_model(images), x.shape[0])
+
+    def pack(self, dets: list[dict[str, Tensor]], batch_size: int) -> list[Tensor]:
+        """torchvision's per-image detections -> padded boxes (B, D, 4) and one-hot-by-class
+        scores (B, D, K), labels mapped back to detforge's classes."""
+        d = max((len(o["scores"]) for o in dets), default=0)
+        ref = dets[0]["boxes"] if dets else torch.zeros(0, 4)
+        boxes = ref.new_zeros(batch_size, d, 4)
+        scores = ref.new_zeros(batch_size, d, self.nc)
+        for b, o in enumerate(dets):
+            n = len(o["scores"])
+            cls = o["labels"] - self.label_offset
+            boxes[b, :n] = o["boxes"]
+            scores[b, torch.arange(n, device=ref.device), cls] = o["scores"].to(scores.dtype)
+        return [boxes, scores]
+
+    def decode(self, outputs: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Inference outputs are already boxes (B, D, 4) and scores (B, D, K)."""
+        return outputs[0], outputs[1]
+
+
+def build_tv_detector(
+    name: str, num_classes: int, imgsz: int, backbone_weights: str | None = None
+) -> TorchvisionDetector:
+    """``model.name`` of this family -> a detector for ``num_classes`` classes whose internal
+    resize is ``imgsz``; ``backbone_weights="imagenet"`` loads torchvision's ImageNet backbone
+    from its cache (fetched once when missing, else a clear error naming the file); None
+    (the default) downloads nothing."""
+    if backbone_weights not in (None, "imagenet"):
+        raise ValueError(
+            f"model.backbone_weights: {name} takes 'imagenet' (torchvision's backbone weights) "
+            f"or null, not {backbone_weights!r}"
+        )
+    imagenet = backbone_weights == "imagenet"
+    return TorchvisionDetector(TVDetectorSpec(name, imgsz), num_classes, imagenet)
+
+
+def tv_detector_size(name: str, num_classes: int, imgsz: int = 640) -> tuple[int, float]:
+    """Parameters and GFLOPs (2 x multiply-adds) at ``imgsz`` of model ``name``, counted on the
+    meta device (shapes only). A two-stage model's box head is counted on the RPN's test-time
+    proposal count (1000); RoIAlign and NMS are not counted (no FLOP formula in torch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = TorchvisionDetector(TVDetectorSpec(name, imgsz), num_classes)
+    model.eval()
+    x = torch.zeros(1, 3, imgsz, imgsz, device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        feats = list(model.neck(model.backbone(model.normalize(x))).values())
+        if isinstance(model.head, nn.ModuleDict):
+            rpn, roi = model.head["rpn"], model.head["roi_heads"]
+            rpn.head(feats)
+            pool = roi.box_roi_pool.output_size
+            side = pool if isinstance(pool, int) else pool[0]
+            rois = torch.zeros(rpn._post_nms_top_n["testing"], feats[0].shape[1], side, side,
+                               device="meta")  # fmt: skip
+            roi.box_predictor(roi.box_head(rois))
+        else:
+            model.head(feats)
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 1e9
