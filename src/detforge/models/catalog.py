@@ -25,6 +25,12 @@ from .backbones import (
 )
 from .factory import available_models, build_model, resolve_spec
 from .pretrained import cached_weight_file
+from .tv_detectors import (
+    TORCHVISION_DETECTORS,
+    backbone_weight_enum,
+    is_tv_detector_name,
+    tv_detector_size,
+)
 
 __all__ = ["ModelRow", "model_size", "model_rows", "backbone_rows"]
 
@@ -32,7 +38,7 @@ __all__ = ["ModelRow", "model_size", "model_rows", "backbone_rows"]
 @dataclass(frozen=True)
 class ModelRow:
     name: str
-    kind: str  # "anchor-free", "anchor-based" or "backbone"
+    kind: str  # "anchor-free", "anchor-based", "torchvision" or "backbone"
     params: int
     gflops: float
     pretrained: str
@@ -53,14 +59,26 @@ def model_size(build: Callable[[], nn.Module], imgsz: int = 640) -> tuple[int, f
 def model_rows(
     names: list[str] | None = None, imgsz: int = 640, num_classes: int = 80
 ) -> list[ModelRow]:
-    """One row per model name (default: every built-in one); detforge ships no trained detector
-    weights, so ``pretrained`` says so."""
+    """One row per model name (default: every built-in one, torchvision's detectors last);
+    detforge ships no trained detector weights, so ``pretrained`` says so, or for a torchvision
+    detector whether its ImageNet backbone (``backbone_weights=imagenet``) is in the cache."""
     rows = []
-    for name in names or available_models():
+    for name in names or [*available_models(), *TORCHVISION_DETECTORS]:
+        if is_tv_detector_name(name):
+            params, gflops = tv_detector_size(name, num_classes, imgsz)
+            rows.append(ModelRow(name, "torchvision", params, gflops, _imagenet_state(name)))
+            continue
         kind = "anchor-based" if resolve_spec(name).head == "anchor" else "anchor-free"
         params, gflops = model_size(lambda n=name: build_model(n, num_classes), imgsz)
         rows.append(ModelRow(name, kind, params, gflops, "none"))
     return rows
+
+
+def _imagenet_state(name: str) -> str:
+    file = cached_weight_file(backbone_weight_enum(name))
+    if file.is_file():
+        return f"imagenet backbone: cached ({file})"
+    return f"imagenet backbone: not cached ({file.name}; put it in {file.parent})"
 
 
 def backbone_rows(imgsz: int = 640) -> list[ModelRow]:

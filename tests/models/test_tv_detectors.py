@@ -1,0 +1,120 @@
+"""torchvision's detectors as a detforge family: the real architectures build without any
+download, with detforge's part names, normalisation and resize; labels map to torchvision's
+convention and back; ImageNet weights are fetched only on request, offline a clear error."""
+
+import pytest
+import torch
+
+from detforge.config import families
+from detforge.models import tv_detectors
+from detforge.models.catalog import model_rows
+from detforge.models.norm import IMAGENET_MEAN, IMAGENET_STD
+from detforge.models.tv_detectors import (
+    TORCHVISION_DETECTORS,
+    TorchvisionDetector,
+    TVDetectorSpec,
+    build_tv_detector,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+def test_the_config_layer_knows_the_same_family():
+    assert families.TORCHVISION_DETECTORS == tuple(TORCHVISION_DETECTORS)
+    assert families.TV_SCORE_FLOOR == tv_detectors.SCORE_FLOOR
+    assert families.TV_MAX_DETECTIONS == tv_detectors.MAX_DETECTIONS
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_DETECTORS))
+def test_real_architecture_builds_offline_with_detforge_parts(name):
+    model = build_tv_detector(name, 3, 64)
+    params = [n for n, _ in model.named_parameters()]
+    assert params and all(n.split(".")[0] in ("backbone", "neck", "head") for n in params)
+    assert {n.split(".")[0] for n in params} == {"backbone", "neck", "head"}
+    state = model.state_dict()
+    torch.testing.assert_close(state["normalize.mean"].flatten(), torch.tensor(IMAGENET_MEAN))
+    torch.testing.assert_close(state["normalize.std"].flatten(), torch.tensor(IMAGENET_STD))
+    t = model.tv_model.transform
+    assert (t.min_size, t.max_size) == ((64,), 64)  # imgsz, not torchvision's 800
+    # the parts detforge names are the modules torchvision runs
+    assert model.backbone is model.tv_model.backbone.body
+    assert model.neck is model.tv_model.backbone.fpn
+    model.eval()
+    with torch.no_grad():
+        boxes, scores = model(torch.rand(2, 3, 64, 64))
+    assert boxes.shape[0] == 2 and boxes.shape[2] == 4 and scores.shape[2] == 3
+    assert boxes.shape[1] == scores.shape[1]
+    # every row holds at most one class score (zeros elsewhere)
+    assert ((scores > 0).sum(-1) <= 1).all()
+
+
+def test_class_count_follows_torchvision_label_convention():
+    with torch.device("meta"):
+        frcnn = TorchvisionDetector(TVDetectorSpec("fasterrcnn-r50-fpn", 64), 5)
+        retina = TorchvisionDetector(TVDetectorSpec("retinanet-r50-fpn", 64), 5)
+        fcos = TorchvisionDetector(TVDetectorSpec("fcos-r50-fpn", 64), 5)
+    # Faster R-CNN's class 0 is the background; RetinaNet and FCOS have none
+    assert frcnn.head["roi_heads"].box_predictor.cls_score.out_features == 6
+    assert retina.head.classification_head.num_classes == 5
+    assert fcos.head.classification_head.num_classes == 5
+    assert (frcnn.label_offset, retina.label_offset, fcos.label_offset) == (1, 0, 0)
+
+
+@pytest.mark.parametrize(("name", "offset"), [("fasterrcnn-mobilenet", 1), ("fcos-r50-fpn", 0)])
+def test_labels_round_trip_between_detforge_and_torchvision(name, offset):
+    with torch.device("meta"):
+        model = TorchvisionDetector(TVDetectorSpec(name, 64), 3)
+    targets = torch.tensor(
+        [
+            [0, 2, 1.0, 2.0, 11.0, 12.0],
+            [0, 0, 5.0, 5.0, 5.0, 9.0],  # no width: torchvision refuses it, left out
+            [2, 1, 3.0, 4.0, 30.0, 40.0],
+        ]
+    )
+    tv = model.targets_from_batch(targets, 3)
+    assert [t["labels"].tolist() for t in tv] == [[2 + offset], [], [1 + offset]]
+    torch.testing.assert_close(tv[0]["boxes"], torch.tensor([[1.0, 2.0, 11.0, 12.0]]))
+    assert tv[1]["boxes"].shape == (0, 4)
+    # torchvision's predictions with those labels come back as detforge's classes
+    dets = [
+        {"boxes": t["boxes"], "scores": torch.full((len(t["labels"]),), 0.9),
+         "labels": t["labels"]}
+        for t in tv
+    ]  # fmt: skip
+    boxes, scores = model.pack(dets, 3)
+    assert boxes.shape == (3, 1, 4) and scores.shape == (3, 1, 3)
+    assert scores[0, 0].tolist() == pytest.approx([0, 0, 0.9])
+    assert scores[2, 0].tolist() == pytest.approx([0, 0.9, 0])
+    assert scores[1].sum() == 0  # an image without detections is padding only
+    torch.testing.assert_close(boxes[2, 0], torch.tensor([3.0, 4.0, 30.0, 40.0]))
+
+
+def test_imagenet_weights_only_on_request_and_offline_error_names_the_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(FileNotFoundError) as e:
+        build_tv_detector("fasterrcnn-mobilenet", 2, 64, "imagenet")
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    assert "mobilenet_v3_large-8738ca79.pth" in str(e.value) and str(folder) in str(e.value)
+    with pytest.raises(ValueError, match="model.backbone_weights"):
+        build_tv_detector("fasterrcnn-mobilenet", 2, 64, "my.pt")
+
+
+def test_listing_rows_give_the_real_model_size_and_the_cache_state(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (row,) = model_rows(["fasterrcnn-mobilenet"], 640)
+    real = build_tv_detector("fasterrcnn-mobilenet", 80, 640)
+    assert row.kind == "torchvision"
+    assert row.params == sum(p.numel() for p in real.parameters())
+    assert row.gflops > 1.0
+    assert row.pretrained.startswith("imagenet backbone: not cached (mobilenet_v3_large-")
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "mobilenet_v3_large-8738ca79.pth").write_bytes(b"")  # presence is what counts
+    (row,) = model_rows(["fasterrcnn-mobilenet"], 640)
+    assert row.pretrained == f"imagenet backbone: cached ({folder}/mobilenet_v3_large-8738ca79.pth)"
