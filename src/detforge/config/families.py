@@ -112,8 +112,14 @@ def _check_torchvision(cfg: Any) -> None:
             raise ConfigError(
                 f"{key} does not apply to model {name!r} (a torchvision detector: its loss, "
                 "matching, BatchNorm and resize are its own, the resize fixed at train.imgsz). "
-                "Remove it, or the recipe or config file that sets it"
+                "Remove it, or the recipe or config file that sets it (recipe=finetune-torchvision "
+                "is recipe=finetune without its YOLO loss and BatchNorm settings)"
             )
+    if cfg.model.backbone_weights not in (None, "imagenet"):
+        raise ConfigError(
+            f"model.backbone_weights: {name!r} takes 'imagenet' (torchvision's ImageNet backbone "
+            f"through its cache) or null, not {cfg.model.backbone_weights!r}"
+        )
     if cfg.train.batch == "auto":
         raise ConfigError(
             f"train.batch: 'auto' probes a YOLO training step; for {name!r} give a number"

@@ -77,7 +77,9 @@ class ModelSection:
     name: str = setting(
         "yolo-n",
         "Model: yolo-{n,s,m} (anchor-free) with optional level suffix -p2 (P2-P5) or -p2lite "
-        "(P2-P4), yolov5-{n,s,m} (anchor-based) with optional -p2, or a path to a model YAML.",
+        "(P2-P4), yolov5-{n,s,m} (anchor-based) with optional -p2, a path to a model YAML, or "
+        "torchvision's fasterrcnn-r50-fpn, retinanet-r50-fpn, fcos-r50-fpn, "
+        "fasterrcnn-mobilenet (resized internally to train.imgsz).",
     )
     anchors: Literal["auto"] | None = setting(
         None,
@@ -95,7 +97,8 @@ class ModelSection:
     backbone_weights: str | None = setting(
         None,
         "Pretrained backbone weights: null (from scratch), imagenet (through torchvision's "
-        "cache $TORCH_HOME/hub/checkpoints, or timm's) or a path to the backbone's state dict.",
+        "cache $TORCH_HOME/hub/checkpoints, or timm's) or a path to the backbone's state dict "
+        "(torchvision's detectors: null or imagenet).",
     )
     weights: str | None = setting(
         None,
