@@ -64,3 +64,13 @@ def test_settings_that_act_are_accepted():
     assert cfg.model.backbone_weights == "imagenet"
     assert [g["match"] for g in cfg.optim.groups] == ["backbone.*", "neck.*"]
     assert cfg.optim.name == "adamw"
+
+
+def test_group_patterns_are_checked_against_the_family_parameter_names():
+    from detforge.engine.preflight import check_before_data
+
+    ok = ["model=fcos-r50-fpn", "optim.groups=[{match: 'head.*', lr_mult: 2}]"]
+    check_before_data(load_config(ok, env={}))
+    bad = ["model=fcos-r50-fpn", "optim.groups=[{match: 'rpn.*'}]"]  # Faster R-CNN's part only
+    with pytest.raises(ConfigError, match=r"optim.groups\[0\].match"):
+        check_before_data(load_config(bad, env={}))

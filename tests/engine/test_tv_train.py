@@ -127,3 +127,10 @@ def test_family_trains_and_its_checkpoint_predicts_the_same(name, small_bodies, 
     val, _, _ = evaluate_weights(cfg, [str(best)])
     for key in ("map50_95", "map50"):
         assert val.metrics[key] == pytest.approx(res.metrics[key], abs=1e-6)
+
+    # ONNX export covers the YOLO models only: refused with the model's name
+    from detforge.config import ConfigError
+    from detforge.export.onnx import export_onnx
+
+    with pytest.raises(ConfigError, match=rf"is model '{name}', a torchvision detector"):
+        export_onnx(cfg, best, out=tmp_path / "m.onnx")

@@ -18,7 +18,12 @@ from torch import nn
 from ..config.fields import ConfigError, suggest
 from .backbones import build_backbone, check_backbone_name, needed_strides
 from .norm import set_batchnorm
-from .tv_detectors import TorchvisionDetector, build_tv_detector, is_tv_detector_name
+from .tv_detectors import (
+    TORCHVISION_DETECTORS,
+    TorchvisionDetector,
+    build_tv_detector,
+    is_tv_detector_name,
+)
 from .yolo import ModelSpec, YOLODetector
 
 if TYPE_CHECKING:
@@ -146,9 +151,10 @@ def _resolve_name(name: str) -> ModelSpec:
     m = _NAME.match(name)
     yaml_path = _family_yaml(m["family"]) if m else None
     if yaml_path is None:
+        known = [*available_models(), *TORCHVISION_DETECTORS]
         raise ConfigError(
-            f"model.name: unknown model '{name}'{suggest(name, available_models())}; "
-            f"built-in models: {', '.join(available_models())}"
+            f"model.name: unknown model '{name}'{suggest(name, known)}; "
+            f"built-in models: {', '.join(known)}"
         )
     cfg = yaml.safe_load(yaml_path.read_text())
     return spec_from_dict(cfg, m["scale"], m["levels"] or "default", name, f"model.name: '{name}'")
