@@ -118,3 +118,12 @@ def test_listing_rows_give_the_real_model_size_and_the_cache_state(monkeypatch, 
     (folder / "mobilenet_v3_large-8738ca79.pth").write_bytes(b"")  # presence is what counts
     (row,) = model_rows(["fasterrcnn-mobilenet"], 640)
     assert row.pretrained == f"imagenet backbone: cached ({folder}/mobilenet_v3_large-8738ca79.pth)"
+
+
+@pytest.mark.parametrize("name", ["fasterrcnn-mobilenet", "retinanet-r50-fpn"])
+def test_boxes_are_decoded_in_fp32_under_bf16_autocast(name):
+    """bf16 keeps 8 bits of mantissa: boxes decoded in it would move by pixels."""
+    model = build_tv_detector(name, 3, 64).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        boxes, scores = model(torch.rand(1, 3, 64, 64))
+    assert boxes.dtype == torch.float32 and scores.dtype == torch.float32

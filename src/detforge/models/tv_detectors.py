@@ -129,8 +129,20 @@ class TorchvisionDetector(nn.Module):
         else:
             self.head = tv.head
         object.__setattr__(self, "tv_model", tv)
+        # under autocast the convolutions and linear layers run in bf16 / fp16, but torchvision
+        # decodes boxes in the dtype of the regression outputs: in bf16 a coordinate near 600 px
+        # would be off by up to 2 px. The outputs of the learned parts are cast back to fp32 so
+        # anchors, proposals, decoding and losses stay fp32.
+        for part in self._learned_parts():
+            part.register_forward_hook(_outputs_to_fp32)
         self.max_stride = int(tv.transform.size_divisible)
         self.strides = (self.max_stride,)
+
+    def _learned_parts(self) -> list[nn.Module]:
+        if isinstance(self.head, nn.ModuleDict):
+            roi = self.head["roi_heads"]
+            return [self.neck, self.head["rpn"].head, roi.box_head, roi.box_predictor]
+        return [self.neck, self.head]
 
     def train(self, mode: bool = True) -> TorchvisionDetector:
         super().train(mode)
@@ -181,6 +193,20 @@ class TorchvisionDetector(nn.Module):
     def decode(self, outputs: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Inference outputs are already boxes (B, D, 4) and scores (B, D, K)."""
         return outputs[0], outputs[1]
+
+
+def _to_fp32(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return type(value)((k, _to_fp32(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return type(value)(_to_fp32(v) for v in value)
+    return value
+
+
+def _outputs_to_fp32(module: nn.Module, args: Any, output: Any) -> Any:
+    return _to_fp32(output)
 
 
 def build_tv_detector(
