@@ -134,3 +134,42 @@ def test_family_trains_and_its_checkpoint_predicts_the_same(name, small_bodies, 
 
     with pytest.raises(ConfigError, match=rf"is model '{name}', a torchvision detector"):
         export_onnx(cfg, best, out=tmp_path / "m.onnx")
+
+
+def test_resumed_faster_rcnn_run_ends_with_the_weights_of_the_uninterrupted_one(
+    small_bodies, small_data, tmp_path, monkeypatch
+):
+    """Faster R-CNN samples anchors and proposals with torch's RNG: a run resumed mid-epoch
+    from last.pt (RNG state included) takes the same steps."""
+    args = [
+        f"data={small_data}", "imgsz=64", "batch=2", "epochs=1", "workers=0",
+        f"project={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}",
+        "train.progress=false", "train.deterministic=true", "amp=off", "eval.report=false",
+        "model=fasterrcnn-mobilenet",
+    ]  # fmt: skip
+
+    def train(*extra):
+        return Trainer(load_config(args + list(extra), env={})).fit()
+
+    full = train("name=full")
+    calls = {"n": 0}
+    real = torch.optim.SGD.step
+
+    def crash_on_second_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", crash_on_second_step)
+    with pytest.raises(KeyboardInterrupt):
+        train("name=part")
+    monkeypatch.setattr(torch.optim.SGD, "step", real)
+    part = full.run_dir.parent / "part" / "weights" / "last.pt"
+    assert load_checkpoint(part)["train"]["step"] == 1
+    train("name=part", f"resume={part}")
+    a = load_checkpoint(full.run_dir / "weights" / "last.pt")["model"]
+    b = load_checkpoint(part)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
