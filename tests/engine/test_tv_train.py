@@ -173,3 +173,19 @@ def test_resumed_faster_rcnn_run_ends_with_the_weights_of_the_uninterrupted_one(
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+
+
+def test_tools_that_cover_yolo_models_only_refuse_by_model_name(small_data, tmp_path, capsys):
+    from detforge.cli.main import main
+    from detforge.engine.checkpoint import FORMAT, save_atomic
+
+    code = main(["lr-find", f"data={small_data}", "model=retinanet-r50-fpn", "iters=2"])
+    assert code == 2
+    assert "lr-find: model 'retinanet-r50-fpn' (a torchvision detector)" in capsys.readouterr().err
+    ckpt = tmp_path / "tv.pt"
+    spec = {"name": "fcos-r50-fpn", "imgsz": 64, "arch": "torchvision"}
+    save_atomic({"format": FORMAT, "task": "detect", "model_spec": spec, "num_classes": 1,
+                 "names": ["a"], "config": {}, "model": {}, "ema": None}, ckpt)  # fmt: skip
+    image = sorted((small_data.parent / "images" / "val").glob("*"))[0]
+    assert main(["cam", f"weights={ckpt}", f"source={image}", f"project={tmp_path}"]) == 2
+    assert "is model 'fcos-r50-fpn', a torchvision detector" in capsys.readouterr().err

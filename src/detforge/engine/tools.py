@@ -13,6 +13,7 @@ from ..config import ConfigError, RunConfig
 from ..infer.device import resolve_amp, select_device
 from ..losses.factory import build_loss_for_model
 from ..models.factory import build_model_from_config
+from ..models.tv_detectors import is_tv_detector_name
 from ..utils.atomic import write_text_atomic
 from .anchors import prepare_anchors
 from .checkpoint import load_initial_weights
@@ -69,6 +70,11 @@ def lr_find_from_config(
 
     if cfg.train.task == "classify":
         raise ConfigError("lr-find: task=classify is not supported yet (detection only)")
+    if is_tv_detector_name(cfg.model.name):
+        raise ConfigError(
+            f"lr-find: model {cfg.model.name!r} (a torchvision detector) is not supported yet; "
+            "it covers detforge's YOLO models"
+        )
     seed_everything(cfg.train.seed)
     device = select_device(cfg.train.device)
     data = build_data(cfg)
