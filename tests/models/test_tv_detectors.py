@@ -127,3 +127,19 @@ def test_boxes_are_decoded_in_fp32_under_bf16_autocast(name):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         boxes, scores = model(torch.rand(1, 3, 64, 64))
     assert boxes.dtype == torch.float32 and scores.dtype == torch.float32
+
+
+def test_imagenet_backbone_comes_from_torchvision_cache_fully_trainable(monkeypatch, tmp_path):
+    from torchvision.models import mobilenet_v3_large
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    reference = mobilenet_v3_large().state_dict()  # stands in for the ImageNet file
+    torch.save(reference, folder / "mobilenet_v3_large-8738ca79.pth")
+    model = build_tv_detector("fasterrcnn-mobilenet", 2, 64, "imagenet")
+    torch.testing.assert_close(model.backbone["0"][0].weight, reference["features.0.0.weight"])
+    # torchvision freezes BatchNorm of a pretrained body; which layers train is optim.freeze's
+    assert all(p.requires_grad for p in model.parameters())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.backbone.modules())

@@ -85,14 +85,18 @@ def _torchvision_model(name: str, num_classes: int, imgsz: int, imagenet: bool) 
     from .pretrained import cached_weight_file, torchvision_state
 
     builder, _, offset = TORCHVISION_DETECTORS[name]
+    kwargs = builder_kwargs(name, imgsz)
     weights_backbone = None
     if imagenet:
         weights_backbone = backbone_weight_enum(name)
         if not cached_weight_file(weights_backbone).is_file():
             torchvision_state(weights_backbone)  # fetch under a timeout, or a clear error
+        # every layer trainable: freezing is optim.freeze's job (torchvision would freeze the
+        # first layers itself, out of reach of optim.unfreeze_at); BatchNorm stays frozen
+        kwargs["trainable_backbone_layers"] = 6 if "mobilenet" in builder else 5
     return getattr(det, builder)(
         weights=None, weights_backbone=weights_backbone, num_classes=num_classes + offset,
-        **builder_kwargs(name, imgsz),
+        **kwargs,
     )  # fmt: skip
 
 
