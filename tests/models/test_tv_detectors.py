@@ -143,3 +143,18 @@ def test_imagenet_backbone_comes_from_torchvision_cache_fully_trainable(monkeypa
     # torchvision freezes BatchNorm of a pretrained body; which layers train is optim.freeze's
     assert all(p.requires_grad for p in model.parameters())
     assert any(isinstance(m, FrozenBatchNorm2d) for m in model.backbone.modules())
+
+
+def test_classes_map_remaps_the_score_columns():
+    from detforge.models.classmap import ClassRemap
+
+    model = build_tv_detector("fasterrcnn-mobilenet", 3, 64).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        boxes, scores = model(x)
+        # data class 0 <- weights classes 0 and 2, data class 1 <- none, data class 2 <- 1
+        mapped_boxes, mapped = ClassRemap(model, [[0, 2], [], [1]])(x)
+    torch.testing.assert_close(mapped_boxes, boxes)
+    torch.testing.assert_close(mapped[..., 0], scores[..., [0, 2]].amax(-1))
+    assert (mapped[..., 1] == 0).all()
+    torch.testing.assert_close(mapped[..., 2], scores[..., 1])

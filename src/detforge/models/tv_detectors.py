@@ -139,6 +139,7 @@ class TorchvisionDetector(nn.Module):
         # anchors, proposals, decoding and losses stay fp32.
         for part in self._learned_parts():
             part.register_forward_hook(_outputs_to_fp32)
+        self.decoded_outputs = True  # inference gives boxes and scores, not per-level maps
         self.max_stride = int(tv.transform.size_divisible)
         self.strides = (self.max_stride,)
 
