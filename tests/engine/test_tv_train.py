@@ -110,7 +110,9 @@ def test_family_trains_and_its_checkpoint_predicts_the_same(name, small_bodies, 
 
     best = res.run_dir / "weights" / "best.pt"
     ckpt = load_checkpoint(best)
-    assert ckpt["model_spec"] == {"name": name, "imgsz": 64, "arch": "torchvision"}
+    assert ckpt["model_spec"] == {
+        "name": name, "imgsz": 64, "arch": "torchvision", "frozen_bn": False
+    }  # fmt: skip
     assert "normalize.mean" in ckpt["model"]
     images = sorted((small_data.parent / "images" / "val").glob("*"))
     live = Detector(trainer.eval_model(), ckpt["names"], imgsz=64, device="cpu")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from detforge.config import families
+from detforge.engine.checkpoint import build_checkpoint, model_from_checkpoint
 from detforge.models import tv_detectors
 from detforge.models.catalog import model_rows
 from detforge.models.norm import IMAGENET_MEAN, IMAGENET_STD
@@ -143,6 +144,15 @@ def test_imagenet_backbone_comes_from_torchvision_cache_fully_trainable(monkeypa
     # torchvision freezes BatchNorm of a pretrained body; which layers train is optim.freeze's
     assert all(p.requires_grad for p in model.parameters())
     assert any(isinstance(m, FrozenBatchNorm2d) for m in model.backbone.modules())
+    # its checkpoint rebuilds the same modules (FrozenBatchNorm2d has other state-dict keys)
+    ckpt = build_checkpoint(model, None, ["a", "b"], {}, tmp_path)
+    assert ckpt["model_spec"]["frozen_bn"] is True
+    reloaded = model_from_checkpoint(ckpt, "test").eval()
+    model.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model(x), reloaded(x), strict=True):
+            torch.testing.assert_close(a, b)
 
 
 def test_classes_map_remaps_the_score_columns():

@@ -70,6 +70,9 @@ class TVDetectorSpec:
     name: str
     imgsz: int
     arch: str = "torchvision"
+    # the body's BatchNorm is torchvision's FrozenBatchNorm2d (a pretrained backbone): its
+    # state dict differs from BatchNorm2d's, so a checkpoint's model is rebuilt with it
+    frozen_bn: bool = False
 
 
 def backbone_weight_enum(name: str) -> Any:
@@ -123,7 +126,11 @@ class TorchvisionDetector(nn.Module):
             raise ValueError(f"unknown torchvision detector {spec.name!r}")
         self.spec, self.nc = spec, num_classes
         self.label_offset = TORCHVISION_DETECTORS[spec.name][2]
+        if imagenet and not spec.frozen_bn:
+            raise ValueError("an ImageNet backbone has frozen BatchNorm: spec.frozen_bn=True")
         tv = _torchvision_model(spec.name, num_classes, spec.imgsz, imagenet)
+        if spec.frozen_bn and not imagenet:  # rebuilt from a checkpoint: same modules
+            _freeze_batchnorm(tv.backbone.body)
         self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
         # the parts are registered here under detforge's names; torchvision's model keeps
         # pointing at the same modules and runs them, unregistered (no second set of names)
@@ -200,6 +207,18 @@ class TorchvisionDetector(nn.Module):
         return outputs[0], outputs[1]
 
 
+def _freeze_batchnorm(module: nn.Module) -> None:
+    """Replace every BatchNorm2d under ``module`` by torchvision's FrozenBatchNorm2d, as its
+    builders make a pretrained body (default eps, whatever the BatchNorm's)."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, FrozenBatchNorm2d(child.num_features))
+        else:
+            _freeze_batchnorm(child)
+
+
 def _to_fp32(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.float() if value.is_floating_point() else value
@@ -227,7 +246,9 @@ def build_tv_detector(
             f"or null, not {backbone_weights!r}"
         )
     imagenet = backbone_weights == "imagenet"
-    return TorchvisionDetector(TVDetectorSpec(name, imgsz), num_classes, imagenet)
+    return TorchvisionDetector(
+        TVDetectorSpec(name, imgsz, frozen_bn=imagenet), num_classes, imagenet
+    )
 
 
 def tv_detector_size(name: str, num_classes: int, imgsz: int = 640) -> tuple[int, float]:
