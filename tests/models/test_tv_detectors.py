@@ -168,3 +168,17 @@ def test_classes_map_remaps_the_score_columns():
     torch.testing.assert_close(mapped[..., 0], scores[..., [0, 2]].amax(-1))
     assert (mapped[..., 1] == 0).all()
     torch.testing.assert_close(mapped[..., 2], scores[..., 1])
+
+
+def test_a_resumed_imagenet_run_builds_frozen_batchnorm_without_the_file(monkeypatch, tmp_path):
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    from detforge.config import load_config
+    from detforge.models.factory import build_model_from_config
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # empty: no ImageNet file
+    cfg = load_config(["model=fasterrcnn-mobilenet", "backbone_weights=imagenet"], env={})
+    model = build_model_from_config(cfg.model, 2, 64, pretrained=False)
+    assert model.spec.frozen_bn
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.backbone.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())

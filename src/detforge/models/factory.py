@@ -194,9 +194,11 @@ def build_model_from_config(
     (a resumed run's weights come from its checkpoint, so the file is not needed), BatchNorm
     settings, head biases at their prior for ``imgsz``; logged with its size. ``model.weights``
     is loaded by the caller (``detforge.engine.checkpoint.load_initial_weights``)."""
-    weights = section.backbone_weights if pretrained else None
     if is_tv_detector_name(section.name):
-        return _build_tv_from_config(section.name, num_classes, imgsz, weights)
+        return _build_tv_from_config(
+            section.name, num_classes, imgsz, section.backbone_weights, pretrained
+        )
+    weights = section.backbone_weights if pretrained else None
     model = build_model(section.name, num_classes, section.backbone, weights)
     set_batchnorm(model, section.bn_momentum, section.bn_eps)
     model.head.reset_bias(imgsz)
@@ -210,19 +212,19 @@ def build_model_from_config(
 
 
 def _build_tv_from_config(
-    name: str, num_classes: int, imgsz: int, backbone_weights: str | None
+    name: str, num_classes: int, imgsz: int, backbone_weights: str | None, pretrained: bool
 ) -> TorchvisionDetector:
     """A torchvision detector (models/tv_detectors.py): its BatchNorm and head initialisation
-    are torchvision's own."""
+    are torchvision's own; an ImageNet backbone's frozen BatchNorm is built even when its
+    weights are not loaded (``pretrained`` False: they come from a checkpoint)."""
     try:
-        model = build_tv_detector(name, num_classes, imgsz, backbone_weights)
+        model = build_tv_detector(name, num_classes, imgsz, backbone_weights, pretrained)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     params = sum(p.numel() for p in model.parameters())
-    pretrained = " (ImageNet backbone)" if backbone_weights else ""
     log.info(
         "model %s%s: %d classes, %.2f M parameters, torchvision's internal resize %d px",
-        name, pretrained, num_classes, params / 1e6, imgsz,
+        name, " (ImageNet backbone)" if backbone_weights else "", num_classes, params / 1e6, imgsz,
     )  # fmt: skip
     return model
 

@@ -234,21 +234,25 @@ def _outputs_to_fp32(module: nn.Module, args: Any, output: Any) -> Any:
 
 
 def build_tv_detector(
-    name: str, num_classes: int, imgsz: int, backbone_weights: str | None = None
+    name: str,
+    num_classes: int,
+    imgsz: int,
+    backbone_weights: str | None = None,
+    load_weights: bool = True,
 ) -> TorchvisionDetector:
     """``model.name`` of this family -> a detector for ``num_classes`` classes whose internal
     resize is ``imgsz``; ``backbone_weights="imagenet"`` loads torchvision's ImageNet backbone
     from its cache (fetched once when missing, else a clear error naming the file); None
-    (the default) downloads nothing."""
+    (the default) downloads nothing. ``load_weights=False`` (a resumed run, whose weights come
+    from its checkpoint) builds the same modules without reading the file."""
     if backbone_weights not in (None, "imagenet"):
         raise ValueError(
             f"model.backbone_weights: {name} takes 'imagenet' (torchvision's backbone weights) "
             f"or null, not {backbone_weights!r}"
         )
     imagenet = backbone_weights == "imagenet"
-    return TorchvisionDetector(
-        TVDetectorSpec(name, imgsz, frozen_bn=imagenet), num_classes, imagenet
-    )
+    spec = TVDetectorSpec(name, imgsz, frozen_bn=imagenet)
+    return TorchvisionDetector(spec, num_classes, imagenet and load_weights)
 
 
 def tv_detector_size(name: str, num_classes: int, imgsz: int = 640) -> tuple[int, float]:
