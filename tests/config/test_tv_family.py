@@ -74,3 +74,12 @@ def test_group_patterns_are_checked_against_the_family_parameter_names():
     bad = ["model=fcos-r50-fpn", "optim.groups=[{match: 'rpn.*'}]"]  # Faster R-CNN's part only
     with pytest.raises(ConfigError, match=r"optim.groups\[0\].match"):
         check_before_data(load_config(bad, env={}))
+
+
+def test_coco_weights_are_for_torchvision_detectors_only():
+    cfg = load_config(["model=retinanet-r50-fpn", "weights=coco"], env={})
+    assert cfg.model.weights == "coco"
+    with pytest.raises(ConfigError, match=r"^model.weights: 'coco'"):
+        load_config(["model=yolo-n", "weights=coco"], env={})
+    with pytest.raises(ConfigError, match=r"^model.backbone_weights: model.weights=coco"):
+        load_config(["model=fcos-r50-fpn", "weights=coco", "backbone_weights=imagenet"], env={})

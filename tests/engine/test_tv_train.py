@@ -23,9 +23,9 @@ from detforge.config import load_config
 from detforge.data.demo import generate_demo_dataset
 from detforge.engine.checkpoint import load_checkpoint
 from detforge.engine.trainer import Trainer
-from detforge.models import tv_detectors
+from detforge.models import tv_build
 
-FAMILIES = list(tv_detectors.TORCHVISION_DETECTORS)
+FAMILIES = list(tv_build.TORCHVISION_DETECTORS)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,7 @@ def small_bodies(monkeypatch):
     monkeypatch.setattr(
         faster_rcnn, "mobilenet_v3_large", lambda **kw: mobilenet(**kw, width_mult=0.25)
     )
-    real = tv_detectors.builder_kwargs
+    real = tv_build.builder_kwargs
 
     def fewer_proposals(name, imgsz):
         kw = real(name, imgsz)
@@ -62,7 +62,7 @@ def small_bodies(monkeypatch):
             )  # fmt: skip
         return kw
 
-    monkeypatch.setattr(tv_detectors, "builder_kwargs", fewer_proposals)
+    monkeypatch.setattr(tv_build, "builder_kwargs", fewer_proposals)
 
 
 @pytest.fixture(scope="module")

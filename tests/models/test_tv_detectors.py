@@ -114,11 +114,16 @@ def test_listing_rows_give_the_real_model_size_and_the_cache_state(monkeypatch, 
     assert row.params == sum(p.numel() for p in real.parameters())
     assert row.gflops > 1.0
     assert row.pretrained.startswith("imagenet backbone: not cached (mobilenet_v3_large-")
+    assert "coco: not cached (fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth; put it in" in (
+        row.pretrained
+    )
     folder = tmp_path / "torch" / "hub" / "checkpoints"
     folder.mkdir(parents=True)
     (folder / "mobilenet_v3_large-8738ca79.pth").write_bytes(b"")  # presence is what counts
     (row,) = model_rows(["fasterrcnn-mobilenet"], 640)
-    assert row.pretrained == f"imagenet backbone: cached ({folder}/mobilenet_v3_large-8738ca79.pth)"
+    assert row.pretrained.startswith(
+        f"imagenet backbone: cached ({folder}/mobilenet_v3_large-8738ca79.pth); coco: not cached"
+    )
 
 
 @pytest.mark.parametrize("name", ["fasterrcnn-mobilenet", "retinanet-r50-fpn"])
@@ -182,3 +187,45 @@ def test_a_resumed_imagenet_run_builds_frozen_batchnorm_without_the_file(monkeyp
     assert model.spec.frozen_bn
     assert any(isinstance(m, FrozenBatchNorm2d) for m in model.backbone.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+
+
+def test_coco_weights_load_from_the_cache_with_new_class_layers(monkeypatch, tmp_path):
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(FileNotFoundError, match="fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth"):
+        build_tv_detector("fasterrcnn-mobilenet", 2, 64, weights="coco")  # offline, no file
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)  # torch.hub made it for the refused download
+    # a 91-class model's state dict stands in for torchvision's COCO file
+    coco = fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None).state_dict()
+    torch.save(coco, folder / "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth")
+    model = build_tv_detector("fasterrcnn-mobilenet", 2, 64, weights="coco")
+    state = model.state_dict()
+    torch.testing.assert_close(state["backbone.0.0.weight"], coco["backbone.body.0.0.weight"])
+    torch.testing.assert_close(state["neck.layer_blocks.0.0.weight"],
+                               coco["backbone.fpn.layer_blocks.0.0.weight"])  # fmt: skip
+    torch.testing.assert_close(state["head.roi_heads.box_head.fc6.weight"],
+                               coco["roi_heads.box_head.fc6.weight"])  # fmt: skip
+    # the class layers are new, for 2 classes + background
+    assert state["head.roi_heads.box_predictor.cls_score.weight"].shape[0] == 3
+    assert state["head.roi_heads.box_predictor.bbox_pred.weight"].shape[0] == 12
+    assert model.spec.frozen_bn and all(p.requires_grad for p in model.parameters())
+    # and the checkpoint of such a model rebuilds it
+    reloaded = model_from_checkpoint(build_checkpoint(model, None, ["a", "b"], {}, tmp_path), "t")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model.eval()(x), reloaded.eval()(x), strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_coco_class_layers_of_one_stage_models_keep_torchvision_init():
+    from torchvision.models.detection import retinanet_resnet50_fpn
+
+    from detforge.models.tv_build import _new_class_layers
+
+    with torch.device("meta"):
+        model = retinanet_resnet50_fpn(weights=None, weights_backbone=None)
+    _new_class_layers(model, 4)
+    head = model.head.classification_head
+    assert head.num_classes == 4 and head.cls_logits.out_channels == 9 * 4

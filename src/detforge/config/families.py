@@ -83,6 +83,12 @@ def check_family_settings(cfg: Any) -> None:
     if cfg.model.name in TORCHVISION_DETECTORS:
         _check_torchvision(cfg)
         return
+    if cfg.model.weights == "coco":
+        raise ConfigError(
+            f"model.weights: 'coco' (torchvision's COCO-trained weights) is for "
+            f"{', '.join(TORCHVISION_DETECTORS)}; {cfg.model.name!r} starts from a detforge "
+            "checkpoint"
+        )
     if cfg.model.backbone == "csp" and cfg.model.backbone_weights is not None:
         raise ConfigError(
             "model.backbone_weights: the csp backbone (model.backbone's default) has no "
@@ -115,6 +121,11 @@ def _check_torchvision(cfg: Any) -> None:
                 "Remove it, or the recipe or config file that sets it (recipe=finetune-torchvision "
                 "is recipe=finetune without its YOLO loss and BatchNorm settings)"
             )
+    if cfg.model.weights == "coco" and cfg.model.backbone_weights is not None:
+        raise ConfigError(
+            "model.backbone_weights: model.weights=coco holds the backbone too; leave "
+            "backbone_weights null"
+        )
     if cfg.model.backbone_weights not in (None, "imagenet"):
         raise ConfigError(
             f"model.backbone_weights: {name!r} takes 'imagenet' (torchvision's ImageNet backbone "

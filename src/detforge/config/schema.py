@@ -103,7 +103,8 @@ class ModelSection:
     weights: str | None = setting(
         None,
         "Initialise from a detforge checkpoint (weights only; use train.resume to resume); "
-        "task=classify, efficientnet_b0: 'imagenet' loads torchvision's ImageNet weights "
+        "task=classify, efficientnet_b0: 'imagenet' loads torchvision's ImageNet weights; "
+        "torchvision's detectors: 'coco' loads their COCO weights with new class layers "
         "(from its cache; offline without the file, an error naming it).",
     )
     bn_momentum: float = setting(

@@ -20,7 +20,8 @@ class TorchvisionDetectTask(DetectTask):
 
     def build_model(self, cfg, data, load_weights):
         model = build_model_from_config(cfg.model, len(data.names), cfg.train.imgsz, load_weights)
-        if cfg.model.weights and load_weights:
+        # weights=coco is torchvision's, loaded by the build; anything else is a checkpoint
+        if cfg.model.weights not in (None, "coco") and load_weights:
             load_initial_weights(model, cfg.model.weights)
         return model
 

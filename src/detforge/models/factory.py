@@ -195,9 +195,7 @@ def build_model_from_config(
     settings, head biases at their prior for ``imgsz``; logged with its size. ``model.weights``
     is loaded by the caller (``detforge.engine.checkpoint.load_initial_weights``)."""
     if is_tv_detector_name(section.name):
-        return _build_tv_from_config(
-            section.name, num_classes, imgsz, section.backbone_weights, pretrained
-        )
+        return _build_tv_from_config(section, num_classes, imgsz, pretrained)
     weights = section.backbone_weights if pretrained else None
     model = build_model(section.name, num_classes, section.backbone, weights)
     set_batchnorm(model, section.bn_momentum, section.bn_eps)
@@ -212,19 +210,27 @@ def build_model_from_config(
 
 
 def _build_tv_from_config(
-    name: str, num_classes: int, imgsz: int, backbone_weights: str | None, pretrained: bool
+    section: ModelSection, num_classes: int, imgsz: int, pretrained: bool
 ) -> TorchvisionDetector:
-    """A torchvision detector (models/tv_detectors.py): its BatchNorm and head initialisation
-    are torchvision's own; an ImageNet backbone's frozen BatchNorm is built even when its
-    weights are not loaded (``pretrained`` False: they come from a checkpoint)."""
+    """A torchvision detector (models/tv_detectors.py) with ``model.backbone_weights=imagenet``
+    or ``model.weights=coco`` when asked; its BatchNorm and head initialisation are
+    torchvision's own. A pretrained model's frozen BatchNorm is built even when the weights are
+    not loaded (``pretrained`` False: they come from a checkpoint)."""
+    name, coco = section.name, section.weights == "coco"
     try:
-        model = build_tv_detector(name, num_classes, imgsz, backbone_weights, pretrained)
+        model = build_tv_detector(
+            name, num_classes, imgsz, section.backbone_weights, pretrained,
+            weights="coco" if coco else None,
+        )  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from None
     params = sum(p.numel() for p in model.parameters())
+    source = (
+        " (COCO weights)" if coco else " (ImageNet backbone)" if section.backbone_weights else ""
+    )
     log.info(
         "model %s%s: %d classes, %.2f M parameters, torchvision's internal resize %d px",
-        name, " (ImageNet backbone)" if backbone_weights else "", num_classes, params / 1e6, imgsz,
+        name, source, num_classes, params / 1e6, imgsz,
     )  # fmt: skip
     return model
 

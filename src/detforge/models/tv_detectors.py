@@ -35,6 +35,13 @@ import torch
 from torch import Tensor, nn
 
 from .norm import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from .tv_build import (
+    MAX_DETECTIONS,
+    SCORE_FLOOR,
+    TORCHVISION_DETECTORS,
+    freeze_batchnorm,
+    torchvision_model,
+)
 
 __all__ = [
     "TORCHVISION_DETECTORS",
@@ -43,20 +50,8 @@ __all__ = [
     "TVDetectorSpec",
     "TorchvisionDetector",
     "build_tv_detector",
-    "backbone_weight_enum",
     "is_tv_detector_name",
-    "tv_detector_size",
 ]
-
-# model name -> (torchvision builder, backbone weight enum, label offset)
-TORCHVISION_DETECTORS: dict[str, tuple[str, str, int]] = {
-    "fasterrcnn-r50-fpn": ("fasterrcnn_resnet50_fpn", "ResNet50_Weights", 1),
-    "retinanet-r50-fpn": ("retinanet_resnet50_fpn", "ResNet50_Weights", 0),
-    "fcos-r50-fpn": ("fcos_resnet50_fpn", "ResNet50_Weights", 0),
-    "fasterrcnn-mobilenet": ("fasterrcnn_mobilenet_v3_large_fpn", "MobileNet_V3_Large_Weights", 1),
-}
-SCORE_FLOOR = 0.001  # eval.conf's default: torchvision drops nothing detforge would keep
-MAX_DETECTIONS = 300  # eval.max_det's default
 
 
 def is_tv_detector_name(name: str) -> bool:
@@ -75,62 +70,23 @@ class TVDetectorSpec:
     frozen_bn: bool = False
 
 
-def backbone_weight_enum(name: str) -> Any:
-    """torchvision's ImageNet weight enum of model ``name``'s backbone."""
-    import torchvision.models as tvm
-
-    return getattr(tvm, TORCHVISION_DETECTORS[name][1]).IMAGENET1K_V1
-
-
-def _torchvision_model(name: str, num_classes: int, imgsz: int, imagenet: bool) -> nn.Module:
-    import torchvision.models.detection as det
-
-    from .pretrained import cached_weight_file, torchvision_state
-
-    builder, _, offset = TORCHVISION_DETECTORS[name]
-    kwargs = builder_kwargs(name, imgsz)
-    weights_backbone = None
-    if imagenet:
-        weights_backbone = backbone_weight_enum(name)
-        if not cached_weight_file(weights_backbone).is_file():
-            torchvision_state(weights_backbone)  # fetch under a timeout, or a clear error
-        # every layer trainable: freezing is optim.freeze's job (torchvision would freeze the
-        # first layers itself, out of reach of optim.unfreeze_at); BatchNorm stays frozen
-        kwargs["trainable_backbone_layers"] = 6 if "mobilenet" in builder else 5
-    return getattr(det, builder)(
-        weights=None, weights_backbone=weights_backbone, num_classes=num_classes + offset,
-        **kwargs,
-    )  # fmt: skip
-
-
-def builder_kwargs(name: str, imgsz: int) -> dict[str, Any]:
-    """What detforge sets in torchvision's builder of model ``name``: the resize (imgsz), no
-    normalisation (the model's ``normalize`` does it), the pre-NMS score floor and cap."""
-    kwargs: dict[str, Any] = dict(
-        min_size=imgsz, max_size=imgsz, image_mean=[0.0] * 3, image_std=[1.0] * 3
-    )
-    if TORCHVISION_DETECTORS[name][0].startswith("fasterrcnn"):
-        kwargs.update(box_score_thresh=SCORE_FLOOR, box_detections_per_img=MAX_DETECTIONS)
-    else:
-        kwargs.update(score_thresh=SCORE_FLOOR, detections_per_img=MAX_DETECTIONS)
-    return kwargs
-
-
 class TorchvisionDetector(nn.Module):
     """A torchvision detector with detforge's part names, normalisation and outputs (see the
     module doc). ``nc``: detforge's number of classes."""
 
-    def __init__(self, spec: TVDetectorSpec, num_classes: int, imagenet: bool = False):
+    def __init__(self, spec: TVDetectorSpec, num_classes: int, pretrained: str | None = None):
+        """pretrained: None, "imagenet" or "coco" (see :func:`build_tv_detector`); a pretrained
+        model's body has frozen BatchNorm, so its spec says ``frozen_bn``."""
         super().__init__()
         if spec.name not in TORCHVISION_DETECTORS:
             raise ValueError(f"unknown torchvision detector {spec.name!r}")
         self.spec, self.nc = spec, num_classes
         self.label_offset = TORCHVISION_DETECTORS[spec.name][2]
-        if imagenet and not spec.frozen_bn:
-            raise ValueError("an ImageNet backbone has frozen BatchNorm: spec.frozen_bn=True")
-        tv = _torchvision_model(spec.name, num_classes, spec.imgsz, imagenet)
-        if spec.frozen_bn and not imagenet:  # rebuilt from a checkpoint: same modules
-            _freeze_batchnorm(tv.backbone.body)
+        if pretrained is not None and not spec.frozen_bn:
+            raise ValueError("a pretrained body has frozen BatchNorm: spec.frozen_bn=True")
+        tv = torchvision_model(spec.name, num_classes, spec.imgsz, pretrained)
+        if spec.frozen_bn and pretrained is None:  # rebuilt from a checkpoint: same modules
+            freeze_batchnorm(tv.backbone.body)
         self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
         # the parts are registered here under detforge's names; torchvision's model keeps
         # pointing at the same modules and runs them, unregistered (no second set of names)
@@ -207,18 +163,6 @@ class TorchvisionDetector(nn.Module):
         return outputs[0], outputs[1]
 
 
-def _freeze_batchnorm(module: nn.Module) -> None:
-    """Replace every BatchNorm2d under ``module`` by torchvision's FrozenBatchNorm2d, as its
-    builders make a pretrained body (default eps, whatever the BatchNorm's)."""
-    from torchvision.ops.misc import FrozenBatchNorm2d
-
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, FrozenBatchNorm2d(child.num_features))
-        else:
-            _freeze_batchnorm(child)
-
-
 def _to_fp32(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.float() if value.is_floating_point() else value
@@ -239,10 +183,12 @@ def build_tv_detector(
     imgsz: int,
     backbone_weights: str | None = None,
     load_weights: bool = True,
+    weights: str | None = None,
 ) -> TorchvisionDetector:
     """``model.name`` of this family -> a detector for ``num_classes`` classes whose internal
-    resize is ``imgsz``; ``backbone_weights="imagenet"`` loads torchvision's ImageNet backbone
-    from its cache (fetched once when missing, else a clear error naming the file); None
+    resize is ``imgsz``. ``backbone_weights="imagenet"``: torchvision's ImageNet backbone;
+    ``weights="coco"``: torchvision's COCO-trained detector with new class layers; both from
+    torchvision's cache (fetched once when missing, else a clear error naming the file). None
     (the default) downloads nothing. ``load_weights=False`` (a resumed run, whose weights come
     from its checkpoint) builds the same modules without reading the file."""
     if backbone_weights not in (None, "imagenet"):
@@ -250,31 +196,10 @@ def build_tv_detector(
             f"model.backbone_weights: {name} takes 'imagenet' (torchvision's backbone weights) "
             f"or null, not {backbone_weights!r}"
         )
-    imagenet = backbone_weights == "imagenet"
-    spec = TVDetectorSpec(name, imgsz, frozen_bn=imagenet)
-    return TorchvisionDetector(spec, num_classes, imagenet and load_weights)
-
-
-def tv_detector_size(name: str, num_classes: int, imgsz: int = 640) -> tuple[int, float]:
-    """Parameters and GFLOPs (2 x multiply-adds) at ``imgsz`` of model ``name``, counted on the
-    meta device (shapes only). A two-stage model's box head is counted on the RPN's test-time
-    proposal count (1000); RoIAlign and NMS are not counted (no FLOP formula in torch)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"):
-        model = TorchvisionDetector(TVDetectorSpec(name, imgsz), num_classes)
-    model.eval()
-    x = torch.zeros(1, 3, imgsz, imgsz, device="meta")
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        feats = list(model.neck(model.backbone(model.normalize(x))).values())
-        if isinstance(model.head, nn.ModuleDict):
-            rpn, roi = model.head["rpn"], model.head["roi_heads"]
-            rpn.head(feats)
-            pool = roi.box_roi_pool.output_size
-            side = pool if isinstance(pool, int) else pool[0]
-            rois = torch.zeros(rpn._post_nms_top_n["testing"], feats[0].shape[1], side, side,
-                               device="meta")  # fmt: skip
-            roi.box_predictor(roi.box_head(rois))
-        else:
-            model.head(feats)
-    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 1e9
+    if weights not in (None, "coco"):
+        raise ValueError(f"model.weights: build_tv_detector takes 'coco' or None, not {weights!r}")
+    if weights and backbone_weights:
+        raise ValueError("model.weights=coco holds the backbone too: leave backbone_weights null")
+    pretrained = weights or backbone_weights
+    spec = TVDetectorSpec(name, imgsz, frozen_bn=pretrained is not None)
+    return TorchvisionDetector(spec, num_classes, pretrained if load_weights else None)
