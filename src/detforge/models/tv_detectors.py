@@ -6,7 +6,8 @@ interfaces it knows:
 
 - its parameters are named ``backbone.*`` (the ResNet / MobileNet body), ``neck.*`` (the FPN)
   and ``head.*`` (``head.rpn`` + ``head.roi_heads``, or RetinaNet's / FCOS's ``head``), so
-  ``optim.groups`` patterns and ``recipe=finetune``'s per-part learning rates select them;
+  ``optim.groups`` patterns and ``recipe=finetune-torchvision``'s per-part learning rates
+  select them;
 - input normalisation (ImageNet mean / std) is a :class:`~detforge.models.norm.Normalize` in
   front, held in the state dict, and torchvision's own transform normalises with 0 / 1;
 - torchvision's internal resize is ``min_size = max_size = imgsz``: a letterboxed imgsz x imgsz
