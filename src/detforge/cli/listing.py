@@ -50,8 +50,9 @@ def run_models(args: Sequence[str]) -> int:
     special = parse(MODELS, args).special
     imgsz, only = special["imgsz"], special["only"]
     rows = model_rows(only or None, imgsz)
-    print(f"models (80 classes; GFLOPs at {imgsz}x{imgsz}; no trained detector weights are "
-          "shipped: model.weights starts from a checkpoint of yours):")  # fmt: skip
+    print(f"models (80 classes; GFLOPs at {imgsz}x{imgsz}; detforge ships no trained detector "
+          "weights: model.weights starts from a checkpoint of yours, or weights=coco from "
+          "torchvision's for its detectors):")  # fmt: skip
     print(f"{'model':<21} {'head':<13} {'parameters':>12} {'GFLOPs':>8}  pretrained")
     for r in rows:
         print(f"{r.name:<21} {r.kind:<13} {r.params:>12,} {r.gflops:>8.2f}  {r.pretrained}")
