@@ -41,8 +41,8 @@ def test_settings_of_other_families_are_rejected_by_name(args, key, model):
         (["early_stop.monitor=val/loss"], "early_stop.monitor"),
         (["schedule.name=plateau"], "schedule.monitor"),  # plateau watches val/loss by default
         (["eval.conf=0.0001"], "eval.conf"),
-        (["eval.max_det=1000"], "eval.max_det"),
-        (["predict.max_det=500"], "predict.max_det"),
+        (["eval.max_det=5000"], "eval.max_det"),
+        (["predict.max_det=3001"], "predict.max_det"),
         (["backbone_weights=my.pth"], "model.backbone_weights"),
     ],
 )

@@ -29,7 +29,7 @@ def no_downloads(monkeypatch):
 def test_the_config_layer_knows_the_same_family():
     assert families.TORCHVISION_DETECTORS == tuple(TORCHVISION_DETECTORS)
     assert families.TV_SCORE_FLOOR == tv_detectors.SCORE_FLOOR
-    assert families.TV_MAX_DETECTIONS == tv_detectors.MAX_DETECTIONS
+    assert families.TV_MAX_CANDIDATES == tv_detectors.MAX_CANDIDATES
 
 
 @pytest.mark.parametrize("name", list(TORCHVISION_DETECTORS))
@@ -43,6 +43,10 @@ def test_real_architecture_builds_offline_with_detforge_parts(name):
     torch.testing.assert_close(state["normalize.std"].flatten(), torch.tensor(IMAGENET_STD))
     t = model.tv_model.transform
     assert (t.min_size, t.max_size) == ((64,), 64)  # imgsz, not torchvision's 800
+    # torchvision's final NMS is off: detforge's (eval.iou / predict.iou) is the only one
+    final = model.head["roi_heads"] if "fasterrcnn" in name else model.tv_model
+    assert final.nms_thresh == 1.0 and final.score_thresh == tv_detectors.SCORE_FLOOR
+    assert final.detections_per_img == tv_detectors.MAX_CANDIDATES
     # the parts detforge names are the modules torchvision runs
     assert model.backbone is model.tv_model.backbone.body
     assert model.neck is model.tv_model.backbone.fpn

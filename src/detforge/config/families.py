@@ -13,7 +13,7 @@ torchvision's detectors (``fasterrcnn-r50-fpn``, ...) compute their own loss, as
 resize: every loss, assignment, anchor, backbone and BatchNorm setting, multi-scale and staged
 training, test-time augmentation, ``train.batch=auto`` and validation-loss monitors are refused
 for them, and so are thresholds their built-in pre-NMS filter would cut (a ``conf`` below
-:data:`TV_SCORE_FLOOR`, a ``max_det`` above :data:`TV_MAX_DETECTIONS`).
+:data:`TV_SCORE_FLOOR`, a ``max_det`` above :data:`TV_MAX_CANDIDATES`).
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ ANCHOR_ONLY = (
 )  # fmt: skip
 ANCHOR_FREE_ONLY = ("loss.box", "loss.dfl", "loss.topk", "loss.alpha", "loss.beta")
 
-# models/tv_detectors.py TORCHVISION_DETECTORS, SCORE_FLOOR and MAX_DETECTIONS (a test holds them
+# models/tv_build.py TORCHVISION_DETECTORS, SCORE_FLOOR and MAX_CANDIDATES (a test holds them
 # equal; the config layer imports no models)
 TORCHVISION_DETECTORS = (
     "fasterrcnn-r50-fpn", "retinanet-r50-fpn", "fcos-r50-fpn", "fasterrcnn-mobilenet",
 )  # fmt: skip
 TV_SCORE_FLOOR = 0.001
-TV_MAX_DETECTIONS = 300
+TV_MAX_CANDIDATES = 3000
 TORCHVISION_FOREIGN = (
     *ANCHOR_ONLY, *ANCHOR_FREE_ONLY, "loss.cls", "loss.iou", "loss.cls_loss", "loss.focal_gamma",
     "loss.focal_alpha", "loss.label_smoothing", "loss.cls_weights", "model.backbone",
@@ -151,8 +151,8 @@ def _check_torchvision(cfg: Any) -> None:
                 f"{sec}.conf: {section.conf} is below {TV_SCORE_FLOOR}, the score under which "
                 f"{name!r} drops detections itself"
             )
-        if section.max_det > TV_MAX_DETECTIONS:
+        if section.max_det > TV_MAX_CANDIDATES:
             raise ConfigError(
-                f"{sec}.max_det: {section.max_det} is above {TV_MAX_DETECTIONS}, the detections "
-                f"per image {name!r} keeps itself"
+                f"{sec}.max_det: {section.max_det} is above {TV_MAX_CANDIDATES}, the boxes per "
+                f"image {name!r} hands to the NMS"
             )

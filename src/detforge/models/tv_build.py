@@ -13,7 +13,7 @@ from torch import nn
 __all__ = [
     "TORCHVISION_DETECTORS",
     "SCORE_FLOOR",
-    "MAX_DETECTIONS",
+    "MAX_CANDIDATES",
     "backbone_weight_enum",
     "coco_weight_enum",
     "builder_kwargs",
@@ -35,8 +35,11 @@ TORCHVISION_DETECTORS: dict[str, tuple[str, str, int, str]] = {
         "FasterRCNN_MobileNet_V3_Large_FPN_Weights",
     ),
 }  # fmt: skip
-SCORE_FLOOR = 0.001  # eval.conf's default: torchvision drops nothing detforge would keep
-MAX_DETECTIONS = 300  # eval.max_det's default
+# torchvision's final filter keeps every box detforge's post-processing could keep: scores from
+# eval.conf's default, its own NMS off (detforge's class-aware NMS at eval.iou / predict.iou is
+# the only one), at most MAX_CANDIDATES boxes per image into that NMS
+SCORE_FLOOR = 0.001
+MAX_CANDIDATES = 3000
 
 
 def backbone_weight_enum(name: str) -> Any:
@@ -108,14 +111,17 @@ def _new_class_layers(model: nn.Module, num_classes: int) -> None:
 
 def builder_kwargs(name: str, imgsz: int) -> dict[str, Any]:
     """What detforge sets in torchvision's builder of model ``name``: the resize (imgsz), no
-    normalisation (the model's ``normalize`` does it), the pre-NMS score floor and cap."""
+    normalisation (the model's ``normalize`` does it), the score floor, no final NMS (an IoU
+    threshold of 1 suppresses nothing) and the candidate cap. The RPN's proposal NMS stays."""
     kwargs: dict[str, Any] = dict(
         min_size=imgsz, max_size=imgsz, image_mean=[0.0] * 3, image_std=[1.0] * 3
     )
     if TORCHVISION_DETECTORS[name][0].startswith("fasterrcnn"):
-        kwargs.update(box_score_thresh=SCORE_FLOOR, box_detections_per_img=MAX_DETECTIONS)
+        kwargs.update(
+            box_score_thresh=SCORE_FLOOR, box_nms_thresh=1.0, box_detections_per_img=MAX_CANDIDATES
+        )
     else:
-        kwargs.update(score_thresh=SCORE_FLOOR, detections_per_img=MAX_DETECTIONS)
+        kwargs.update(score_thresh=SCORE_FLOOR, nms_thresh=1.0, detections_per_img=MAX_CANDIDATES)
     return kwargs
 
 

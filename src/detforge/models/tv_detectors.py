@@ -22,9 +22,10 @@ Labels: detforge's classes are 0..K-1. Faster R-CNN reserves 0 for the backgroun
 targets are ``class + 1`` and its predicted labels ``- 1`` (:attr:`label_offset`); RetinaNet
 and FCOS take the classes as they are.
 
-torchvision's own pre-NMS thresholds are fixed low (:data:`SCORE_FLOOR`, :data:`MAX_DETECTIONS`)
-so that ``eval.conf`` / ``predict.conf`` and ``max_det`` act in detforge's post-processing; the
-config layer rejects a conf below the floor or a max_det above the cap for this family.
+torchvision's own final filter is opened up (scores from :data:`SCORE_FLOOR`, its NMS off, at
+most :data:`MAX_CANDIDATES` boxes) so that ``conf``, ``iou`` and ``max_det`` of ``eval`` and
+``predict`` act in detforge's post-processing, as for a YOLO model; the config layer rejects a
+conf below the floor or a max_det above the cap for this family.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from torch import Tensor, nn
 
 from .norm import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from .tv_build import (
-    MAX_DETECTIONS,
+    MAX_CANDIDATES,
     SCORE_FLOOR,
     TORCHVISION_DETECTORS,
     freeze_batchnorm,
@@ -47,7 +48,7 @@ from .tv_build import (
 __all__ = [
     "TORCHVISION_DETECTORS",
     "SCORE_FLOOR",
-    "MAX_DETECTIONS",
+    "MAX_CANDIDATES",
     "TVDetectorSpec",
     "TorchvisionDetector",
     "build_tv_detector",
