@@ -8,8 +8,8 @@ Layout of ``detforge-checkpoint-2`` (a dict of plain types and tensors)::
                   detect)
     model_spec    detect: ModelSpec as a dict (an anchor head's anchors included, also in the
                   weights as head.anchors), or TVDetectorSpec (name, imgsz, arch
-                  "torchvision") for torchvision's detectors; classify: ClassifierSpec
-                  (name, num_classes, dropout); num_classes, names: the classes
+                  "torchvision", frozen_bn) for torchvision's detectors; classify:
+                  ClassifierSpec (name, num_classes, dropout); num_classes, names: the classes
     config        every resolved setting (config_to_dict)
     run_dir       the run folder the checkpoint was written for (str)
     metrics       validation metrics of the epoch ({} if it was not validated)
