@@ -94,6 +94,11 @@ def run_cam(cfg, weights: str, source: str, method: str, layers: list[str] | Non
 
     files = resolve_source(source)
     ckpt = load_checkpoint(weights)
+    if ckpt["model_spec"].get("arch") == "torchvision":
+        raise ConfigError(
+            f"cam: {weights} is model {ckpt['model_spec']['name']!r}, a torchvision detector; "
+            "attention maps cover detforge's YOLO models"
+        )
     model = model_from_checkpoint(ckpt, str(weights)).eval().to(select_device(cfg.train.device))
     names = ckpt["names"]
     if layers:

@@ -50,19 +50,20 @@ def run_models(args: Sequence[str]) -> int:
     special = parse(MODELS, args).special
     imgsz, only = special["imgsz"], special["only"]
     rows = model_rows(only or None, imgsz)
-    print(f"models (80 classes; GFLOPs at {imgsz}x{imgsz}; no trained detector weights are "
-          "shipped: model.weights starts from a checkpoint of yours):")  # fmt: skip
-    print(f"{'model':<16} {'head':<13} {'parameters':>12} {'GFLOPs':>8}  pretrained")
+    print(f"models (80 classes; GFLOPs at {imgsz}x{imgsz}; detforge ships no trained detector "
+          "weights: model.weights starts from a checkpoint of yours, or weights=coco from "
+          "torchvision's for its detectors):")  # fmt: skip
+    print(f"{'model':<21} {'head':<13} {'parameters':>12} {'GFLOPs':>8}  pretrained")
     for r in rows:
-        print(f"{r.name:<16} {r.kind:<13} {r.params:>12,} {r.gflops:>8.2f}  {r.pretrained}")
+        print(f"{r.name:<21} {r.kind:<13} {r.params:>12,} {r.gflops:>8.2f}  {r.pretrained}")
     if only:
         return 0
-    print(f"\nbackbones (backbone=NAME, under any model above; the backbone alone at {imgsz}):")
-    print(f"{'backbone':<16} {'':<13} {'parameters':>12} {'GFLOPs':>8}  pretrained weights")
-    print(f"{'csp':<16} {'(default)':<13} {'-':>12} {'-':>8}  none")
+    print(f"\nbackbones (backbone=NAME, under any YOLO model above; alone at {imgsz}):")
+    print(f"{'backbone':<21} {'':<13} {'parameters':>12} {'GFLOPs':>8}  pretrained weights")
+    print(f"{'csp':<21} {'(default)':<13} {'-':>12} {'-':>8}  none")
     for r in backbone_rows(imgsz):
         size = f"{r.params:>12,} {r.gflops:>8.2f}" if r.params else f"{'-':>12} {'-':>8}"
-        print(f"{r.name:<16} {'':<13} {size}  {r.pretrained}")
+        print(f"{r.name:<21} {'':<13} {size}  {r.pretrained}")
     return 0
 
 

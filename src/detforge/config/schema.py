@@ -77,9 +77,10 @@ class ModelSection:
     name: str = setting(
         "yolo-n",
         "Model: yolo-{n,s,m} (anchor-free) with optional level suffix -p2 (P2-P5) or -p2lite "
-        "(P2-P4), yolov5-{n,s,m} (anchor-based) with optional -p2, or a path to a model YAML. "
-        "task=classify: cnn-s, efficientnet_b0 or timm:<name> (any timm model; pip install "
-        "'detforge[timm]').",
+        "(P2-P4), yolov5-{n,s,m} (anchor-based) with optional -p2, a path to a model YAML, or "
+        "torchvision's fasterrcnn-r50-fpn, retinanet-r50-fpn, fcos-r50-fpn, "
+        "fasterrcnn-mobilenet (resized internally to train.imgsz). task=classify: cnn-s, "
+        "efficientnet_b0 or timm:<name> (any timm model; pip install 'detforge[timm]').",
     )
     anchors: Literal["auto"] | None = setting(
         None,
@@ -97,14 +98,16 @@ class ModelSection:
     backbone_weights: str | None = setting(
         None,
         "Pretrained backbone weights: null (from scratch), imagenet (through torchvision's "
-        "cache $TORCH_HOME/hub/checkpoints, or timm's) or a path to the backbone's state dict.",
+        "cache $TORCH_HOME/hub/checkpoints, or timm's) or a path to the backbone's state dict "
+        "(torchvision's detectors: null or imagenet).",
     )
     weights: str | None = setting(
         None,
         "Initialise from a detforge checkpoint (weights only; use train.resume to resume); "
         "task=classify, efficientnet_b0 or timm:<name>: 'imagenet' loads torchvision's or "
-        "timm's ImageNet weights (from their cache; offline without the file, an error naming "
-        "it).",
+        "timm's ImageNet weights; torchvision's detectors: 'coco' loads their COCO weights "
+        "with new class layers (from the owning library's cache; offline without the file, an "
+        "error naming it).",
     )
     bn_momentum: float = setting(
         0.03,

@@ -7,8 +7,9 @@ Layout of ``detforge-checkpoint-2`` (a dict of plain types and tensors)::
     task          "detect" or "classify" (absent in checkpoints written before classification:
                   detect)
     model_spec    detect: ModelSpec as a dict (an anchor head's anchors included, also in the
-                  weights as head.anchors); classify: ClassifierSpec (name, num_classes,
-                  dropout); num_classes, names: the classes
+                  weights as head.anchors), or TVDetectorSpec (name, imgsz, arch
+                  "torchvision", frozen_bn) for torchvision's detectors; classify:
+                  ClassifierSpec (name, num_classes, dropout); num_classes, names: the classes
     config        every resolved setting (config_to_dict)
     run_dir       the run folder the checkpoint was written for (str)
     metrics       validation metrics of the epoch ({} if it was not validated)
@@ -40,6 +41,7 @@ from torch import nn
 
 from ..models.classifier import ClassifierSpec, ImageClassifier, build_classifier
 from ..models.norm import set_batchnorm
+from ..models.tv_detectors import TorchvisionDetector, TVDetectorSpec
 from ..models.yolo import ModelSpec, YOLODetector
 from ..utils.atomic import atomic_write
 
@@ -185,9 +187,15 @@ def checkpoint_task(ckpt: dict) -> str:
     return str(ckpt.get("task", "detect"))
 
 
-def model_from_checkpoint(ckpt: dict, source: str) -> YOLODetector | ImageClassifier:
+def model_from_checkpoint(
+    ckpt: dict, source: str
+) -> YOLODetector | TorchvisionDetector | ImageClassifier:
     """The architecture saved in ``ckpt`` with its inference weights (EMA when present)."""
     saved = ckpt["model_spec"]
+    if saved.get("arch") == "torchvision":
+        model = TorchvisionDetector(TVDetectorSpec(**saved), ckpt["num_classes"])
+        load_model_state(model, model_weights(ckpt), source)
+        return model
     if checkpoint_task(ckpt) == "classify":
         spec = ClassifierSpec(**saved)
         model = build_classifier(spec.name, spec.num_classes, spec.dropout, weights=None)

@@ -15,6 +15,7 @@ from ..data.errors import DataError
 from ..losses.classification import check_class_weights
 from ..models.classifier import build_classifier
 from ..models.factory import resolve_spec
+from ..models.tv_detectors import TorchvisionDetector, TVDetectorSpec, is_tv_detector_name
 from ..models.yolo import YOLODetector
 from .optim import build_param_groups, parse_group_specs
 
@@ -25,12 +26,18 @@ def check_before_data(cfg: RunConfig) -> None:
     """Raise :class:`~detforge.config.ConfigError` naming the key for a bad ``model.name``,
     ``optim.groups`` entry or pattern, or ``loss.cls_weights`` of the wrong length."""
     classify = cfg.train.task == "classify"
-    spec = None if classify else resolve_spec(cfg.model.name, cfg.model.backbone)
+    torchvision = is_tv_detector_name(cfg.model.name)
+    spec = None if classify or torchvision else resolve_spec(cfg.model.name, cfg.model.backbone)
     parse_group_specs(cfg.optim.groups)
     if cfg.optim.groups:
         # parameter names do not depend on the class count; a meta model costs no memory
         with torch.device("meta"):
-            model = build_classifier(cfg.model.name, 2) if classify else YOLODetector(spec, 1)
+            if classify:
+                model = build_classifier(cfg.model.name, 2)
+            elif torchvision:
+                model = TorchvisionDetector(TVDetectorSpec(cfg.model.name, cfg.train.imgsz), 1)
+            else:
+                model = YOLODetector(spec, 1)
         build_param_groups(model, cfg.optim.lr0, 0.0, groups=cfg.optim.groups)
     if classify:
         return  # the class count needs the folders: the loss reports a wrong cls_weights length

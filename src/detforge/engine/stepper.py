@@ -62,21 +62,19 @@ class Stepper:
     def forward_backward(
         self, x: Tensor, targets: Tensor, sync: bool = True
     ) -> tuple[dict[str, float], float]:
-        """x: (B, 3, H, W) float in [0, 1]; targets: (M, 6) (detection) or (B,) / (B, C)
-        (classification). Back-propagates the un-normalised
-        loss sums; returns this batch's normalised terms (for logging) and its target mass.
+        """x: (B, 3, H, W) float in [0, 1]; targets: (M, 6) (detection), (B,) / (B, C)
+        (classification), or what a model that takes them in its forward pass wants.
+        Back-propagates the un-normalised loss sums; returns this batch's normalised terms
+        (for logging) and its target mass.
         sync: False for all but the last micro-batch of a window (DDP then defers the
         all-reduce of gradients to that last one)."""
         defer = self.dist.enabled and not sync
+        # a model that computes its own loss terms (torchvision's detectors) needs the targets
+        own_loss = getattr(self.loss_fn, "targets_in_forward", False)
         with self.forward_model.no_sync() if defer else nullcontext():
             with autocast(self.device, self.amp_dtype):
-                outputs = self.forward_model(x)
-            # detectors return per-level maps, classifiers one (B, C) logits tensor
-            if isinstance(outputs, torch.Tensor):
-                outputs = outputs.float()
-            else:
-                outputs = [o.float() for o in outputs]
-            sums, mass = self.loss_fn.compute(outputs, targets)
+                outputs = self.forward_model(x, targets) if own_loss else self.forward_model(x)
+            sums, mass = self.loss_fn.compute(_as_float(outputs), targets)
             self.scaler.scale(sum(sums.values())).backward()
         norm = max(float(mass), 1.0)
         return {k: float(v.detach()) / norm for k, v in sums.items()}, float(mass)
@@ -148,3 +146,13 @@ class Stepper:
             with torch.no_grad():
                 torch._foreach_copy_(bufs, saved)
             self._buffer_backup = None
+
+
+def _as_float(outputs):
+    """fp32 outputs: detectors return per-level maps, classifiers one (B, C) logits tensor,
+    torchvision's detectors a dict of loss terms."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float()
+    if isinstance(outputs, dict):
+        return {k: v.float() for k, v in outputs.items()}
+    return [o.float() for o in outputs]

@@ -5,7 +5,8 @@ a :class:`Task` supplies the parts that are not: the data bundle, the model, the
 network input of a batch, one validation (its row, metrics and log line) and the end-of-run
 validation's outputs. :class:`DetectTask` is detection as it was (same calls in the same
 order, so runs compute the same numbers); :class:`~detforge.engine.classify_task.ClassifyTask`
-is classification.
+is classification; :class:`~detforge.engine.tv_task.TorchvisionDetectTask` is detection with
+torchvision's detectors.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..data.imagefolder import is_classify_data
 from ..eval.metrics import scalar_metrics
 from ..losses.factory import build_loss_for_model
 from ..models.factory import build_model_from_config
+from ..models.tv_detectors import is_tv_detector_name
 from .anchors import prepare_anchors
 from .checkpoint import load_initial_weights
 from .setup_data import DataBundle, build_data
@@ -116,8 +118,14 @@ class DetectTask(Task):
 
         self.ground_truth = dataset_ground_truth(tr.data.val_set)
 
+    def validation_loss(self, tr: Trainer) -> nn.Module | None:
+        """The loss computed on validation batches (``val/*``), None for none."""
+        return tr.loss_fn
+
     def validate(self, tr):
-        val = tr.data.validator.run(tr.eval_model(), tr.loss_fn, keep_predictions=True)
+        val = tr.data.validator.run(
+            tr.eval_model(), self.validation_loss(tr), keep_predictions=True
+        )
         metrics = {
             **val.metrics,
             **scalar_metrics(val.predictions, self.ground_truth, len(tr.data.names)),
@@ -159,6 +167,10 @@ def task_for(cfg: RunConfig) -> Task:
         from .classify_task import ClassifyTask
 
         return ClassifyTask()
+    if is_tv_detector_name(cfg.model.name):
+        from .tv_task import TorchvisionDetectTask
+
+        return TorchvisionDetectTask()
     return DetectTask()
 
 

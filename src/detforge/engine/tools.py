@@ -9,10 +9,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..infer.device import resolve_amp, select_device
 from ..losses.factory import build_loss_for_model
 from ..models.factory import build_model_from_config
+from ..models.tv_detectors import is_tv_detector_name
 from ..utils.atomic import write_text_atomic
 from .anchors import prepare_anchors
 from .checkpoint import load_initial_weights
@@ -67,6 +68,11 @@ def lr_find_from_config(
     """Exponential learning-rate sweep on the training data; writes lr_find.png and .csv."""
     from .lr_find import lr_range_test, plot_lr_find
 
+    if is_tv_detector_name(cfg.model.name):
+        raise ConfigError(
+            f"lr-find: model {cfg.model.name!r} (a torchvision detector) is not supported yet; "
+            "it covers detforge's YOLO models"
+        )
     seed_everything(cfg.train.seed)
     device = select_device(cfg.train.device)
     if cfg.train.task == "classify":

@@ -131,6 +131,11 @@ def export_onnx(
     ckpt = load_checkpoint(weights)
     if checkpoint_task(ckpt) == "classify":
         raise ConfigError(f"weights: {weights} is an image classifier; export serves detectors")
+    if ckpt["model_spec"].get("arch") == "torchvision":
+        raise ConfigError(
+            f"weights: {weights} is model {ckpt['model_spec']['name']!r}, a torchvision detector; "
+            "ONNX export covers detforge's YOLO models only (predict and val take the .pt)"
+        )
     reference = model_from_checkpoint(ckpt, str(weights)).eval()
     size = imgsz or cfg.train.imgsz
     if size % reference.max_stride:

@@ -74,16 +74,20 @@ class ClassRemap(nn.Module):
     """Wraps a detector so its class channels are those of another class list.
 
     Output per level: (B, 4*reg_max + K_data, H, W), or for an anchor head (B, A * (5 + K_data),
-    H, W). Data class j gets the largest class logit of the weights' classes mapped to it (the
-    sigmoid keeps that order), or -inf (score 0) when none is, so every post-processing step sees
-    an ordinary model of K_data classes.
+    H, W); for a torchvision detector (decoded outputs) boxes (B, D, 4) and scores
+    (B, D, K_data). Data class j gets the largest class logit (or score) of the weights' classes
+    mapped to it (the sigmoid keeps that order), or -inf (score 0) when none is, so every
+    post-processing step sees an ordinary model of K_data classes.
     """
 
     def __init__(self, model: nn.Module, sources: list[list[int]]):
         super().__init__()
         self.model = model
         self.sources = sources
-        self.nc, self.reg_max, self.strides = len(sources), model.reg_max, model.strides
+        self.nc, self.strides = len(sources), model.strides
+        # a torchvision detector's outputs are decoded [boxes, scores]: it has no reg_max
+        self.decoded = getattr(model, "decoded_outputs", False)
+        self.reg_max = 0 if self.decoded else model.reg_max
 
     @property
     def max_stride(self) -> int:
@@ -98,6 +102,11 @@ class ClassRemap(nn.Module):
         return self.model.decode(outputs)
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        if self.decoded:  # scores (B, D, K) probabilities: 0 for a class nothing maps to
+            boxes, scores = self.model(x)
+            zero = scores.new_zeros((*scores.shape[:-1], 1))
+            mapped = [scores[..., s].amax(-1, keepdim=True) if s else zero for s in self.sources]
+            return [boxes, torch.cat(mapped, -1)]
         anchors = self.anchors
         na = 1 if anchors is None else anchors.shape[1]
         box_ch = 4 * self.reg_max if anchors is None else 5  # box (+ objectness) channels

@@ -18,6 +18,12 @@ from torch import nn
 from ..config.fields import ConfigError, suggest
 from .backbones import build_backbone, check_backbone_name, needed_strides
 from .norm import set_batchnorm
+from .tv_detectors import (
+    TORCHVISION_DETECTORS,
+    TorchvisionDetector,
+    build_tv_detector,
+    is_tv_detector_name,
+)
 from .yolo import ModelSpec, YOLODetector
 
 if TYPE_CHECKING:
@@ -145,9 +151,10 @@ def _resolve_name(name: str) -> ModelSpec:
     m = _NAME.match(name)
     yaml_path = _family_yaml(m["family"]) if m else None
     if yaml_path is None:
+        known = [*available_models(), *TORCHVISION_DETECTORS]
         raise ConfigError(
-            f"model.name: unknown model '{name}'{suggest(name, available_models())}; "
-            f"built-in models: {', '.join(available_models())}"
+            f"model.name: unknown model '{name}'{suggest(name, known)}; "
+            f"built-in models: {', '.join(known)}"
         )
     cfg = yaml.safe_load(yaml_path.read_text())
     return spec_from_dict(cfg, m["scale"], m["levels"] or "default", name, f"model.name: '{name}'")
@@ -181,12 +188,14 @@ def build_model(
 
 def build_model_from_config(
     section: ModelSection, num_classes: int, imgsz: int, pretrained: bool = True
-) -> YOLODetector:
+) -> YOLODetector | TorchvisionDetector:
     """The ``model`` section -> an untrained detector: architecture (``model.name``,
     ``model.backbone``), the backbone's ``model.backbone_weights`` unless ``pretrained`` is False
     (a resumed run's weights come from its checkpoint, so the file is not needed), BatchNorm
     settings, head biases at their prior for ``imgsz``; logged with its size. ``model.weights``
     is loaded by the caller (``detforge.engine.checkpoint.load_initial_weights``)."""
+    if is_tv_detector_name(section.name):
+        return _build_tv_from_config(section, num_classes, imgsz, pretrained)
     weights = section.backbone_weights if pretrained else None
     model = build_model(section.name, num_classes, section.backbone, weights)
     set_batchnorm(model, section.bn_momentum, section.bn_eps)
@@ -196,6 +205,32 @@ def build_model_from_config(
     log.info(
         "model %s%s: %d classes, %.2f M parameters, %.2f GFLOPs at %d",
         section.name, backbone, num_classes, info["params"] / 1e6, info["gflops"], imgsz,
+    )  # fmt: skip
+    return model
+
+
+def _build_tv_from_config(
+    section: ModelSection, num_classes: int, imgsz: int, pretrained: bool
+) -> TorchvisionDetector:
+    """A torchvision detector (models/tv_detectors.py) with ``model.backbone_weights=imagenet``
+    or ``model.weights=coco`` when asked; its BatchNorm and head initialisation are
+    torchvision's own. A pretrained model's frozen BatchNorm is built even when the weights are
+    not loaded (``pretrained`` False: they come from a checkpoint)."""
+    name, coco = section.name, section.weights == "coco"
+    try:
+        model = build_tv_detector(
+            name, num_classes, imgsz, section.backbone_weights, pretrained,
+            weights="coco" if coco else None,
+        )  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    params = sum(p.numel() for p in model.parameters())
+    source = (
+        " (COCO weights)" if coco else " (ImageNet backbone)" if section.backbone_weights else ""
+    )
+    log.info(
+        "model %s%s: %d classes, %.2f M parameters, torchvision's internal resize %d px",
+        name, source, num_classes, params / 1e6, imgsz,
     )  # fmt: skip
     return model
 
