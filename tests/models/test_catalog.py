@@ -42,7 +42,7 @@ def test_backbone_sizes_and_cached_weights_are_reported(offline):
     assert rows["resnet18"].pretrained == f"imagenet: cached ({offline / 'resnet18-f37072fd.pth'})"
     assert rows["resnet34"].pretrained.startswith("imagenet: not cached (resnet34-")
     assert str(offline) in rows["resnet34"].pretrained
-    assert "pip install 'detforge[timm]'" in rows["timm:<name>"].pretrained
+    assert rows["timm:<name>"].pretrained == "timm's own cache"  # timm is in [dev]
     real = build_model("yolo-n", 80, backbone="resnet18").backbone
     info = model_info(real, 640)
     assert (rows["resnet18"].params, rows["resnet18"].gflops) == (info["params"], info["gflops"])
@@ -50,6 +50,17 @@ def test_backbone_sizes_and_cached_weights_are_reported(offline):
     full = build_model("yolov5-n", 80, backbone="resnet18")
     meta = model_size(lambda: build_model("yolov5-n", 80, backbone="resnet18"), 640)
     assert meta == (model_info(full, 640)["params"], model_info(full, 640)["gflops"])
+
+
+def test_timm_row_says_how_to_install_it_when_missing(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real(name, *a)
+    )
+    row = next(r for r in backbone_rows(640) if r.name == "timm:<name>")
+    assert row.pretrained == "timm not installed: pip install 'detforge[timm]'"
 
 
 def test_bad_model_names_and_sizes_are_named(capsys):
