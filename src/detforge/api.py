@@ -320,9 +320,10 @@ class Detector:
         from .infer.device import autocast
         from .infer.postprocess import scale_boxes_to_original
         from .infer.preprocess import letterbox_batch, to_input
-        from .infer.runtime import detect_batch
+        from .infer.runtime import OnnxRuntimeModel, detect_batch
         from .infer.tta import ensemble_predict
 
+        onnx = isinstance(self.model, OnnxRuntimeModel)
         if tta is not None:
             self._refuse_onnx("test-time augmentation and ensembles")
         if isinstance(images, str | os.PathLike | np.ndarray):
@@ -334,7 +335,7 @@ class Detector:
             t0 = time.perf_counter()
             arrays = [to_rgb(i) if isinstance(i, np.ndarray) else read_image(i) for i in chunk]
             canvas, placed = letterbox_batch(arrays, self.imgsz)
-            x = to_input(canvas, self.device)
+            x = to_input(canvas, self.device, channels_last=not onnx)
             if tta is not None or self.extra_models:
                 with autocast(self.device, self.amp_dtype):
                     dets = ensemble_predict(

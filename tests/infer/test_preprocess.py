@@ -32,6 +32,8 @@ def _check(images: list[np.ndarray], size: int) -> None:
     assert x.dtype == torch.float32 and x.shape == (len(images), 3, size, size)
     assert x.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(x, ref_x)
+    nchw = to_input(batch, torch.device("cpu"), channels_last=False)  # what onnxruntime reads
+    assert nchw.is_contiguous() and torch.equal(nchw, ref_x)
 
 
 def test_synthetic_shapes_match_letterbox() -> None:

@@ -45,8 +45,15 @@ def letterbox_batch(
     return batch, placed
 
 
-def to_input(batch: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1] on ``device``, channels-last (the
-    NHWC buffer viewed as NCHW: no reordering; the uint8 batch crosses to a GPU, not floats)."""
+def to_input(batch: np.ndarray, device: torch.device, channels_last: bool = True) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1] on ``device``; the uint8 batch, not
+    floats, crosses to a GPU.
+
+    channels_last: the NHWC buffer viewed as NCHW, no reordering (the PyTorch models run
+    channels-last); False reorders the uint8 bytes, a quarter of the floats' size, into the
+    contiguous layout onnxruntime reads, so it needs no float copy. Equal values either way.
+    """
     x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2)
+    if not channels_last:
+        x = x.contiguous()
     return x.float().div_(255)
