@@ -265,14 +265,16 @@ class Detector:
         threads: torch's intra-op threads while :meth:`predict` runs (restored after). None
         chooses: torch's own count when idle OpenMP threads sleep (detforge imported before
         torch), else the count :func:`~detforge.utils.threads.inference_threads` gives, which
-        avoids the stalls of spinning threads on a busy machine. 0 keeps torch's count.
+        avoids the stalls of spinning threads on a busy machine. 0 keeps torch's count. For
+        a ``.onnx`` file, N > 0 is also onnxruntime's intra-op thread count (None or 0: one per
+        core).
         """
         prefer_passive_openmp()
-        threads = inference_threads(threads)
+        requested, threads = threads, inference_threads(threads)
         from .infer.runtime import OnnxRuntimeModel, is_onnx
 
         if is_onnx(path):
-            rt = OnnxRuntimeModel(path)
+            rt = OnnxRuntimeModel(path, threads=requested or 0)
             return cls(rt, rt.names, imgsz or rt.imgsz, device, amp, threads)
         from .engine.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
         from .models.fuse import fold_batchnorm
