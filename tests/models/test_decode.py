@@ -1,5 +1,5 @@
 """decode() reads channels-last and contiguous maps alike and gives, bit for bit, what the
-transposed-view decoding gave (the loss's flatten_outputs layout)."""
+transposed-view decoding with a matrix-vector DFL expectation gave."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import torch
 
 from detforge.models.decode import (
     decode,
-    dfl_expectation,
     distance_to_box,
     flatten_outputs,
     make_anchors,
@@ -18,7 +17,10 @@ from detforge.models.decode import (
 def _reference(outputs, strides, reg_max):
     points, stride_col = make_anchors(outputs, strides)
     box_logits, cls_logits = flatten_outputs(outputs, reg_max)
-    boxes = distance_to_box(points, dfl_expectation(box_logits, reg_max)) * stride_col
+    b, n, _ = box_logits.shape
+    prob = box_logits.reshape(b, n, 4, reg_max).float().softmax(-1)
+    dist = prob @ torch.arange(reg_max, dtype=prob.dtype)
+    boxes = distance_to_box(points, dist) * stride_col
     return boxes, cls_logits.float().sigmoid()
 
 

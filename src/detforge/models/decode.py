@@ -39,9 +39,11 @@ def flatten_outputs(outputs: list[Tensor], reg_max: int) -> tuple[Tensor, Tensor
 def dfl_expectation(box_logits: Tensor, reg_max: int) -> Tensor:
     """(B, N, 4R) logits -> (B, N, 4) expected distances (l, t, r, b) in stride units."""
     b, n, _ = box_logits.shape
-    prob = box_logits.reshape(b, n, 4, reg_max).float().softmax(-1)
-    bins = torch.arange(reg_max, device=box_logits.device, dtype=prob.dtype)
-    return prob @ bins
+    prob = box_logits.reshape(b, n * 4, reg_max).float().softmax(-1)
+    # one (B, 4N, R) x (R, 1) product: exported with a vector on the right, onnxruntime ran
+    # the MatMul as 4N tiny ones (8.6% of a 320 px yolo-n forward, one thread)
+    bins = torch.arange(reg_max, device=box_logits.device, dtype=prob.dtype).reshape(reg_max, 1)
+    return (prob @ bins).reshape(b, n, 4)
 
 
 def distance_to_box(points: Tensor, dist: Tensor) -> Tensor:
