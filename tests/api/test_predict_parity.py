@@ -81,3 +81,41 @@ def test_api_default_precision_is_the_command_lines(weights):
     default = resolve_precision(PredictSection().precision, cpu)
     assert Detector.load(weights, device="cpu").amp_dtype == default
     assert Detector.load(weights, device="cpu", amp="off").amp_dtype is None
+
+
+def test_api_and_cli_predict_run_the_folded_channels_last_model(weights, tmp_path, monkeypatch):
+    import detforge
+    from detforge.cli.main import main
+
+    seen: list[tuple] = []
+    real = detforge.Detector.predict
+
+    def spy(self, images, *a, **k):
+        forward = self.model.forward
+
+        def record(x):
+            convs = [m for m in self.model.modules() if isinstance(m, nn.Conv2d)]
+            seen.append((
+                x.is_contiguous(memory_format=torch.channels_last),
+                all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs),
+                any(isinstance(m, nn.BatchNorm2d) for m in self.model.modules()),
+            ))  # fmt: skip
+            return forward(x)
+
+        self.model.forward = record
+        try:
+            return real(self, images, *a, **k)
+        finally:
+            del self.model.forward
+
+    monkeypatch.setattr(detforge.Detector, "predict", spy)
+    image = np.full((48, 80, 3), 90, np.uint8)
+    Detector.load(weights, device="cpu", imgsz=64).predict(image)
+    src = tmp_path / "src"
+    src.mkdir()
+    import cv2
+
+    cv2.imwrite(str(src / "a.png"), image)
+    args = ["predict", f"weights={weights}", f"source={src}", "imgsz=64", f"project={tmp_path}"]
+    assert main(args) == 0
+    assert seen == [(True, True, False)] * 2  # channels-last input and weights, BN folded
