@@ -5,7 +5,10 @@ Each system runs in its own process through its Python API at batch 1 on the sam
 and on an ONNX file exported from it (``detforge export``, parity-checked), the peer's
 ``YOLO(weights).predict(array)`` (``bench/peer/ultralytics_latency.py`` in its venv). Both
 detect at conf 0.25, NMS IoU 0.7, max 300. After ``--warmup`` untimed calls, ``--runs`` timed
-calls give the median and the 90th percentile.
+calls give the median and the 90th percentile (``detforge.export.benchmark.time_per_image``, the
+statistics of ``detforge benchmark``). detforge's PyTorch precision is ``Detector.load``'s
+default (``auto``: bf16 on CPUs with AVX-512-BF16 or AMX, as ``detforge predict``) unless
+``--amp off``; ``--threads N`` fixes its intra-op threads (default: the API's choice).
 
 Conditions: ``quiet`` (nothing else should run: the script cannot check other users, say in
 BENCHMARKS.md what shared the machine) and ``busy`` (a pure-Python busy loop pinned to core 0
@@ -28,7 +31,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,30 +40,36 @@ PEER_SCRIPT = REPO / "bench" / "peer" / "ultralytics_latency.py"
 DEFAULT_PEER_PYTHON = Path(os.environ.get("PEER_VENV", "/work/peer/venv")) / "bin" / "python"
 
 
-def child(weights: str, imgsz: int, warmup: int, runs: int, images: list[str]) -> dict:
+def child(
+    weights: str, imgsz: int, warmup: int, runs: int, images: list[str], amp: str,
+    threads: int | None,
+) -> dict:  # fmt: skip
     """Time detforge's Python API in this process (``--child``)."""
     from detforge.api import Detector
 
-    det = Detector.load(weights, device="cpu", imgsz=imgsz)  # first, as a user's script would
-    from detforge.data.images import read_image
-
-    arrays = [read_image(f) for f in images]
-    times, dets = [], []
-    for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        pred = det.predict(arrays[i % len(arrays)], conf=0.25, iou=0.7, max_det=300, batch=1)
-        times.append((time.perf_counter() - t0) * 1000)
-        dets.append(len(pred[0]))
-    steady = np.array(times[warmup:])
+    # first, as a user's script would (it chooses OpenMP's wait policy before torch loads)
+    onnx = weights.endswith(".onnx")
+    kw = {} if onnx else {"amp": amp}
+    det = Detector.load(weights, device="cpu", imgsz=imgsz, threads=threads, **kw)
     import torch
 
+    from detforge.data.images import read_image
+    from detforge.export.benchmark import time_per_image
+
+    arrays = [read_image(f) for f in images]
+    dets = []
+
+    def predict_one(img):
+        dets.append(len(det.predict(img, conf=0.25, iou=0.7, max_det=300, batch=1)[0]))
+
+    stats = time_per_image(predict_one, arrays, warmup, runs)
     return {
-        "system": "detforge", "format": "onnx" if weights.endswith(".onnx") else "torch",
-        "imgsz": imgsz, "warmup_ms": [round(t, 2) for t in times[:warmup]],
-        "median_ms": round(float(np.median(steady)), 2),
-        "p90_ms": round(float(np.percentile(steady, 90)), 2), "runs": runs,
-        "detections_per_image": round(float(np.mean(dets)), 2),
-        "torch_threads": torch.get_num_threads(),
+        "system": "detforge", "format": "onnx" if onnx else "torch", "imgsz": imgsz,
+        "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(det.amp_dtype, "fp32"),
+        "warmup_ms": [round(t, 2) for t in stats.warmup_ms],
+        "median_ms": round(stats.median_ms, 2), "p90_ms": round(stats.p90_ms, 2), "runs": runs,
+        "detections_per_image": round(float(np.mean(dets[warmup:])), 2),
+        "torch_threads": det.threads or torch.get_num_threads(),
     }  # fmt: skip
 
 
@@ -94,6 +102,8 @@ def markdown(rows: list[dict]) -> str:
         ref = peer.get((r["condition"], r["imgsz"]))
         ratio = f"{r['median_ms'] / ref['median_ms']:.2f}" if ref else ""
         name = "peer predict" if r["system"] == "peer" else f"detforge {r['format']}"
+        if r.get("precision", "fp32") != "fp32":
+            name += f" {r['precision']}"
         lines.append(
             f"| {r['condition']} | {r['imgsz']} | {name} | {r['median_ms']:.1f} | "
             f"{r['p90_ms']:.1f} | {r['p90_ms'] / r['median_ms']:.2f} | {ratio} | "
@@ -114,11 +124,21 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--out", type=Path)
     p.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
+    p.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "off", "bf16"],
+        help="detforge PyTorch precision (Detector.load amp=; default: its default)",
+    )
+    p.add_argument("--threads", type=int, default=None,
+                   help="detforge torch intra-op threads (Detector.load threads=; default: its "
+                   "choice). onnxruntime keeps its own (one per core)")  # fmt: skip
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:  # WEIGHTS IMGSZ IMAGE...: time detforge in this process
         weights, size, *images = args.child
-        print(json.dumps(child(weights, int(size), args.warmup, args.runs, images)))
+        stats = child(weights, int(size), args.warmup, args.runs, images, args.amp, args.threads)
+        print(json.dumps(stats))
         return 0
     if not (args.weights and args.peer_weights and args.data and args.out):
         p.error("--weights, --peer-weights, --data and --out are required")
@@ -135,13 +155,16 @@ def main() -> int:
         if subprocess.run(cmd, capture_output=True, text=True).returncode != 0:
             raise SystemExit(f"export failed: {shlex.join(cmd)}")
     timing = ["--warmup", str(args.warmup), "--runs", str(args.runs)]
+    ours = [*timing, "--amp", args.amp]
+    if args.threads is not None:
+        ours += ["--threads", str(args.threads)]
     rows = []
     for condition in args.conditions:
         busy = busy_loop() if condition == "busy" else None
         try:
             for size in args.imgsz:
                 for weights in (args.weights, str(onnx[size])):
-                    cmd = [sys.executable, __file__, *timing, "--child", weights, str(size)]
+                    cmd = [sys.executable, __file__, *ours, "--child", weights, str(size)]
                     rows.append({"condition": condition, **run_json(cmd + images)})
                 cmd = [str(args.peer_python), str(PEER_SCRIPT), "--weights", args.peer_weights,
                        "--imgsz", str(size), *timing, "--out", str(out / "peer")]  # fmt: skip

@@ -206,7 +206,7 @@ class Detector:
         names: list[str],
         imgsz: int = 640,
         device: str | torch.device = "auto",
-        amp: str = "off",
+        amp: str = "auto",
         threads: int | None = None,
     ):
         import torch
@@ -247,7 +247,7 @@ class Detector:
         path: str | os.PathLike,
         device: str = "auto",
         imgsz: int | None = None,
-        amp: str = "off",
+        amp: str = "auto",
         fuse: bool = True,
         threads: int | None = None,
     ) -> Detector:
@@ -255,22 +255,26 @@ class Detector:
         ``detforge export`` (run by onnxruntime on the CPU; names and input size from its
         metadata).
 
-        amp: autocast of the forward pass: off (or fp32), bf16, fp16 (CUDA only), or auto (bf16
-        on CPUs with AVX-512-BF16 or AMX, else fp32; the default of ``detforge predict``, see
-        :func:`~detforge.infer.device.resolve_precision`).
+        amp: autocast of the forward pass: auto (the default, as ``predict.precision``: bf16
+        on CPUs with AVX-512-BF16 or AMX, else fp32; see
+        :func:`~detforge.infer.device.resolve_precision`), off (or fp32), bf16, fp16 (CUDA
+        only). The same default as ``detforge predict`` and ``serve``, so a script gets the
+        command line's detections and speed; off keeps fp32.
         fuse: fold every BatchNorm into the conv before it (same outputs within float
         rounding, fewer kernels); False keeps the model's modules as trained.
         threads: torch's intra-op threads while :meth:`predict` runs (restored after). None
         chooses: torch's own count when idle OpenMP threads sleep (detforge imported before
         torch), else the count :func:`~detforge.utils.threads.inference_threads` gives, which
-        avoids the stalls of spinning threads on a busy machine. 0 keeps torch's count.
+        avoids the stalls of spinning threads on a busy machine. 0 keeps torch's count. For
+        a ``.onnx`` file, N > 0 is also onnxruntime's intra-op thread count (None or 0: one per
+        core).
         """
         prefer_passive_openmp()
-        threads = inference_threads(threads)
+        requested, threads = threads, inference_threads(threads)
         from .infer.runtime import OnnxRuntimeModel, is_onnx
 
         if is_onnx(path):
-            rt = OnnxRuntimeModel(path)
+            rt = OnnxRuntimeModel(path, threads=requested or 0)
             return cls(rt, rt.names, imgsz or rt.imgsz, device, amp, threads)
         from .engine.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
         from .models.fuse import fold_batchnorm
@@ -304,7 +308,7 @@ class Detector:
         """
         import torch
 
-        with torch.no_grad(), intra_op_threads(self.threads):
+        with torch.inference_mode(), intra_op_threads(self.threads):
             return self._predict(images, conf, iou, max_det, batch, tta)
 
     def _refuse_onnx(self, what: str) -> None:
@@ -314,34 +318,26 @@ class Detector:
             raise ConfigError(f"{self.model.path}: {what} need PyTorch weights (.pt), not ONNX")
 
     def _predict(self, images, conf, iou, max_det, batch, tta) -> list[Prediction]:
-        import torch
-
-        from .data.augment.core import letterbox
         from .data.images import read_image, to_rgb
         from .infer.device import autocast
         from .infer.postprocess import scale_boxes_to_original
-        from .infer.runtime import detect_batch
+        from .infer.preprocess import letterbox_batch, to_input
+        from .infer.runtime import OnnxRuntimeModel, detect_batch
         from .infer.tta import ensemble_predict
 
+        onnx = isinstance(self.model, OnnxRuntimeModel)
         if tta is not None:
             self._refuse_onnx("test-time augmentation and ensembles")
         if isinstance(images, str | os.PathLike | np.ndarray):
             images = [images]
         items = list(images)
         out: list[Prediction] = []
-        empty = np.zeros((0, 5), np.float32)
         for start in range(0, len(items), batch):
             chunk = items[start : start + batch]
             t0 = time.perf_counter()
-            arrays, metas = [], []
-            for item in chunk:
-                img = to_rgb(item) if isinstance(item, np.ndarray) else read_image(item)
-                canvas, _, ratio, pad = letterbox(img, empty, self.imgsz)
-                arrays.append(canvas)
-                path = None if isinstance(item, np.ndarray) else str(item)
-                metas.append((ratio, pad, img.shape[:2], path))
-            x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
-            x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
+            arrays = [to_rgb(i) if isinstance(i, np.ndarray) else read_image(i) for i in chunk]
+            canvas, placed = letterbox_batch(arrays, self.imgsz)
+            x = to_input(canvas, self.device, channels_last=not onnx)
             if tta is not None or self.extra_models:
                 with autocast(self.device, self.amp_dtype):
                     dets = ensemble_predict(
@@ -351,16 +347,16 @@ class Detector:
             else:
                 dets = detect_batch(self.model, x, conf, iou, max_det, self.amp_dtype)
             ms = (time.perf_counter() - t0) * 1000 / len(chunk)
-            for det, (ratio, pad, shape, path) in zip(dets, metas, strict=True):
-                b = scale_boxes_to_original(det.boxes, ratio, pad, shape)
+            for det, at, item in zip(dets, placed, chunk, strict=True):
+                b = scale_boxes_to_original(det.boxes, at.ratio, at.pad, at.shape)
                 out.append(
                     Prediction(
                         b.cpu().numpy().astype(np.float32),
                         det.scores.cpu().numpy(),
                         det.classes.cpu().numpy().astype(np.int64),
                         self.names,
-                        tuple(shape),
-                        path,
+                        at.shape,
+                        None if isinstance(item, np.ndarray) else str(item),
                         ms,
                     )
                 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from detforge.cli.main import main
 
 
@@ -36,3 +38,27 @@ def test_benchmark_rejects_unknown_formats(spread_checkpoint, capsys):
     capsys.readouterr()
     assert main(["benchmark", f"weights={spread_checkpoint('yolo-n')}", "formats=tflite"]) == 2
     assert "formats must be torch and/or onnx" in capsys.readouterr().err
+
+
+def test_time_per_image_leaves_warm_up_calls_out_of_the_statistics(monkeypatch):
+    from detforge.export import benchmark
+
+    durations = iter([0.5, 0.2] + [0.01 * k for k in range(1, 11)])  # 2 warm-up calls, 10 timed
+    clock = [0.0]
+
+    def perf_counter():
+        return clock[0]
+
+    def predict_one(img):
+        seen.append(img)
+        clock[0] += next(durations)
+
+    seen: list[int] = []
+    monkeypatch.setattr(benchmark.time, "perf_counter", perf_counter)
+    stats = benchmark.time_per_image(predict_one, [0, 1, 2], warmup=2, runs=10)
+    assert seen == [i % 3 for i in range(12)]  # cycles through the images
+    assert stats.first_ms == 500 and stats.warmup_ms == pytest.approx([500, 200])
+    assert stats.runs == 10
+    assert stats.median_ms == pytest.approx(55) and stats.p90_ms == pytest.approx(91)
+    with pytest.raises(ValueError, match="runs: expected at least 1"):
+        benchmark.time_per_image(predict_one, [0], warmup=0, runs=0)

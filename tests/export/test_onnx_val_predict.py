@@ -98,3 +98,14 @@ def test_onnx_weights_refuse_what_they_cannot_do(exported, tiny_data, tmp_path, 
     assert "ensembles need PyTorch weights" in capsys.readouterr().err
     assert main(["predict", f"weights={onnx_path}", "augment=true", *args]) == 2
     assert "test-time augmentation and ensembles need PyTorch weights" in capsys.readouterr().err
+
+
+def test_detector_threads_set_onnxruntimes_thread_count(exported):
+    from detforge.api import Detector
+
+    _, onnx_path = exported
+    image = np.zeros((64, 64, 3), np.uint8)
+    for threads, want in ((1, 1), (2, 2), (None, 0), (0, 0)):  # 0: onnxruntime's own (per core)
+        det = Detector.load(onnx_path, threads=threads)
+        assert det.model.session.get_session_options().intra_op_num_threads == want
+        assert len(det.predict(image, conf=0.05)) == 1

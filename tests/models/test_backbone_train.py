@@ -46,11 +46,11 @@ def test_yolo_n_on_resnet18_trains_and_predicts_the_same_after_reload(
     assert "backbone.layer4.1.conv2.weight" in ckpt["model"]
 
     images = sorted((tiny_data.parent / "images" / "val").glob("*"))[:4]
-    live = Detector(trainer.eval_model(), ckpt["names"], imgsz=64, device="cpu")
+    live = Detector(trainer.eval_model(), ckpt["names"], imgsz=64, device="cpu", amp="off")
     a = live.predict(images, conf=0.01)
     assert sum(len(p) for p in a) > 0
     for fuse in (False, True):
-        loaded = Detector.load(best, device="cpu", fuse=fuse)
+        loaded = Detector.load(best, device="cpu", fuse=fuse, amp="off")
         assert loaded.model.spec.backbone == "resnet18"
         b = loaded.predict(images, conf=0.01)
         for pa, pb in zip(a, b, strict=True):

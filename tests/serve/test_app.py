@@ -157,3 +157,24 @@ def test_serve_binds_localhost_by_default_and_warns_for_other_hosts(
     assert main(["serve", f"weights={tiny_weights}", "host=0.0.0.0", "port=8123"]) == 0
     assert (started[-1][1]["host"], started[-1][1]["port"]) == ("0.0.0.0", 8123)
     assert "serving on 0.0.0.0" in caplog.text and "no authentication" in caplog.text
+
+
+def test_serve_predicts_in_predict_precision(tiny_weights, monkeypatch):
+    import torch
+    import uvicorn
+
+    from detforge.api import Detector
+    from detforge.cli import main
+
+    real, dtypes = Detector.load, []
+
+    def load(*a, **k):
+        det = real(*a, **k)
+        dtypes.append(det.amp_dtype)
+        return det
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(Detector, "load", load)
+    for precision in ("fp32", "bf16"):
+        assert main(["serve", f"weights={tiny_weights}", f"predict.precision={precision}"]) == 0
+    assert dtypes == [None, torch.bfloat16]

@@ -36,9 +36,9 @@ def test_video_gives_an_annotated_video_and_one_json_line_per_frame(
     tiny_weights, video_12, tmp_path, capsys
 ):
     project = tmp_path / "runs"
-    # fp32 like Detector.load below (the CLI's default precision is auto: bf16 on such CPUs)
+    # the default precision of both (auto: bf16 on CPUs with AVX-512-BF16, else fp32)
     code = main(["predict", f"weights={tiny_weights}", f"source={video_12}", "conf=0.05",
-                 "precision=fp32", f"project={project}"])  # fmt: skip
+                 f"project={project}"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
     run = project / "predict"

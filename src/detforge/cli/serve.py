@@ -47,7 +47,9 @@ def run(args: Sequence[str]) -> int:
             "pip install 'detforge[serve]'"
         ) from e
     cfg = config_from_checkpoint(s["weights"], p.settings, ALIASES)
-    det = Detector.load(s["weights"], device=cfg.train.device, imgsz=cfg.train.imgsz)
+    det = Detector.load(
+        s["weights"], device=cfg.train.device, imgsz=cfg.train.imgsz, amp=cfg.predict.precision
+    )
     pc = cfg.predict
 
     def predict(img, conf: float):

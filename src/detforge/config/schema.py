@@ -565,7 +565,8 @@ class PredictSection:
     augment: bool = setting(False, "Test-time augmentation with the tta.* settings.")
     precision: Literal["fp32", "bf16", "fp16", "auto"] = setting(
         "auto",
-        "Inference precision of predict and benchmark: auto = bf16 autocast on CPUs with "
+        "Inference precision of predict, serve and benchmark (and the default of the Python "
+        "API's Detector.load): auto = bf16 autocast on CPUs with "
         "AVX-512-BF16 or AMX (measured faster there, mAP50-95 within 1% of fp32: BENCHMARKS.md, "
         "Predict under load), else fp32 (CUDA included); fp32; bf16; fp16 (CUDA only).",
     )

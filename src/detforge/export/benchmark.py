@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Timing", "time_detector", "format_table"]
+__all__ = ["Timing", "LatencyStats", "time_per_image", "time_detector", "format_table"]
 
 
 @dataclass
@@ -35,6 +35,38 @@ class Timing:
         return asdict(self)
 
 
+@dataclass
+class LatencyStats:
+    """Per-call times of ``warmup + runs`` calls: the warm-up calls apart, the rest summarised."""
+
+    first_ms: float  # the very first call (first-call costs), warm-up or not
+    warmup_ms: list[float]  # each warm-up call, in order
+    median_ms: float  # of the timed calls after warm-up
+    p90_ms: float
+    runs: int
+
+
+def time_per_image(
+    predict_one: Callable[[np.ndarray], object],
+    images: Sequence[np.ndarray],
+    warmup: int = 3,
+    runs: int = 20,
+) -> LatencyStats:
+    """Call ``predict_one`` on one image at a time, cycling through ``images``: ``warmup`` calls
+    left out of the statistics, then ``runs`` calls whose median and 90th percentile are the
+    latency (``detforge benchmark`` and bench/latency_compare.py both measure this way)."""
+    if runs < 1:
+        raise ValueError(f"runs: expected at least 1, got {runs}")
+    times = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        predict_one(images[i % len(images)])
+        times.append((time.perf_counter() - t0) * 1000)
+    steady = np.array(times[warmup:])
+    median, p90 = float(np.median(steady)), float(np.percentile(steady, 90))
+    return LatencyStats(times[0], times[:warmup], median, p90, runs)
+
+
 def time_detector(
     predict: Callable[[list[np.ndarray], int], object],
     images: Sequence[np.ndarray],
@@ -46,12 +78,7 @@ def time_detector(
 ) -> Timing:
     """predict(images, batch): runs the whole pipeline on RGB arrays (decoded once up front, so
     file reading is not timed)."""
-    times = []
-    for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        predict([images[i % len(images)]], 1)
-        times.append((time.perf_counter() - t0) * 1000)
-    steady = np.array(times[warmup:])
+    stats = time_per_image(lambda img: predict([img], 1), images, warmup, runs)
     batch = [images[i % len(images)] for i in range(8)]
     predict(batch, 8)
     per_batch = []
@@ -60,8 +87,8 @@ def time_detector(
         predict(batch, 8)
         per_batch.append(time.perf_counter() - t0)
     return Timing(
-        fmt, imgsz, times[0], float(np.median(steady)), float(np.percentile(steady, 90)),
-        8 / float(np.median(per_batch)), runs, precision,
+        fmt, imgsz, stats.first_ms, stats.median_ms, stats.p90_ms, 8 / float(np.median(per_batch)),
+        runs, precision,
     )  # fmt: skip
 
 
