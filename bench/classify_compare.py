@@ -10,14 +10,17 @@ them, and the script records that failure instead of a row).
 
 Reported per model, from its run folder: the last epoch's top-1, top-5, balanced accuracy and
 macro F1 (``results.csv``; the EMA weights that ``last.pt`` holds), the best epoch's top-1, the
-parameter count, and training images/s = train images x epochs / the sum of the per-epoch
-training timers (``epoch_time``: validation and checkpoints excluded). From the repository root:
+parameter count, and training images/s = train images / the median of the per-epoch training
+timers (``epoch_time``: validation and checkpoints excluded; the median, so that a burst of other
+work on the machine during a few epochs does not set the figure; the mean is kept too).
+From the repository root:
 
     .venv/bin/detforge convert to=classify data=../shared/data/hituav/data.yaml out=/tmp/hcrops
     .venv/bin/python bench/classify_compare.py --data /tmp/hcrops --imgsz 64 --epochs 30 \\
         --batch 64 --out bench/results/classify_hituav_crops --model cnn-s --model efficientnet_b0
 
-``--skip-existing`` keeps the models whose ``systems/<label>.json`` is already written.
+``--skip-existing`` keeps the models whose ``systems/<label>.json`` is already written (their
+figures are read again from their run folders).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import csv
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -38,9 +42,12 @@ METRICS = ("top1", "top5", "balanced_accuracy", "macro_f1")
 
 
 def parse_model(spec: str) -> tuple[str, str, list[str]]:
-    """``NAME[:k=v,...]`` -> (label, model name, settings); the label names the settings too."""
-    name, _, rest = spec.partition(":")
-    settings = [kv for kv in rest.split(",") if kv] if rest else []
+    """``NAME[:k=v,...]`` -> (label, model name, settings); the label names the settings too.
+    NAME may be ``timm:<name>``."""
+    name, _, rest = spec.rpartition(":")
+    if "=" not in rest:  # no settings; the name may hold a colon itself (timm:<name>)
+        name, rest = spec, ""
+    settings = [kv for kv in rest.split(",") if kv]
     bad = [kv for kv in settings if "=" not in kv]
     if bad:
         raise SystemExit(f"--model {spec}: settings must be key=value, got {bad}")
@@ -57,15 +64,16 @@ def train_images(data: Path) -> int:
 def summarise(run: Path, images: int) -> dict:
     rows = list(csv.DictReader((run / "results.csv").open()))
     last = rows[-1]
-    seconds = sum(float(r["epoch_time"]) for r in rows)
+    times = [float(r["epoch_time"]) for r in rows]
     best = max(rows, key=lambda r: float(r["metrics/top1"]))
     out = {f"last_{m}": float(last[f"metrics/{m}"]) for m in METRICS}
     out.update(
         epochs=len(rows),
         best_top1=float(best["metrics/top1"]),
         best_epoch=int(best["epoch"]),
-        train_seconds=round(seconds, 2),
-        train_images_per_s=round(images * len(rows) / seconds, 2),
+        train_seconds=round(sum(times), 2),
+        train_images_per_s=round(images / statistics.median(times), 2),
+        train_images_per_s_mean=round(images * len(rows) / sum(times), 2),
     )
     return out
 
@@ -99,7 +107,10 @@ def main() -> None:
         label, name, settings = parse_model(spec)
         record_file = args.out / "systems" / f"{label}.json"
         if args.skip_existing and record_file.is_file():
-            results.append(json.loads(record_file.read_text()))
+            record = json.loads(record_file.read_text())
+            if record["returncode"] == 0:
+                record.update(summarise(args.out / "runs" / label, images))
+            results.append(record)
             continue
         cmd = [
             str(detforge), "train", "task=classify", f"data={args.data}", f"model={name}",
