@@ -43,6 +43,15 @@ def test_yaml_names_set_the_class_order(folder):
     assert is_classify_data(folder / "data.yaml") and not is_classify_data(folder / "det.yaml")
 
 
+def test_a_folder_holding_a_classify_data_yaml_reads_it(folder):
+    # `detforge convert to=classify` writes one with the detection dataset's class order;
+    # `data=<folder>` keeps that order (class 0 stays class 0), not the folders' sorted order
+    (folder / "data.yaml").write_text("task: classify\ntrain: train\nval: val\nnames: [dog, cat]\n")
+    assert load_classify_data(folder).names == ["dog", "cat"]
+    (folder / "data.yaml").write_text("train: train\nval: val\nnames: [dog, cat]\n")  # detection
+    assert load_classify_data(folder).names == ["cat", "dog"]
+
+
 def test_yaml_names_that_differ_from_the_folders_are_an_error(folder):
     (folder / "data.yaml").write_text("task: classify\ntrain: train\nval: val\nnames: [cat, cow]\n")
     with pytest.raises(DataConfigError, match=r"names \['cat', 'cow'\] differ .* \['cat', 'dog'\]"):

@@ -88,7 +88,11 @@ def _images(folder: Path) -> list[Path]:
 def _split_dirs(path: Path) -> tuple[dict[str, Path], list[str] | None, Path]:
     """Split folders, the yaml's class names (or None) and the source for messages."""
     if path.is_dir():
-        return {s: path / s for s in ("train", "val", "test") if (path / s).is_dir()}, None, path
+        inner = path / "data.yaml"  # e.g. written by `convert to=classify`: its class order wins
+        if not (inner.is_file() and is_classify_data(inner)):
+            splits = {s: path / s for s in ("train", "val", "test") if (path / s).is_dir()}
+            return splits, None, path
+        path = inner
     meta = yaml.safe_load(path.read_text())
     if not isinstance(meta, dict) or meta.get("task") != "classify":
         raise DataConfigError(f"{path}: not a classification data.yaml (needs 'task: classify')")
