@@ -14,9 +14,8 @@ builds it (:mod:`detforge.data.rect`). A 640x512 frame at 320 goes on a 320x256 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
