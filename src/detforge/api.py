@@ -298,9 +298,15 @@ class Detector:
         max_det: int = 300,
         batch: int = 8,
         tta: dict | None = None,
+        rect: bool = True,
     ) -> list[Prediction]:
         """Detect objects in image files or uint8 arrays: RGB (H, W, 3), gray (H, W) or
         (H, W, 1), or RGBA (H, W, 4) (alpha dropped, as for image files).
+
+        rect: letterbox to the smallest rectangle of multiples of the model's largest stride
+        that holds the images (one per batch of ``batch``), as ``predict.rect``; False pads to
+        the square ``imgsz`` x ``imgsz``. Boxes come back in original pixels either way. An
+        ONNX file exported with a fixed input size (``dynamic=false``) always gets the square.
 
         tta: test-time augmentation, keyword arguments of
         :func:`~detforge.infer.tta.ensemble_predict` (transforms, scales, merge, wbf_iou); also
@@ -309,7 +315,7 @@ class Detector:
         import torch
 
         with torch.inference_mode(), intra_op_threads(self.threads):
-            return self._predict(images, conf, iou, max_det, batch, tta)
+            return self._predict(images, conf, iou, max_det, batch, tta, rect)
 
     def _refuse_onnx(self, what: str) -> None:
         from .infer.runtime import OnnxRuntimeModel
@@ -317,7 +323,16 @@ class Detector:
         if isinstance(self.model, OnnxRuntimeModel):
             raise ConfigError(f"{self.model.path}: {what} need PyTorch weights (.pt), not ONNX")
 
-    def _predict(self, images, conf, iou, max_det, batch, tta) -> list[Prediction]:
+    def rect_stride(self) -> int | None:
+        """The stride the rectangular letterbox rounds to (the largest over ensemble members),
+        or None when the model takes only a square input (an ONNX file with fixed H and W)."""
+        from .infer.runtime import OnnxRuntimeModel
+
+        if isinstance(self.model, OnnxRuntimeModel) and self.model.hw is not None:
+            return None
+        return max(int(m.max_stride) for m in [self.model, *self.extra_models])
+
+    def _predict(self, images, conf, iou, max_det, batch, tta, rect) -> list[Prediction]:
         from .data.images import read_image, to_rgb
         from .infer.device import autocast
         from .infer.postprocess import scale_boxes_to_original
@@ -331,12 +346,13 @@ class Detector:
         if isinstance(images, str | os.PathLike | np.ndarray):
             images = [images]
         items = list(images)
+        stride = self.rect_stride() if rect else None
         out: list[Prediction] = []
         for start in range(0, len(items), batch):
             chunk = items[start : start + batch]
             t0 = time.perf_counter()
             arrays = [to_rgb(i) if isinstance(i, np.ndarray) else read_image(i) for i in chunk]
-            canvas, placed = letterbox_batch(arrays, self.imgsz)
+            canvas, placed = letterbox_batch(arrays, self.imgsz, stride=stride)
             x = to_input(canvas, self.device, channels_last=not onnx)
             if tta is not None or self.extra_models:
                 with autocast(self.device, self.amp_dtype):

@@ -42,10 +42,11 @@ def weights(tmp_path_factory) -> str:
     return str(path)
 
 
-def _reference(det: Detector, images: list[np.ndarray], conf: float):
-    """The predict pipeline before the change: letterbox per image, stack, convert, no_grad."""
+def _reference(det: Detector, images: list[np.ndarray], conf: float, shape=None):
+    """The predict pipeline before the change: letterbox per image (on the square, or on
+    ``shape`` as rectangular validation does), stack, convert, no_grad."""
     empty = np.zeros((0, 5), np.float32)
-    placed = [letterbox(img, empty, det.imgsz) for img in images]
+    placed = [letterbox(img, empty, det.imgsz, shape=shape) for img in images]
     x = torch.from_numpy(np.stack([p[0] for p in placed])).permute(0, 3, 1, 2)
     x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
@@ -64,7 +65,7 @@ def test_predict_gives_the_detections_of_the_pipeline_it_replaced(shared, weight
     det = Detector.load(weights, device="cpu", imgsz=size, amp="off")
     for conf in (0.23, 0.001):  # about 130 detections per image, and max_det's 300 of thousands
         for batch in (1, 4):
-            got = det.predict(images, conf=conf, batch=batch)
+            got = det.predict(images, conf=conf, batch=batch, rect=False)
             want = _reference(det, images, conf) if batch == 4 else None
             for i, p in enumerate(got):
                 b, s, c = want[i] if want else _reference(det, [images[i]], conf)[0]
@@ -74,6 +75,34 @@ def test_predict_gives_the_detections_of_the_pipeline_it_replaced(shared, weight
                 np.testing.assert_array_equal(p.scores, s)
                 np.testing.assert_array_equal(p.classes, c)
             assert all(len(p) > 50 for p in got)  # the comparison covers real detections
+
+
+@pytest.mark.parametrize("size", [320, 640])
+def test_rect_predict_runs_the_rect_canvas_and_maps_boxes_back(shared, weights, size):
+    """rect=True (the default): hituav's 640x512 frames on a (size, 0.8 size) canvas, the
+    pipeline's letterbox on that canvas, boxes mapped back by the same scale and pad; a mixed
+    batch shares the largest rectangle."""
+    files = sorted((shared / "data" / "hituav" / "images" / "val").glob("*.jpg"))[:3]
+    images = [read_image(f) for f in files]
+    portrait = np.ascontiguousarray(images[2].transpose(1, 0, 2))
+    det = Detector.load(weights, device="cpu", imgsz=size, amp="off")
+    shapes = []
+    forward = det.model.forward
+    det.model.forward = lambda x: shapes.append(tuple(x.shape[-2:])) or forward(x)
+    try:
+        got = det.predict(images[:2], conf=0.001, batch=2)
+        mixed = det.predict([images[0], portrait], conf=0.001, batch=2)
+    finally:
+        del det.model.forward
+    assert shapes == [(size * 4 // 5, size), (size, size)]
+    want = _reference(det, images[:2], 0.001, shape=(size * 4 // 5, size))
+    want += _reference(det, [images[0], portrait], 0.001, shape=(size, size))
+    for p, (b, s, c) in zip(got + mixed, want, strict=True):
+        assert len(p) > 50
+        np.testing.assert_array_equal(p.boxes, b)
+        np.testing.assert_array_equal(p.scores, s)
+        np.testing.assert_array_equal(p.classes, c)
+    assert mixed[1].shape == (640, 512)
 
 
 def test_api_default_precision_is_the_command_lines(weights):

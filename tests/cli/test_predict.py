@@ -125,3 +125,29 @@ def test_predict_runs_images_in_batches_with_the_results_of_one_at_a_time(
         got = np.array([p["bbox"] for p in rows])
         want = np.concatenate([alone.boxes[:, :2], alone.boxes[:, 2:] - alone.boxes[:, :2]], 1)
         np.testing.assert_allclose(got, want, atol=1e-3)
+
+
+@pytest.mark.parametrize(("setting", "canvas"), [("rect=true", (32, 64)), ("rect=false", (64, 64))])
+def test_predict_rect_setting_picks_the_canvas(
+    weights: Path, tmp_path: Path, monkeypatch, setting: str, canvas: tuple[int, int]
+) -> None:
+    """``predict.rect`` (alias ``rect=``) reaches the detector: a 24x64 image at imgsz 64 runs
+    on a 32x64 rectangle, or on the 64x64 square with rect=false."""
+    seen: list[tuple] = []
+    real = detforge.Detector.predict
+
+    def spy(self, images, *a, **k):
+        forward = self.model.forward
+        self.model.forward = lambda x: seen.append(tuple(x.shape[-2:])) or forward(x)
+        try:
+            return real(self, images, *a, **k)
+        finally:
+            del self.model.forward
+
+    monkeypatch.setattr(detforge.Detector, "predict", spy)
+    src = tmp_path / "src"
+    src.mkdir()
+    cv2.imwrite(str(src / "wide.png"), np.full((24, 64, 3), 90, np.uint8))
+    args = ["predict", f"weights={weights}", f"source={src}", "imgsz=64", f"project={tmp_path}"]
+    assert main([*args, setting]) == 0
+    assert seen == [canvas]

@@ -93,7 +93,8 @@ def run(args: Sequence[str]) -> int:
 
                 def predict(batch, n, det=det):
                     return det.predict(batch, conf=cfg.predict.conf, iou=cfg.predict.iou,
-                                       max_det=cfg.predict.max_det, batch=n)  # fmt: skip
+                                       max_det=cfg.predict.max_det, batch=n,
+                                       rect=cfg.predict.rect)  # fmt: skip
 
                 row = time_detector(predict, images, fmt, size, s["warmup"], s["runs"], prec)
                 if with_map:  # evaluated in the precision timed (train.amp drives val)

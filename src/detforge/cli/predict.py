@@ -41,13 +41,14 @@ COMMAND = Command(
             rule="must be at least 1"),
     ),
 )  # fmt: skip
-PREDICT_BATCH = 8  # images per forward pass (letterboxed to one square size, so any mix batches)
+PREDICT_BATCH = 8  # images per forward pass (letterboxed to one shared canvas, so any mix batches)
 ALIASES = {
     "conf": "predict.conf",
     "iou": "predict.iou",
     "max_det": "predict.max_det",
     "augment": "predict.augment",
     "precision": "predict.precision",
+    "rect": "predict.rect",
     "name": "train.name",
 }
 
@@ -142,7 +143,7 @@ def run_predict_video(cfg: RunConfig, weights: str | list[str], source: str, str
 
     def predict(frames: list[np.ndarray]):
         return det.predict(frames, conf=p.conf, iou=p.iou, max_det=p.max_det,
-                           batch=PREDICT_BATCH, tta=tta)  # fmt: skip
+                           batch=PREDICT_BATCH, tta=tta, rect=p.rect)  # fmt: skip
 
     summary = predict_video(
         cap, info, predict, out, stride, PREDICT_BATCH, save_video=p.save_images,
@@ -177,7 +178,7 @@ def run_predict(cfg: RunConfig, weights: str | list[str], source: str) -> Path:
             continue
         preds = det.predict(
             [img for _, img in chunk], conf=p.conf, iou=p.iou, max_det=p.max_det,
-            batch=PREDICT_BATCH, tta=tta,
+            batch=PREDICT_BATCH, tta=tta, rect=p.rect,
         )  # fmt: skip
         for (i, img), pred in zip(chunk, preds, strict=True):
             f, name = files[i], names[i]

@@ -53,7 +53,7 @@ def run(args: Sequence[str]) -> int:
     pc = cfg.predict
 
     def predict(img, conf: float):
-        return det.predict(img, conf=conf, iou=pc.iou, max_det=pc.max_det)[0]
+        return det.predict(img, conf=conf, iou=pc.iou, max_det=pc.max_det, rect=pc.rect)[0]
 
     app = create_app(predict, det.names, Path(s["weights"]).name, pc.conf, s["max_upload_mb"])
     if s["host"] not in LOOPBACK:

@@ -563,6 +563,12 @@ class PredictSection:
     save_txt: bool = setting(True, "Write YOLO txt labels (class cx cy w h conf, normalised).")
     save_json: bool = setting(True, "Write predictions.json in COCO results format.")
     augment: bool = setting(False, "Test-time augmentation with the tta.* settings.")
+    rect: bool = setting(
+        True,
+        "Letterbox predict and serve inputs to the smallest rectangle of stride multiples that "
+        "holds them (a 640x512 frame at 320: 320x256), not the imgsz square: same resize, "
+        "fewer padded pixels to run. An ONNX file with a fixed input size takes the square.",
+    )
     precision: Literal["fp32", "bf16", "fp16", "auto"] = setting(
         "auto",
         "Inference precision of predict, serve and benchmark (and the default of the Python "

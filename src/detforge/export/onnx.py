@@ -111,7 +111,8 @@ def export_onnx(
     """Export ``weights`` to ONNX and check it; thresholds of the parity check (and of the NMS
     inputs' meaning) come from ``cfg.predict`` (conf, iou, max_det).
 
-    dynamic: batch, height and width are free (else fixed at 1 x 3 x imgsz x imgsz).
+    dynamic: batch, height and width are free (else fixed at 1 x 3 x imgsz x imgsz); parity is
+    then checked on rectangular batches, as ``predict.rect`` feeds them.
     images: the parity check's images (default: the first ``n_images`` of the val split).
     batch: images per parity batch when ``dynamic`` (1 otherwise).
     """
@@ -170,15 +171,17 @@ def export_onnx(
             "nms": "true" if nms else "false",
             "dynamic": "true" if dynamic else "false",
             "input": "images: (B, 3, H, W) float32 RGB, pixel / 255 (no mean or std)",
+            # a dynamic file takes any H, W: predict.rect pads to the smallest rectangle of
+            # stride multiples; a fixed one only the square
             "letterbox": json.dumps({"long_side": size, "pad_value": 114, "centred": True,
-                                     "square": True, "stride": model.max_stride}),
+                                     "square": not dynamic, "stride": model.max_stride}),
             "outputs": ", ".join(output_names(nms)),
             "source": os.fspath(weights),
         })  # fmt: skip
         files = list(images)[:n_images] if images else parity_images(cfg, n_images)
         report = check_parity(
             reference, OnnxRuntimeModel(tmp), files, size, p.conf, p.iou, p.max_det,
-            batch if dynamic else 1,
+            batch if dynamic else 1, model.max_stride if dynamic else None,
         )  # fmt: skip
         parity_path = target.with_name("export_parity.json")
         write_text_atomic(

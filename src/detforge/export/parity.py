@@ -21,9 +21,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
-from ..data.augment.core import letterbox
 from ..data.images import read_image
 from ..infer.postprocess import Detections, postprocess
+from ..infer.preprocess import letterbox_batch
 from ..infer.runtime import RAW_OUTPUTS, OnnxRuntimeModel
 from ..models.decode import decode_model_outputs
 
@@ -72,11 +72,14 @@ class ParityReport:
         )
 
 
-def letterboxed_batch(files: Sequence[str | os.PathLike], imgsz: int) -> Tensor:
-    """Images -> (B, 3, imgsz, imgsz) float in [0, 1], letterboxed as ``Detector.predict`` does."""
-    empty = np.zeros((0, 5), np.float32)
-    arrays = [letterbox(read_image(f), empty, imgsz)[0] for f in files]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(255).contiguous()
+def letterboxed_batch(
+    files: Sequence[str | os.PathLike], imgsz: int, stride: int | None = None
+) -> Tensor:
+    """Images -> (B, 3, H, W) float in [0, 1], letterboxed as ``Detector.predict`` does: on the
+    imgsz square, or with ``stride`` on the smallest rectangle of its multiples holding them."""
+    images = [read_image(f) for f in files]
+    batch, _ = letterbox_batch(images, imgsz, stride=stride)
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(255).contiguous()
 
 
 def _coin_flips(d: Detections, iou: float) -> np.ndarray:
@@ -143,11 +146,13 @@ def check_parity(
     iou: float,
     max_det: int,
     batch: int,
+    stride: int | None = None,
 ) -> ParityReport:
-    """Run ``model`` (PyTorch, eval mode) and ``runtime`` on ``files`` in batches of ``batch``."""
+    """Run ``model`` (PyTorch, eval mode) and ``runtime`` on ``files`` in batches of ``batch``,
+    letterboxed to the imgsz square, or with ``stride`` to rectangles as ``predict.rect``."""
     rep = ParityReport([os.fspath(f) for f in files], batch, conf, iou, max_det)
     for start in range(0, len(files), batch):
-        x = letterboxed_batch(files[start : start + batch], imgsz)
+        x = letterboxed_batch(files[start : start + batch], imgsz, stride)
         boxes, scores = decode_model_outputs(model, [o.float() for o in model(x)])
         raw = runtime.run(x, conf, iou, max_det)
         for name, ref in zip(RAW_OUTPUTS, (boxes, scores), strict=True):
