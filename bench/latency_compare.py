@@ -8,7 +8,9 @@ detect at conf 0.25, NMS IoU 0.7, max 300. After ``--warmup`` untimed calls, ``-
 calls give the median and the 90th percentile (``detforge.export.benchmark.time_per_image``, the
 statistics of ``detforge benchmark``). detforge's PyTorch precision is ``Detector.load``'s
 default (``auto``: bf16 on CPUs with AVX-512-BF16 or AMX, as ``detforge predict``) unless
-``--amp off``; ``--threads N`` fixes its intra-op threads (default: the API's choice).
+``--amp off``; ``--threads N`` fixes its intra-op threads (default: the API's choice). detforge
+letterboxes to the smallest stride rectangle (``predict.rect``, the default; the ONNX file is
+exported with ``dynamic=true`` so it takes that shape) unless ``--square``.
 
 Conditions: ``quiet`` (nothing else should run: the script cannot check other users, say in
 BENCHMARKS.md what shared the machine) and ``busy`` (a pure-Python busy loop pinned to core 0
@@ -42,7 +44,7 @@ DEFAULT_PEER_PYTHON = Path(os.environ.get("PEER_VENV", "/work/peer/venv")) / "bi
 
 def child(
     weights: str, imgsz: int, warmup: int, runs: int, images: list[str], amp: str,
-    threads: int | None,
+    threads: int | None, rect: bool = True,
 ) -> dict:  # fmt: skip
     """Time detforge's Python API in this process (``--child``)."""
     from detforge.api import Detector
@@ -60,7 +62,7 @@ def child(
     dets = []
 
     def predict_one(img):
-        dets.append(len(det.predict(img, conf=0.25, iou=0.7, max_det=300, batch=1)[0]))
+        dets.append(len(det.predict(img, conf=0.25, iou=0.7, max_det=300, batch=1, rect=rect)[0]))
 
     stats = time_per_image(predict_one, arrays, warmup, runs)
     return {
@@ -69,7 +71,7 @@ def child(
         "warmup_ms": [round(t, 2) for t in stats.warmup_ms],
         "median_ms": round(stats.median_ms, 2), "p90_ms": round(stats.p90_ms, 2), "runs": runs,
         "detections_per_image": round(float(np.mean(dets[warmup:])), 2),
-        "torch_threads": det.threads or torch.get_num_threads(),
+        "torch_threads": det.threads or torch.get_num_threads(), "rect": rect,
     }  # fmt: skip
 
 
@@ -133,11 +135,24 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None,
                    help="detforge torch intra-op threads (Detector.load threads=; default: its "
                    "choice). onnxruntime keeps its own (one per core)")  # fmt: skip
+    p.add_argument("--square", action="store_true",
+                   help="detforge letterboxes to the square imgsz (predict.rect=false) and exports "
+                   "a fixed-size ONNX file; default: the smallest stride rectangle (predict.rect, "
+                   "a dynamic ONNX file)")  # fmt: skip
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:  # WEIGHTS IMGSZ IMAGE...: time detforge in this process
         weights, size, *images = args.child
-        stats = child(weights, int(size), args.warmup, args.runs, images, args.amp, args.threads)
+        stats = child(
+            weights,
+            int(size),
+            args.warmup,
+            args.runs,
+            images,
+            args.amp,
+            args.threads,
+            rect=not args.square,
+        )
         print(json.dumps(stats))
         return 0
     if not (args.weights and args.peer_weights and args.data and args.out):
@@ -151,11 +166,12 @@ def main() -> int:
         onnx[size] = out / f"model-{size}.onnx"
         data = f"data={Path(args.data).resolve()}"
         cmd = [str(detforge), "export", f"weights={args.weights}", "format=onnx",
-               f"imgsz={size}", f"out={onnx[size]}", data]  # fmt: skip
+               f"imgsz={size}", f"out={onnx[size]}", data,
+               f"dynamic={str(not args.square).lower()}"]  # fmt: skip
         if subprocess.run(cmd, capture_output=True, text=True).returncode != 0:
             raise SystemExit(f"export failed: {shlex.join(cmd)}")
     timing = ["--warmup", str(args.warmup), "--runs", str(args.runs)]
-    ours = [*timing, "--amp", args.amp]
+    ours = [*timing, "--amp", args.amp, *(["--square"] if args.square else [])]
     if args.threads is not None:
         ours += ["--threads", str(args.threads)]
     rows = []
