@@ -133,3 +133,19 @@ def test_tuned_recipe_sets_the_anchor_gains():
     cfg = load_config(["recipe=yolov5-tuned"], env={})
     assert (cfg.model.name, cfg.model.anchors) == ("yolov5-n", "auto")
     assert (cfg.loss.coord, cfg.loss.conf, cfg.loss.cls) == (0.1, 1.5, 0.8)
+
+
+def test_finetune_on_an_anchor_model_points_at_its_anchor_twin():
+    # recipe=finetune sets the anchor-free box and DFL gains: refused on yolov5-*, naming the
+    # recipe made for it; finetune-yolov5 keeps finetune's optimizer, groups and schedule
+    with pytest.raises(ConfigError, match=r"^loss.box does not apply.*recipe=finetune-yolov5"):
+        load_config(["recipe=finetune", "model=yolov5-n"], env={})
+    base = load_config(["recipe=finetune"], env={})
+    cfg = load_config(["recipe=finetune-yolov5", "model=yolov5-s"], env={})
+    assert (cfg.optim.name, cfg.optim.lr0, cfg.optim.groups) == (
+        base.optim.name, base.optim.lr0, base.optim.groups
+    )  # fmt: skip
+    assert (cfg.schedule, cfg.early_stop, cfg.clip) == (base.schedule, base.early_stop, base.clip)
+    assert (cfg.model.bn_momentum, cfg.model.bn_eps) == (base.model.bn_momentum, base.model.bn_eps)
+    assert (cfg.loss.coord, cfg.loss.conf, cfg.loss.cls) == (0.1, 1.5, 0.8)
+    assert cfg.loss.box == load_config([], env={}).loss.box  # the anchor-free gains untouched

@@ -103,10 +103,16 @@ def check_family_settings(cfg: Any) -> None:
         if getattr(getattr(cfg, sec), name) != _default(cfg, key):
             family = "anchor-based" if kind == "anchor" else "anchor-free"
             own = ANCHOR_ONLY if kind == "anchor" else ANCHOR_FREE_ONLY
+            twin = (
+                " (recipes finetune and small-objects set loss.box and loss.dfl; for an anchor "
+                "head use recipe=finetune-yolov5 or yolov5-tuned)"
+                if kind == "anchor"
+                else ""
+            )
             raise ConfigError(
                 f"{key} does not apply to model {cfg.model.name!r} ({family} head); its own "
                 f"settings are {', '.join(own)}. Remove it, or the recipe or config file that "
-                "sets it"
+                f"sets it{twin}"
             )
 
 
