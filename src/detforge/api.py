@@ -212,15 +212,15 @@ class Detector:
         import torch
 
         from .infer.device import resolve_precision, select_device
-        from .infer.runtime import OnnxRuntimeModel
+        from .infer.runtime import ExportedModel
 
         self.names, self.imgsz = list(names), imgsz
         self.threads = threads  # intra-op threads during predict; None: torch's setting
         self.extra_models: list[YOLODetector] = []
-        if isinstance(model, OnnxRuntimeModel):
+        if isinstance(model, ExportedModel):
             if str(device) not in ("auto", "cpu") or amp not in ("off", "fp32", "auto"):
                 raise ConfigError(
-                    f"{model.path}: ONNX models run in onnxruntime on the CPU in fp32; "
+                    f"{model.path}: exported models run in {model.runtime} on the CPU in fp32; "
                     f"device={device} amp={amp} do not apply (use device=cpu amp=off)"
                 )
             self.device, self.model, self.amp_dtype = torch.device("cpu"), model, None
@@ -251,9 +251,9 @@ class Detector:
         fuse: bool = True,
         threads: int | None = None,
     ) -> Detector:
-        """Load ``best.pt``/``last.pt`` (EMA weights when present), or a ``.onnx`` file from
-        ``detforge export`` (run by onnxruntime on the CPU; names and input size from its
-        metadata).
+        """Load ``best.pt``/``last.pt`` (EMA weights when present), or a ``.onnx`` file or
+        OpenVINO ``.xml`` from ``detforge export`` (run by onnxruntime or OpenVINO on the CPU;
+        names and input size from its metadata).
 
         amp: autocast of the forward pass: auto (the default, as ``predict.precision``: bf16
         on CPUs with AVX-512-BF16 or AMX, else fp32; see
@@ -266,15 +266,15 @@ class Detector:
         chooses: torch's own count when idle OpenMP threads sleep (detforge imported before
         torch), else the count :func:`~detforge.utils.threads.inference_threads` gives, which
         avoids the stalls of spinning threads on a busy machine. 0 keeps torch's count. For
-        a ``.onnx`` file, N > 0 is also onnxruntime's intra-op thread count (None or 0: one per
+        an exported file, N > 0 is also the runtime's intra-op thread count (None or 0: one per
         core).
         """
         prefer_passive_openmp()
         requested, threads = threads, inference_threads(threads)
-        from .infer.runtime import OnnxRuntimeModel, is_onnx
+        from .infer.runtime import is_exported, load_exported
 
-        if is_onnx(path):
-            rt = OnnxRuntimeModel(path, threads=requested or 0)
+        if is_exported(path):
+            rt = load_exported(path, threads=requested or 0)
             return cls(rt, rt.names, imgsz or rt.imgsz, device, amp, threads)
         from .engine.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
         from .models.fuse import fold_batchnorm
@@ -318,17 +318,19 @@ class Detector:
             return self._predict(images, conf, iou, max_det, batch, tta, rect)
 
     def _refuse_onnx(self, what: str) -> None:
-        from .infer.runtime import OnnxRuntimeModel
+        from .infer.runtime import ExportedModel
 
-        if isinstance(self.model, OnnxRuntimeModel):
-            raise ConfigError(f"{self.model.path}: {what} need PyTorch weights (.pt), not ONNX")
+        if isinstance(self.model, ExportedModel):
+            raise ConfigError(
+                f"{self.model.path}: {what} need PyTorch weights (.pt), not an exported model"
+            )
 
     def rect_stride(self) -> int | None:
         """The stride the rectangular letterbox rounds to (the largest over ensemble members),
         or None when the model takes only a square input (an ONNX file with fixed H and W)."""
-        from .infer.runtime import OnnxRuntimeModel
+        from .infer.runtime import ExportedModel
 
-        if isinstance(self.model, OnnxRuntimeModel) and self.model.hw is not None:
+        if isinstance(self.model, ExportedModel) and self.model.hw is not None:
             return None
         return max(int(m.max_stride) for m in [self.model, *self.extra_models])
 
@@ -337,10 +339,10 @@ class Detector:
         from .infer.device import autocast
         from .infer.postprocess import scale_boxes_to_original
         from .infer.preprocess import letterbox_batch, to_input
-        from .infer.runtime import OnnxRuntimeModel, detect_batch
+        from .infer.runtime import ExportedModel, detect_batch
         from .infer.tta import ensemble_predict
 
-        onnx = isinstance(self.model, OnnxRuntimeModel)
+        onnx = isinstance(self.model, ExportedModel)
         if tta is not None:
             self._refuse_onnx("test-time augmentation and ensembles")
         if isinstance(images, str | os.PathLike | np.ndarray):
@@ -388,10 +390,10 @@ def config_from_checkpoint(
     """The run configuration saved in a checkpoint, with ``overrides`` on top. For an ONNX file
     (which holds no settings) the defaults, with the input size of its metadata."""
     from .engine.checkpoint import load_checkpoint, saved_config
-    from .infer.runtime import OnnxRuntimeModel, is_onnx
+    from .infer.runtime import is_exported, load_exported
 
-    if is_onnx(path):
-        base = {"train": {"imgsz": OnnxRuntimeModel(path).imgsz}}
+    if is_exported(path):
+        base = {"train": {"imgsz": load_exported(path).imgsz}}
         return load_config(overrides, base=base, extra_aliases=extra_aliases, notes=notes)
     base = saved_config(load_checkpoint(path))
     return load_config(overrides, base=base, extra_aliases=extra_aliases, notes=notes)

@@ -52,7 +52,7 @@ def run(args: Sequence[str]) -> int:
 
     p = parse(COMMAND, args)
     s = p.special
-    if str(s["weights"]).lower().endswith(".onnx"):
+    if str(s["weights"]).lower().endswith((".onnx", ".xml")):
         raise ConfigError("cam: weights= must be a .pt checkpoint (maps need the PyTorch model)")
     task = checkpoint_task(load_checkpoint(s["weights"]))
     if task == "classify":

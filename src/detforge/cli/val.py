@@ -57,7 +57,7 @@ def run(args: Sequence[str]) -> int:
     if cfg.train.task == "classify":
         run_classify_validation(cfg, weights, p.special["split"], p.as_json)
         return 0
-    if weights[0].lower().endswith(".onnx") and not cfg.data.path:
+    if weights[0].lower().endswith((".onnx", ".xml")) and not cfg.data.path:
         raise ConfigError(f"val: {weights[0]} holds no data settings: give data=data.yaml")
     run_validation(
         cfg, weights, p.special["split"], as_json=p.as_json, classes_map=p.special["classes_map"]

@@ -24,7 +24,7 @@ from torchvision.ops import box_iou
 from ..data.images import read_image
 from ..infer.postprocess import Detections, postprocess
 from ..infer.preprocess import letterbox_batch
-from ..infer.runtime import RAW_OUTPUTS, OnnxRuntimeModel
+from ..infer.runtime import RAW_OUTPUTS, ExportedModel
 from ..models.decode import decode_model_outputs
 
 __all__ = ["BOX_TOL", "SCORE_TOL", "ParityReport", "letterboxed_batch", "check_parity"]
@@ -41,12 +41,13 @@ class ParityReport:
     conf: float
     iou: float
     max_det: int
+    runtime: str = "onnxruntime"  # what ran the exported model
     box_tol: float = BOX_TOL
     score_tol: float = SCORE_TOL
     raw_max_box_diff: float = 0.0
     raw_max_score_diff: float = 0.0
     detections_torch: int = 0
-    detections_onnx: int = 0
+    detections_onnx: int = 0  # of the exported model, whichever runtime ran it
     matched: int = 0
     borderline: int = 0
     max_box_diff: float = 0.0
@@ -66,7 +67,7 @@ class ParityReport:
             f"parity on {len(self.images)} images (batch {self.batch}): raw max |box| diff "
             f"{self.raw_max_box_diff:.2e} px, |score| {self.raw_max_score_diff:.2e}; after NMS "
             f"{self.matched}/{self.detections_torch} torch detections matched "
-            f"({self.detections_onnx} onnx, {self.borderline} borderline), max |box| "
+            f"({self.detections_onnx} {self.runtime}, {self.borderline} borderline), max |box| "
             f"{self.max_box_diff:.2e} px, |score| {self.max_score_diff:.2e} (tolerance "
             f"{self.box_tol} px, {self.score_tol}) -> {verdict}"
         )
@@ -95,7 +96,7 @@ def _coin_flips(d: Detections, iou: float) -> np.ndarray:
 
 def _match(a: Detections, b: Detections, conf: float, iou: float, rep: ParityReport,
            where: str) -> None:  # fmt: skip
-    """Pair each detection of ``a`` (torch) with one of ``b`` (onnx), greedily by score; explain
+    """Pair each detection of ``a`` (torch) with one of ``b`` (exported), greedily by score; explain
     the unpaired ones by a threshold or NMS coin flip, or report them as failures."""
     na = len(a)
     both = Detections(torch.cat([a.boxes, b.boxes]), torch.cat([a.scores, b.scores]),
@@ -130,7 +131,7 @@ def _match(a: Detections, b: Detections, conf: float, iou: float, rep: ParityRep
                                & (bc[first] == bc[i])).any())  # fmt: skip
     rep.borderline += int(excused.sum())
     for i in alone[~excused]:
-        who, other = ("torch", "onnx") if i < na else ("onnx", "torch")
+        who, other = ("torch", rep.runtime) if i < na else (rep.runtime, "torch")
         rep.failures.append(
             f"{where}: {who} class {int(bc[i])} score {bs[i]:.4f} not in the {other} output"
         )
@@ -139,7 +140,7 @@ def _match(a: Detections, b: Detections, conf: float, iou: float, rep: ParityRep
 @torch.no_grad()
 def check_parity(
     model: nn.Module,
-    runtime: OnnxRuntimeModel,
+    runtime: ExportedModel,
     files: Sequence[str | os.PathLike],
     imgsz: int,
     conf: float,
@@ -150,7 +151,7 @@ def check_parity(
 ) -> ParityReport:
     """Run ``model`` (PyTorch, eval mode) and ``runtime`` on ``files`` in batches of ``batch``,
     letterboxed to the imgsz square, or with ``stride`` to rectangles as ``predict.rect``."""
-    rep = ParityReport([os.fspath(f) for f in files], batch, conf, iou, max_det)
+    rep = ParityReport([os.fspath(f) for f in files], batch, conf, iou, max_det, runtime.runtime)
     for start in range(0, len(files), batch):
         x = letterboxed_batch(files[start : start + batch], imgsz, stride)
         boxes, scores = decode_model_outputs(model, [o.float() for o in model(x)])
@@ -158,7 +159,9 @@ def check_parity(
         for name, ref in zip(RAW_OUTPUTS, (boxes, scores), strict=True):
             got = raw[name]
             if got.shape != tuple(ref.shape):
-                rep.failures.append(f"{name}: onnx shape {got.shape} != torch {tuple(ref.shape)}")
+                rep.failures.append(
+                    f"{name}: {rep.runtime} shape {got.shape} != torch {tuple(ref.shape)}"
+                )
                 continue
             diff = float(np.abs(got - ref.numpy()).max()) if got.size else 0.0
             attr = "raw_max_box_diff" if name == "boxes" else "raw_max_score_diff"
