@@ -37,7 +37,7 @@ commands:
              to=coco data=data.yaml split=val out=gt.json
   kfold      k-fold cross-validation   detforge kfold data=data.yaml [k=5] [folds=0,2] [settings]
   split      split a flat folder into train/val by seed, stratified   src=.. out=.. val=0.2
-  export     weights -> ONNX checked against PyTorch   detforge export weights=best.pt [nms=true]
+  export     weights -> ONNX or OpenVINO, checked   detforge export weights=best.pt [format=..]
   benchmark  latency, images/s, mAP per format   detforge benchmark weights=best.pt [imgsz=320,640]
   serve      HTTP API and a web page   detforge serve weights=best.pt [host=127.0.0.1] [port=8000]
   cam        attention maps on images  detforge cam weights=best.pt source=.. [method=gradcam]

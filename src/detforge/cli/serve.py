@@ -19,7 +19,7 @@ COMMAND = Command(
     "boxes; / is a page to drop an image and filter its boxes with a confidence slider.",
     "detforge serve weights=best.pt [host=127.0.0.1] [port=8000] [conf=0.25] [max_upload_mb=10]",
     (
-        Arg("weights", str, REQUIRED, "checkpoint (.pt) or exported model (.onnx)",
+        Arg("weights", str, REQUIRED, "checkpoint (.pt) or exported model (.onnx, .xml)",
             example="weights=runs/train/weights/best.pt"),
         Arg("host", str, "127.0.0.1", "address to listen on (0.0.0.0: every interface)"),
         Arg("port", int, 8000, "port to listen on", check=lambda v: 0 < v < 65536,

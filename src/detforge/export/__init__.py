@@ -1,1 +1,1 @@
-"""Export to deployment formats (ONNX), each export checked against the PyTorch model."""
+"""Export to deployment formats (ONNX, OpenVINO IR), each checked against the PyTorch model."""
