@@ -37,7 +37,32 @@ def test_benchmark_reports_latency_throughput_and_map_per_format(spread_checkpoi
 def test_benchmark_rejects_unknown_formats(spread_checkpoint, capsys):
     capsys.readouterr()
     assert main(["benchmark", f"weights={spread_checkpoint('yolo-n')}", "formats=tflite"]) == 2
-    assert "formats must be torch and/or onnx" in capsys.readouterr().err
+    assert "formats must be among torch, onnx, openvino" in capsys.readouterr().err
+
+
+def test_benchmark_times_and_scores_the_openvino_ir(spread_checkpoint, tiny_data, capsys):
+    pytest.importorskip("openvino")
+    weights = spread_checkpoint("yolo-n")
+    capsys.readouterr()
+    args = [
+        "benchmark",
+        f"weights={weights}",
+        "imgsz=64",
+        "runs=2",
+        "warmup=1",
+        "conf=0.05",
+        "precision=fp32",
+        "formats=torch,openvino",
+        f"data={tiny_data}",
+        "eval.conf=0.05",
+    ]
+    assert main([*args, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["format"], r["precision"]) for r in rows] == [
+        ("torch", "fp32"), ("openvino", "fp32"),
+    ]  # fmt: skip
+    assert rows[1]["median_ms"] > 0 and rows[1]["images_per_s_b8"] > 0
+    assert abs(rows[0]["map50_95"] - rows[1]["map50_95"]) <= 1e-4  # the same model, the same score
 
 
 def test_time_per_image_leaves_warm_up_calls_out_of_the_statistics(monkeypatch):

@@ -13,7 +13,8 @@ from .spec import REQUIRED, Arg, Command, parse
 
 __all__ = ["COMMAND", "run"]
 
-FORMATS = ("torch", "onnx")
+FORMATS = ("torch", "onnx", "openvino")
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}  # exported formats and their files
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ALIASES = {"conf": "predict.conf", "iou": "predict.iou", "max_det": "predict.max_det"}
 log = logging.getLogger("detforge")
@@ -22,19 +23,22 @@ COMMAND = Command(
     "benchmark",
     "Per-image latency at batch 1 (first call, then median and p90 after warm-up), images/s at "
     "batch 8 (detection at predict.conf, as detforge predict), and the val stats on data= when "
-    "given (at eval.conf, as detforge val), for each format and input size. The ONNX model is "
-    "exported (and parity-checked) into a temporary folder at each size.",
+    "given (at eval.conf, as detforge val), for each format and input size. The ONNX and OpenVINO "
+    "models are exported (and parity-checked) into a temporary folder at each size; openvino "
+    "needs the [openvino] extra.",
     "detforge benchmark weights=best.pt [formats=torch,onnx] [imgsz=320,640] [data=data.yaml] "
     "[source=images/] [precision=fp32,bf16] [runs=20] [--json]",
     (
         Arg("weights", str, REQUIRED, "checkpoint (.pt)", example="weights=best.pt"),
-        Arg("formats", list, ["torch", "onnx"], "formats to compare: torch, onnx",
-            check=lambda v: bool(v) and set(v) <= set(FORMATS), rule="must be torch and/or onnx"),
+        Arg("formats", list, ["torch", "onnx"], "formats to compare: torch, onnx, openvino",
+            check=lambda v: bool(v) and set(v) <= set(FORMATS),
+            rule="must be among torch, onnx, openvino"),
         Arg("imgsz", str, None, "input sizes, comma-separated (default: the checkpoint's)",
             example="imgsz=320,640"),
         Arg("source", str, None, "images to time (default: the val split's first 8)"),
         Arg("precision", list, None, "precisions of the torch format, comma-separated: fp32, "
-            "bf16, fp16 (CUDA), auto (default: predict.precision); onnx runs in fp32",
+            "bf16, fp16 (CUDA), auto (default: predict.precision); onnx and openvino run in "
+            "fp32",
             check=lambda v: bool(v) and set(v) <= set(PRECISIONS),
             rule="must be fp32, bf16, fp16 and/or auto"),
         Arg("runs", int, 20, "timed calls at batch 1", check=lambda v: v > 0,
@@ -66,14 +70,17 @@ def run(args: Sequence[str]) -> int:
     from ..data.images import read_image
     from ..export.benchmark import format_table, time_detector
     from ..export.onnx import export_onnx, parity_images
+    from ..export.openvino import export_openvino
     from .predict import resolve_source
     from .val import evaluate_weights
 
     p = parse(COMMAND, args)
     s = p.special
     weights = s["weights"]
-    if weights.lower().endswith(".onnx"):
-        raise ConfigError("benchmark: weights= must be a .pt checkpoint (onnx is exported from it)")
+    if weights.lower().endswith((".onnx", ".xml")):
+        raise ConfigError(
+            "benchmark: weights= must be a .pt checkpoint (the formats= files are exported from it)"
+        )
     with_map = any(a.startswith("data=") or a.startswith("data.path=") for a in p.settings)
     cfg = config_from_checkpoint(weights, ["train.name=benchmark", *p.settings], ALIASES)
     files = resolve_source(s["source"])[:8] if s["source"] else parity_images(cfg, 8)
@@ -86,9 +93,10 @@ def run(args: Sequence[str]) -> int:
         for size in _sizes(s["imgsz"], cfg.train.imgsz):
             for fmt, prec in runs:
                 path = weights
-                if fmt == "onnx":
-                    path = Path(tmp) / f"model-{size}.onnx"
-                    log.info(export_onnx(cfg, weights, path, size, images=files).parity.summary())
+                if fmt in SUFFIX:
+                    path = Path(tmp) / f"model-{size}{SUFFIX[fmt]}"
+                    export = export_onnx if fmt == "onnx" else export_openvino
+                    log.info(export(cfg, weights, path, size, images=files).parity.summary())
                 det = Detector.load(path, device="cpu", imgsz=size, amp=prec)
 
                 def predict(batch, n, det=det):
