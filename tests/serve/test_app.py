@@ -178,3 +178,29 @@ def test_serve_predicts_in_predict_precision(tiny_weights, monkeypatch):
     for precision in ("fp32", "bf16"):
         assert main(["serve", f"weights={tiny_weights}", f"predict.precision={precision}"]) == 0
     assert dtypes == [None, torch.bfloat16]
+
+
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("openvino", ".xml")])
+def test_serve_runs_exported_files_with_the_checkpoints_boxes(
+    fmt, suffix, tiny_weights, image, tmp_path, monkeypatch
+):
+    import uvicorn
+
+    from detforge.cli import main
+
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
+    exported = tmp_path / f"tiny{suffix}"
+    assert main(["export", f"weights={tiny_weights}", f"format={fmt}", f"out={exported}"]) == 0
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append(app))
+    assert main(["serve", f"weights={exported}", "conf=0.05"]) == 0
+    client = TestClient(started[-1])
+    assert client.get("/info").json()["model"] == exported.name
+    rgb, png = image
+    body = client.post("/predict", files={"file": ("a.png", png, "image/png")}).json()
+    fp32 = detforge.Detector.load(tiny_weights, amp="fp32")  # exported files run in fp32
+    expected = fp32.predict(rgb, conf=0.05)[0]
+    assert len(expected.scores) > 0 and body["classes"] == expected.classes.tolist()
+    np.testing.assert_allclose(body["scores"], expected.scores, atol=5e-4)
+    np.testing.assert_allclose(np.array(body["boxes"]).reshape(-1, 4), expected.boxes, atol=0.06)
