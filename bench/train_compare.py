@@ -31,6 +31,8 @@ Systems:
     detforge:<label>[:k=v,...]   ``detforge train`` with the shared budget, then the key=value
                                  settings (which win). A label that is a built-in model name
                                  (``detforge models``) trains that model unless model= is given.
+                                 ``imgsz=`` among the settings trains, validates and measures
+                                 that system at its own (CPU-sized) input; the table names it.
 
 Protocol (same for every system, see bench/README.md):
 - detforge trains on CPU with its own defaults (``amp=auto``: bf16 autocast on CPUs with
@@ -134,6 +136,16 @@ class System:
     spec: str
     model: str | None = None  # peer model yaml, or the detforge model if known from the spec
     overrides: list[str] = field(default_factory=list)  # detforge key=value settings; peer --hyp
+
+
+def system_imgsz(system: System, budget: Budget) -> int:
+    """A detforge system's own ``imgsz=`` (a CPU-sized input for a heavy family: it trains,
+    validates and is measured at that size, and the table says so), else the budget's."""
+    for o in reversed(system.overrides):
+        key, _, value = o.partition("=")
+        if key in ("imgsz", "train.imgsz"):
+            return int(value)
+    return budget.imgsz
 
 
 def mb_to_mib(mb: float) -> float:
@@ -328,7 +340,7 @@ def detforge_commands(
     weights = out / "runs" / system.label / "weights" / "last.pt"
     val = [
         str(detforge), "val", f"weights={weights}",
-        f"data={budget.data}", f"imgsz={budget.imgsz}", f"batch={budget.batch}",
+        f"data={budget.data}", f"imgsz={system_imgsz(system, budget)}", f"batch={budget.batch}",
         f"workers={budget.workers}", "device=cpu", "amp=off", cache,
         f"project={out / 'scoring'}", f"name={system.label}",
         "train.exist_ok=true", "train.progress=false", "eval.save_json=true",
@@ -455,10 +467,12 @@ def collect_detforge(system: System, budget: Budget, ctx: Context) -> dict:
     train_log = (ctx.out / "logs" / f"{system.label}.train.log").read_text(errors="replace")
     printed = re.search(r"\(([\d.]+) train images/s\)", train_log)
     (val_dir / "val_predictions.json").stat()  # must exist
-    model = detforge_model_figures(weights, sorted({budget.imgsz, 640}))
+    imgsz = system_imgsz(system, budget)
+    model = detforge_model_figures(weights, sorted({imgsz, 640}))
     figures = {
         "status": "ok",
         "model": config["model"]["name"],
+        "imgsz": imgsz,
         "predictions": str(val_dir / "val_predictions.json"),
         "predictions_gt": str(val_dir / "val_gt.json"),
         "train_images": train_images,
@@ -472,7 +486,7 @@ def collect_detforge(system: System, budget: Budget, ctx: Context) -> dict:
         "converted to MiB; its "
         f"{budget.workers} loader worker processes are not included)",
         "params": model["params"],
-        "gflops": model[f"gflops_{budget.imgsz}"],
+        "gflops": model[f"gflops_{imgsz}"],
         "gflops_640": model["gflops_640"],
         "trainer_final_metrics": {
             k.removeprefix("metrics/"): float(v)
@@ -667,8 +681,10 @@ def markdown(report: dict) -> str:
         else:
             keys = ("map50_95", "map50", "map_small", "train_images_per_s")
             cells = [f"{x[k]:.3f}" if x.get(k) is not None else "" for k in keys]
+        size = r.get("imgsz", b["imgsz"])
+        model = r["model"] if size == b["imgsz"] else f"{r['model']} (imgsz {size})"
         lines.append(
-            f"| {r['label']} | {r['model']} | {r['train_images']} | {s['map50_95']:.4f} | "
+            f"| {r['label']} | {model} | {r['train_images']} | {s['map50_95']:.4f} | "
             f"{s['map50']:.4f} | {s['map75']:.4f} | {s['map_small']:.4f} | "
             f"{r['train_images_per_s']:.2f} | {r['train_seconds']:.0f} | "
             f"{r['peak_mem_mib']:.0f} | {r['params'] / 1e6:.2f} | {r['gflops']:.2f} | "

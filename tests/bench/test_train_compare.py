@@ -85,3 +85,44 @@ def test_peer_spec_takes_a_label_and_a_hyp_file(train_compare, tmp_path):
     )
     with pytest.raises(ValueError, match="label=NAME,hyp=FILE"):
         train_compare.parse_system("peer:yolo11n.yaml:lr0=0.1", set())
+
+
+def test_a_system_imgsz_is_trained_validated_measured_and_shown(train_compare, tmp_path,
+                                                               monkeypatch):  # fmt: skip
+    tc = train_compare
+    budget = tc.Budget("d.yaml", 416, 2, 16, 0, 0, 1.0)
+    system = tc.parse_system("detforge:retinanet:model=retinanet-r50-fpn,imgsz=320", set())
+    train, val = tc.detforge_commands(system, budget, tmp_path, Path("detforge"))
+    assert [a for a in train if a.startswith("imgsz=")][-1] == "imgsz=320"  # the override wins
+    assert [a for a in val if a.startswith("imgsz=")] == ["imgsz=320"]
+    plain = tc.parse_system("detforge:yolo-n", {"yolo-n"})
+    assert "imgsz=416" in tc.detforge_commands(plain, budget, tmp_path, Path("detforge"))[1]
+
+    run = tmp_path / "runs" / "retinanet"
+    run.mkdir(parents=True)
+    (run / "results.csv").write_text("epoch,epoch_time,peak_mem_mb\n1,10.0,1000\n2,10.0,1000\n")
+    (run / "config.yaml").write_text("model: {name: retinanet-r50-fpn}\n")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "retinanet.train.log").write_text("done\n")
+    (tmp_path / "scoring" / "retinanet").mkdir(parents=True)
+    (tmp_path / "scoring" / "retinanet" / "val_predictions.json").write_text("[]")
+    sizes_asked = []
+
+    def figures(weights, sizes):
+        sizes_asked.append(sizes)
+        return {"params": 1, "gflops_320": 1.0, "gflops_640": 2.0}
+
+    monkeypatch.setattr(tc, "detforge_model_figures", figures)
+    ctx = tc.Context(tmp_path, Path("python"), Path("detforge"), 0, 20)
+    record = tc.collect_detforge(system, budget, ctx)
+    assert sizes_asked == [[320, 640]] and record["imgsz"] == 320 and record["gflops"] == 1.0
+    stats = {"map50_95": 0.2, "map50": 0.4, "map75": 0.1, "map_small": 0.1}
+    record.update(status="ok", label="retinanet", scores={"stats": stats})
+    report = {
+        "budget": {"data": "d/data.yaml", "imgsz": 416, "epochs": 2, "batch": 16, "seed": 0,
+                   "workers": 0, "fraction": 1.0},
+        "machine": {"cpu_count": 2, "cpu": "x"}, "ground_truth": {"images": 5, "boxes": 9},
+        "ratios": {}, "ratios_reference": "peer", "systems": [record], "command": "cmd",
+    }  # fmt: skip
+    row = tc.markdown(report).splitlines()[4]
+    assert row.split("|")[2].strip() == "retinanet-r50-fpn (imgsz 320)"
