@@ -23,11 +23,12 @@ Smoke run (about 4 minutes; the peer trains on 10% of the images, detforge on al
         --system peer:yolo11n.yaml --system detforge:yolo-n
 
 Systems:
-    peer:<model.yaml>[:label=NAME,hyp=FILE]
+    peer:<model.yaml>[:label=NAME,hyp=FILE,threads=N]
                                  Ultralytics through bench/peer/ultralytics_train.py in the peer
                                  venv (never imported here); label ``peer-<yaml stem>`` unless
                                  given; ``hyp=`` a YAML of extra train arguments (the peer
-                                 tuner's best_hyperparameters.yaml).
+                                 tuner's best_hyperparameters.yaml); ``threads=`` torch threads
+                                 while training (default: the peer's own, CPU count - 1).
     detforge:<label>[:k=v,...]   ``detforge train`` with the shared budget, then the key=value
                                  settings (which win). A label that is a built-in model name
                                  (``detforge models``) trains that model unless model= is given.
@@ -173,12 +174,18 @@ def parse_system(spec: str, builtin_models: set[str]) -> System:
     if kind == "peer":
         model, _, settings = rest.partition(":")
         options = dict(o.split("=", 1) for o in split_overrides(settings)) if settings else {}
-        if not model or set(options) - {"label", "hyp"}:
-            raise ValueError(f"--system {spec!r}: expected peer:<model.yaml>[:label=NAME,hyp=FILE]")
+        if not model or set(options) - {"label", "hyp", "threads"}:
+            raise ValueError(
+                f"--system {spec!r}: expected peer:<model.yaml>[:label=NAME,hyp=FILE,threads=N]"
+            )
         stem = Path(model).name.removesuffix(".yaml").removesuffix(".yml")
         label = options.get("label", f"peer-{stem}")
-        hyp = [f"--hyp={Path(options['hyp']).resolve()}"] if "hyp" in options else []
-        return System("peer", label, spec, model=model, overrides=hyp)
+        extra = [f"--hyp={Path(options['hyp']).resolve()}"] if "hyp" in options else []
+        if "threads" in options:
+            if not options["threads"].isdigit() or int(options["threads"]) < 1:
+                raise ValueError(f"--system {spec!r}: threads must be a positive integer")
+            extra.append(f"--threads={int(options['threads'])}")
+        return System("peer", label, spec, model=model, overrides=extra)
     if kind == "detforge":
         label, _, settings = rest.partition(":")
         if not label:

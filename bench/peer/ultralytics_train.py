@@ -66,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="keep the weights every N epochs and score each with the peer's val (0: off)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads while training (0: the peer's own choice, which on CPU is "
+        "one less than the CPU count, at most 8: 1 thread on a 2-core machine)",
+    )
     p.add_argument("--out", required=True, help="output folder (created)")
     return p.parse_args(argv)
 
@@ -76,12 +83,16 @@ class EpochTimer:
     def __init__(self) -> None:
         self.epoch_seconds: list[float] = []
         self.trainer = None
+        self.threads = 0
         self._start = 0.0
 
     def on_train_start(self, trainer) -> None:
         self.trainer = trainer
 
     def on_train_epoch_start(self, trainer) -> None:
+        import torch
+
+        self.threads = torch.get_num_threads()  # what the epoch runs with
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer) -> None:
@@ -203,6 +214,10 @@ def main(argv: list[str] | None = None) -> dict:
     os.chdir(workdir)  # anything the peer drops in the working folder stays in OUT_DIR
 
     hyp = yaml.safe_load(Path(args.hyp).read_text()) if args.hyp else {}
+    if args.threads:  # the peer sets torch's thread count from this module global on CPU
+        from ultralytics.utils import torch_utils
+
+        torch_utils.NUM_THREADS = args.threads
     timer = EpochTimer()
     model = YOLO(args.model)
     for event in ("on_train_start", "on_train_epoch_start", "on_train_epoch_end"):
@@ -290,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
         "ultralytics_version": ultralytics.__version__,
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "torch_threads_training": timer.threads,
+        "threads_asked": args.threads or None,
         "python_version": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "new_cache_files_in_source": sorted(source_caches(args.data) - caches_before),

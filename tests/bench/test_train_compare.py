@@ -83,8 +83,12 @@ def test_peer_spec_takes_a_label_and_a_hyp_file(train_compare, tmp_path):
     assert plain.label == "peer-yolo11n" and "--hyp" not in " ".join(
         train_compare.peer_command(plain, budget, tmp_path, Path("python"))
     )
-    with pytest.raises(ValueError, match="label=NAME,hyp=FILE"):
+    with pytest.raises(ValueError, match="label=NAME,hyp=FILE,threads=N"):
         train_compare.parse_system("peer:yolo11n.yaml:lr0=0.1", set())
+    two = train_compare.parse_system("peer:yolo11n.yaml:label=p2,threads=2", set())
+    assert train_compare.peer_command(two, budget, tmp_path, Path("python"))[-1] == "--threads=2"
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        train_compare.parse_system("peer:yolo11n.yaml:threads=0", set())
 
 
 def test_a_system_imgsz_is_trained_validated_measured_and_shown(train_compare, tmp_path,
