@@ -17,6 +17,10 @@ so in the background; ``--skip-existing`` with the same ``--out`` reuses a finis
 
 Smoke run (a few minutes): ``--epochs 2 --every 1 --fraction 0.1 --out /tmp/converge_smoke``.
 
+The peer trains on its default torch thread count, one less than the CPU count (1 thread on a
+2-core machine), detforge on torch's default (one per core); ``--peer-threads 2`` gives the peer
+both cores (a separate system, ``peer-<model>-2threads``, so ``--skip-existing`` keeps both).
+
 Any YOLO data.yaml works. Outputs in ``--out``: results.json (curves, ratios, commands,
 versions, machine), table.md, curve.png and curve.svg (mAP50-95 against training seconds),
 plus train_compare's folders (runs/, scoring/, peer/, logs/, systems/).
@@ -155,6 +159,17 @@ def table(curves: dict[str, list[Point]], summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def peer_system(args: argparse.Namespace) -> tc.System:
+    """The peer with its checkpoints kept every ``--every`` epochs and, with ``--peer-threads``,
+    that many torch threads (labelled so: it is not the peer's out-of-the-box setting)."""
+    spec = f"peer:{args.peer}"
+    if args.peer_threads:
+        stem = Path(args.peer).name.removesuffix(".yaml").removesuffix(".yml")
+        spec += f":label=peer-{stem}-{args.peer_threads}threads,threads={args.peer_threads}"
+    peer = tc.parse_system(spec, set())
+    return replace(peer, overrides=[*peer.overrides, f"--save-every={args.every}"])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="YOLO data.yaml")
@@ -167,11 +182,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--fraction", type=float, default=1.0, help="PEER only, smoke runs")
+    p.add_argument("--peer-threads", type=int, default=0,
+                   help="torch threads of the peer's training (0: its own default, which is one "
+                   "less than the CPU count)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--skip-existing", action="store_true", help="reuse finished trainings")
     p.add_argument("--peer-python", type=Path, default=tc.DEFAULT_PEER_PYTHON)
     p.add_argument("--detforge", type=Path, default=Path(sys.executable).parent / "detforge")
     args = p.parse_args(argv)
+    if args.peer_threads < 0:
+        p.error("--peer-threads must be 0 (the peer's default) or positive")
     if args.every < 1 or args.epochs % args.every:
         p.error("--every must divide --epochs (the last point is the final epoch)")
     return args
@@ -191,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ours = tc.parse_system(f"detforge:{args.ours}", set(available_models()))
     ours = replace(ours, overrides=[*ours.overrides, f"train.save_period={args.every}"])
-    peer = tc.parse_system(f"peer:{args.peer}", set())
-    peer = replace(peer, overrides=[f"--save-every={args.every}"])
+    peer = peer_system(args)
     records = {}
     for system in (peer, ours):
         cmds = ([tc.peer_command(system, budget, out, ctx.peer_python)] if system.kind == "peer"

@@ -53,3 +53,12 @@ def test_every_must_divide_epochs(converge, capsys):
     with pytest.raises(SystemExit):
         converge.parse_args(["--data", "d.yaml", "--out", "o", "--epochs", "10", "--every", "3"])
     assert "--every must divide --epochs" in capsys.readouterr().err
+
+
+def test_peer_threads_reach_the_peer_command_and_its_label(converge, tmp_path):
+    base = ["--data", "d.yaml", "--out", str(tmp_path), "--every", "5"]
+    default = converge.peer_system(converge.parse_args(base))
+    assert default.label == "peer-yolo11n" and default.overrides == ["--save-every=5"]
+    two = converge.peer_system(converge.parse_args([*base, "--peer-threads", "2"]))
+    assert two.label == "peer-yolo11n-2threads"
+    assert two.overrides == ["--threads=2", "--save-every=5"]
