@@ -25,17 +25,24 @@ def train_compare():
         del sys.modules["train_compare"]
 
 
+def fake_detforge_run(out: Path, label: str, model: str, mem_rows: str, log: str) -> None:
+    """The files collect_detforge reads for a finished 2-epoch detforge system ``label``;
+    ``mem_rows`` continues results.csv after ``1,10.0,`` (epoch 1's peak_mem_mb onwards)."""
+    run = out / "runs" / label
+    run.mkdir(parents=True)
+    (run / "results.csv").write_text(f"epoch,epoch_time,peak_mem_mb\n1,10.0,{mem_rows}\n")
+    (run / "config.yaml").write_text(f"model: {{name: {model}}}\n")
+    (out / "logs").mkdir()
+    (out / "logs" / f"{label}.train.log").write_text(log + "\n")
+    (out / "scoring" / label).mkdir(parents=True)
+    (out / "scoring" / label / "val_predictions.json").write_text("[]")
+
+
 def test_detforge_memory_is_converted_from_mb_to_mib(train_compare, tmp_path, monkeypatch):
     tc = train_compare
-    run = tmp_path / "runs" / "yolo-n"
-    run.mkdir(parents=True)
     # detforge's results.csv: MB = 10^6 bytes; 2097.152 MB = 2000 MiB
-    (run / "results.csv").write_text("epoch,epoch_time,peak_mem_mb\n1,10.0,1000\n2,10.0,2097.152\n")
-    (run / "config.yaml").write_text("model: {name: yolo-n}\n")
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "yolo-n.train.log").write_text("done (40.6 train images/s)\n")
-    (tmp_path / "scoring" / "yolo-n").mkdir(parents=True)
-    (tmp_path / "scoring" / "yolo-n" / "val_predictions.json").write_text("[]")
+    fake_detforge_run(tmp_path, "yolo-n", "yolo-n", "1000\n2,10.0,2097.152",
+                      "done (40.6 train images/s)")  # fmt: skip
     figures = {"params": 1, "gflops_416": 1.0, "gflops_640": 2.0}
     monkeypatch.setattr(tc, "detforge_model_figures", lambda weights, sizes: figures)
     budget = tc.Budget("d.yaml", 416, 2, 16, 0, 0, 1.0)
@@ -102,14 +109,7 @@ def test_a_system_imgsz_is_trained_validated_measured_and_shown(train_compare, t
     plain = tc.parse_system("detforge:yolo-n", {"yolo-n"})
     assert "imgsz=416" in tc.detforge_commands(plain, budget, tmp_path, Path("detforge"))[1]
 
-    run = tmp_path / "runs" / "retinanet"
-    run.mkdir(parents=True)
-    (run / "results.csv").write_text("epoch,epoch_time,peak_mem_mb\n1,10.0,1000\n2,10.0,1000\n")
-    (run / "config.yaml").write_text("model: {name: retinanet-r50-fpn}\n")
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "retinanet.train.log").write_text("done\n")
-    (tmp_path / "scoring" / "retinanet").mkdir(parents=True)
-    (tmp_path / "scoring" / "retinanet" / "val_predictions.json").write_text("[]")
+    fake_detforge_run(tmp_path, "retinanet", "retinanet-r50-fpn", "1000\n2,10.0,1000", "done")
     sizes_asked = []
 
     def figures(weights, sizes):
