@@ -50,7 +50,8 @@ Protocol (same for every system, see bench/README.md):
   with pycocotools (all 12 stats within 1e-6, else the run exits with status 1).
 
 Outputs in ``--out`` (default bench/results/<dataset>_<timestamp>/): results.json, table.md,
-ground_truth.json, logs/<label>.<step>.log, systems/<label>.json (what --skip-existing reuses),
+ground_truth.json, logs/<label>.<step>.log, systems/<label>.json (what --skip-existing reuses;
+logs/<label>.train.cmd lets it continue an interrupted detforge training),
 peer/<label>/ (the peer harness output), runs/<label>/ (detforge run), scoring/<label>/
 (detforge val), cache/ (detforge label cache). Nothing is written anywhere else.
 """
@@ -88,7 +89,7 @@ from detforge.data.datayaml import load_data_yaml  # noqa: E402
 from detforge.eval.coco import STAT_KEYS  # noqa: E402
 from detforge.eval.cocojson import evaluate_coco  # noqa: E402
 from detforge.eval.validator import ground_truth_xyxy  # noqa: E402
-from detforge.utils.atomic import write_json_atomic  # noqa: E402
+from detforge.utils.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 
 PEER_SCRIPT = REPO / "bench" / "peer" / "ultralytics_train.py"
 DEFAULT_PEER_PYTHON = Path(os.environ.get("PEER_VENV", "/work/peer/venv")) / "bin" / "python"
@@ -126,6 +127,7 @@ class Context:
     detforge: Path
     timeout: float  # seconds per system, 0: none
     train_images: int  # train split size as detforge reads it
+    resume: bool = False  # continue an interrupted detforge training (--skip-existing)
 
 
 @dataclass
@@ -430,14 +432,26 @@ def collect_peer(system: System, budget: Budget, ctx: Context) -> dict:
 
 
 def run_detforge(system: System, budget: Budget, ctx: Context) -> dict:
-    """``detforge train`` then ``detforge val`` of last.pt; the record of the run."""
+    """``detforge train`` then ``detforge val`` of last.pt; the record of the run.
+
+    With ``ctx.resume``, a training that was interrupted (its ``last.pt`` exists and it was
+    started by the same train command) continues from ``last.pt`` instead of starting over."""
     train_cmd, val_cmd = detforge_commands(system, budget, ctx.out, ctx.detforge)
-    # exist_ok=true would append to an old results.csv: start from an empty run folder
-    shutil.rmtree(ctx.out / "runs" / system.label, ignore_errors=True)
-    shutil.rmtree(ctx.out / "scoring" / system.label, ignore_errors=True)
+    run_dir = ctx.out / "runs" / system.label
+    last = run_dir / "weights" / "last.pt"
     logs = [ctx.out / "logs" / f"{system.label}.{step}.log" for step in ("train", "val")]
-    for log in logs:
-        log.unlink(missing_ok=True)
+    stamp = ctx.out / "logs" / f"{system.label}.train.cmd"
+    resume = ctx.resume and last.is_file() and stamp.is_file()
+    resume = resume and stamp.read_text() == shlex.join(train_cmd)
+    # exist_ok=true would append to an old results.csv: start from an empty run folder
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for log in logs:
+            log.unlink(missing_ok=True)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(stamp, shlex.join(train_cmd))
+    shutil.rmtree(ctx.out / "scoring" / system.label, ignore_errors=True)
+    logs[1].unlink(missing_ok=True)
     record: dict[str, Any] = {
         "model": system.model,
         "commands": [shlex.join(train_cmd), shlex.join(val_cmd)],
@@ -448,7 +462,9 @@ def run_detforge(system: System, budget: Budget, ctx: Context) -> dict:
     env, dropped = clean_env()
     if dropped:
         record["dropped_environment"] = dropped
-    res = run_logged(train_cmd, logs[0], deadline, env)
+    if resume:
+        print(f"[{system.label}] continuing the interrupted training from {last}", flush=True)
+    res = run_logged(train_cmd + ([f"resume={last}"] if resume else []), logs[0], deadline, env)
     record["subprocess"]["train"] = asdict(res)
     if res.returncode != 0:
         return fail(record, why(res), logs[0])
@@ -456,9 +472,20 @@ def run_detforge(system: System, budget: Budget, ctx: Context) -> dict:
     record["subprocess"]["val"] = asdict(res)
     if res.returncode != 0:
         return fail(record, f"detforge val: {why(res)}", logs[1])
-    record["train_wall_seconds"] = round(record["subprocess"]["train"]["seconds"], 3)
+    # the wall time of a training in pieces is unknown: the interrupted pieces left no record
+    record["train_wall_seconds"] = (
+        None if resume else round(record["subprocess"]["train"]["seconds"], 3)
+    )
     record.update(collect_detforge(system, budget, ctx))
     return record
+
+
+RESUMED_RE = re.compile(r"resumed from .* at epoch (\d+), batch (\d+)")
+
+
+def partial_epochs(train_log: str) -> list[int]:
+    """1-based epochs a resume entered mid-way (their epoch_time covers only the resumed part)."""
+    return sorted({int(e) for e, b in RESUMED_RE.findall(train_log) if int(b) > 0})
 
 
 def collect_detforge(system: System, budget: Budget, ctx: Context) -> dict:
@@ -468,11 +495,14 @@ def collect_detforge(system: System, budget: Budget, ctx: Context) -> dict:
     weights = run_dir / "weights" / "last.pt"
     rows = read_results_csv(run_dir / "results.csv")
     epoch_seconds = [float(r["epoch_time"]) for r in rows]
-    train_seconds = sum(epoch_seconds)
     train_images = ctx.train_images  # the trainer iterates every train image once per epoch
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     train_log = (ctx.out / "logs" / f"{system.label}.train.log").read_text(errors="replace")
-    printed = re.search(r"\(([\d.]+) train images/s\)", train_log)
+    printed = re.findall(r"\(([\d.]+) train images/s\)", train_log)
+    partial = partial_epochs(train_log)
+    # throughput over the epochs that ran whole in one process
+    whole = [s for i, s in enumerate(epoch_seconds, 1) if i not in partial]
+    train_seconds = sum(whole)
     (val_dir / "val_predictions.json").stat()  # must exist
     imgsz = system_imgsz(system, budget)
     model = detforge_model_figures(weights, sorted({imgsz, 640}))
@@ -485,9 +515,10 @@ def collect_detforge(system: System, budget: Budget, ctx: Context) -> dict:
         "train_images": train_images,
         "epochs_done": len(rows),
         "train_seconds": round(train_seconds, 3),
-        "train_images_per_s": round(train_images * len(rows) / train_seconds, 3),
-        "trainer_printed_images_per_s": float(printed.group(1)) if printed else None,
+        "train_images_per_s": round(train_images * len(whole) / train_seconds, 3),
+        "trainer_printed_images_per_s": float(printed[-1]) if printed else None,
         "epoch_seconds": [round(s, 3) for s in epoch_seconds],
+        "resumed_mid_epoch": partial,
         "peak_mem_mib": round(mb_to_mib(max(float(r["peak_mem_mb"]) for r in rows)), 1),
         "peak_mem_note": "detforge main process ru_maxrss (results.csv peak_mem_mb, 10^6 bytes, "
         "converted to MiB; its "
@@ -767,8 +798,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--skip-existing",
         action="store_true",
-        help="reuse systems that finished in --out with the same commands (needs an explicit "
-        "--out; figures are read again and scoring is redone)",
+        help="reuse systems that finished in --out with the same commands and continue a "
+        "detforge training they interrupted from its last.pt (needs an explicit --out; figures "
+        "are read again and scoring is redone)",
     )
     p.add_argument("--timeout", type=float, default=0, help="seconds per system (0: none)")
     p.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
@@ -814,7 +846,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     files_before = data_files(data)
     gt, names, train_images = build_ground_truth(data)
-    ctx = Context(out, args.peer_python, args.detforge, args.timeout, train_images)
+    ctx = Context(
+        out, args.peer_python, args.detforge, args.timeout, train_images, args.skip_existing
+    )
     write_json_atomic(out / "ground_truth.json", gt)
     print(
         f"ground truth: {len(gt['images'])} val images, {len(gt['annotations'])} boxes; "

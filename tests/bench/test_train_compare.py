@@ -130,3 +130,72 @@ def test_a_system_imgsz_is_trained_validated_measured_and_shown(train_compare, t
     }  # fmt: skip
     row = tc.markdown(report).splitlines()[4]
     assert row.split("|")[2].strip() == "retinanet-r50-fpn (imgsz 320)"
+
+
+FAKE_DETFORGE = """#!{python}
+# a stand-in for the detforge CLI: logs its arguments; train writes a run folder (and fails
+# mid-epoch 2 unless resumed), val writes predictions
+import sys
+from pathlib import Path
+
+args = dict(a.split("=", 1) for a in sys.argv[2:])
+calls = Path({calls!r})
+calls.open("a").write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "train":
+    run = Path(args["project"]) / args["name"]
+    (run / "weights").mkdir(parents=True, exist_ok=True)
+    (run / "weights" / "last.pt").write_text("ckpt")
+    (run / "config.yaml").write_text("model: {{name: yolo-n}}\\n")
+    if "resume" not in args:
+        (run / "results.csv").write_text("epoch,epoch_time,peak_mem_mb\\n1,10.0,1000\\n")
+        sys.exit("interrupted in epoch 2")
+    print("resumed from x at epoch 2, batch 3")
+    with (run / "results.csv").open("a") as f:
+        f.write("2,1.0,1000\\n3,10.0,1000\\n")
+    print("done (99.0 train images/s)")
+else:
+    out = Path(args["project"]) / args["name"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "val_predictions.json").write_text("[]")
+"""
+
+
+def test_an_interrupted_detforge_training_continues_from_last_pt(train_compare, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    tc = train_compare
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "detforge"
+    fake.write_text(FAKE_DETFORGE.format(python=sys.executable, calls=str(calls)))
+    fake.chmod(0o755)
+    figures = {"params": 1, "gflops_416": 1.0, "gflops_640": 2.0}
+    monkeypatch.setattr(tc, "detforge_model_figures", lambda weights, sizes: figures)
+    budget = tc.Budget("d.yaml", 416, 3, 16, 0, 0, 1.0)
+    out = tmp_path / "out"
+    system = tc.parse_system("detforge:yolo-n", {"yolo-n"})
+
+    first = tc.run_detforge(system, budget, tc.Context(out, Path("python"), fake, 0, 20))
+    assert first["status"] == "failed"
+    last = out / "runs" / "yolo-n" / "weights" / "last.pt"
+    (out / "runs" / "yolo-n" / "kept").write_text("")  # the interrupted run folder survives
+
+    record = tc.run_detforge(system, budget, tc.Context(out, Path("python"), fake, 0, 20, True))
+    assert record["status"] == "ok"
+    train_calls = [c for c in calls.read_text().splitlines() if c.startswith("train")]
+    assert train_calls[1] == train_calls[0] + f" resume={last}"
+    assert (out / "runs" / "yolo-n" / "kept").exists()
+    # epoch 2 was entered at batch 3: its 1.0 s covers only the resumed part and is left out
+    assert record["resumed_mid_epoch"] == [2]
+    assert record["train_images_per_s"] == 20 * 2 / 20.0
+    assert record["epochs_done"] == 3 and record["train_wall_seconds"] is None
+    assert record["trainer_printed_images_per_s"] == 99.0
+    # the record names the plain commands, so --skip-existing reuses the finished system
+    assert "resume=" not in record["commands"][0]
+
+    # without --skip-existing, or after the train command changed, training starts over
+    tc.run_detforge(system, budget, tc.Context(out, Path("python"), fake, 0, 20))
+    assert not (out / "runs" / "yolo-n" / "kept").exists()
+    assert "resume=" not in calls.read_text().splitlines()[-2]
+    tc.run_detforge(system, budget, tc.Context(out, Path("python"), fake, 0, 20))  # fails again
+    changed = tc.parse_system("detforge:yolo-n:loss.box=5", {"yolo-n"})
+    tc.run_detforge(changed, budget, tc.Context(out, Path("python"), fake, 0, 20, True))
+    assert "resume=" not in [c for c in calls.read_text().splitlines() if "train" in c][-1]
