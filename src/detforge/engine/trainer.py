@@ -23,7 +23,7 @@ from ..config import ConfigError, RunConfig, config_to_dict
 from ..data.order import train_batches
 from ..infer.device import resolve_amp, select_device
 from .checkpoint import CheckpointError, build_checkpoint, load_checkpoint, load_model_state
-from .distributed import barrier, broadcast_object, init_distributed, shutdown
+from .distributed import broadcast_object, init_distributed, shutdown
 from .hooks import Hook, HookList
 from .resume import describe_replan
 from .setup_train import build_parts, epoch_row, open_run_folder
@@ -201,8 +201,7 @@ class Trainer:
             self.final_metrics, self.per_class, self.train_seconds,
             self.train_images * self.dist.world_size, self.epoch, self.stop_reason,
         )  # fmt: skip
-        barrier(self.dist)
-        shutdown(self.dist)
+        shutdown(self.dist)  # waits for every process first
         self._close_log()
         return result
 
